@@ -1,0 +1,42 @@
+"""The row schemas every stage reads and writes (compatible with the released MGACorpus schema).
+
+chunk (corpus after chunking):
+    {"meta": {"docid", "chunk_id", "source", "raw_text"}}
+pairs (stage 1 labels):
+    {"meta": {...chunk meta}, "pairs": [{"genre", "audience"}, ...], "status": "ok" | "failed",
+     "reason": str | None, "model", "finish_reason", "prompt_tokens", "completion_tokens", "raw_output"}
+rewrite (stage 2 labels; `content_split` is the rewrite, as in MGACorpus):
+    {"meta": {...chunk meta, "genre", "audience", "pair_id"}, "content_split": str, "variant",
+     "status": "ok" | "failed" | "truncated" | "empty", "reason", "model", "finish_reason",
+     "prompt_tokens", "completion_tokens"}
+judged (a rewrite row plus the judge's verdict):
+    {..., "judge": {"score": 1..5 | None, "status": "scored" | "unscored", "reason", "analysis",
+                    "backend": "llm" | "heuristic", "model", "weighted_score": float | None}}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+OK = "ok"
+
+
+def chunk_row(docid: str, chunk_id: int, text: str, source: str = "") -> dict[str, Any]:
+    return {"meta": {"docid": str(docid), "chunk_id": int(chunk_id), "source": source, "raw_text": text}}
+
+
+def chunk_key(row: dict[str, Any]) -> str:
+    """Identity of a document chunk: what stage-1 rows are keyed and resumed by."""
+    return f"{row['meta']['docid']}#{row['meta']['chunk_id']}"
+
+
+def rewrite_key(row: dict[str, Any]) -> str:
+    """Identity of one (chunk, pair, variant) rewrite: what stage-2 and judged rows are keyed by."""
+    meta = row["meta"]
+    return f"{meta['docid']}#{meta['chunk_id']}#{meta['pair_id']}#{row.get('variant', 'base')}"
+
+
+def score_of(row: dict[str, Any]) -> int | None:
+    """The judge's score of a judged row, None when unscored (which counts as a failure in reports)."""
+    verdict = row.get("judge") or {}
+    return verdict.get("score") if verdict.get("status") == "scored" else None

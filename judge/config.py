@@ -1,0 +1,27 @@
+"""Typed configuration of the judge, the filters and the reports."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PositiveInt
+
+from distill.config import Section, TeacherConfig
+
+
+class JudgeConfig(Section):
+    backend: Literal["llm", "heuristic"] = Field("llm", description="llm = Limited-Consistency LLM judge")
+    endpoint: TeacherConfig | None = Field(None, description="judge endpoint; default: the teacher's")
+    max_parse_attempts: PositiveInt = Field(3, description="tries before an answer is stored as unscored")
+    logprobs: bool = Field(False, description="also record the probability-weighted score where available")
+
+
+class FilterConfig(Section):
+    min_score: int = Field(3, ge=1, le=5, description="keep judged rows scoring at least this (paper: 3)")
+    boilerplate: list[str] | None = Field(None, description="line patterns to drop; default: the language's list")
+    min_keyword_coverage: float = Field(0.05, ge=0.0, le=1.0, description="min share of original keywords kept")
+
+
+class ReportConfig(Section):
+    reference_model: str | None = Field(None, description="model Diff is measured against; default: teacher")
+    embed: bool = Field(True, description="draw the t-SNE embedding map (MiniLM)")

@@ -1,0 +1,21 @@
+"""Typed configuration of quantized export."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PositiveInt
+
+from distill.config import Section
+
+Scheme = Literal["gptq-w4", "gptq-w8", "w8a8"]
+
+
+class QuantizeConfig(Section):
+    schemes: list[Scheme] = Field(default_factory=lambda: ["gptq-w4"], description="empty = skip quantization")
+    group_size: int = Field(128, description="GPTQ group size; -1 = per channel")
+    desc_act: bool = False
+    calibration_samples: PositiveInt = Field(512, description="calibration rows (maintainers' advice ~512)")
+    calibration_max_length: PositiveInt = 2048
+    corpus_fraction: float = Field(0.25, ge=0.0, le=1.0, description="share of general corpus text in calibration")
+    eval: bool = True

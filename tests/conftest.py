@@ -1,0 +1,36 @@
+"""Shared fixtures: a tiny local model (built once per session) and the loopback OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A tiny qwen2 model + ChatML tokenizer from `mga tiny-model` (random weights)."""
+    from distill.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "qwen2-xs", arch="qwen2", size="xs", seed=0)
+
+
+@pytest.fixture
+def fake_openai():
+    """Factory: `server = fake_openai(responder, latency=..., api_key=...)`; stopped after the test."""
+    from tests.fake_openai import FakeOpenAI
+
+    servers = []
+
+    def start(*args, **kwargs):
+        server = FakeOpenAI(*args, **kwargs).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

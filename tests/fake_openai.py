@@ -1,0 +1,142 @@
+"""A real HTTP server on 127.0.0.1 that speaks the OpenAI chat-completions API, with scripted answers
+and scripted faults (status codes with Retry-After, slow answers, dropped connections, empty content,
+finish_reason=length, bad JSON...). Used by tests and benchmarks; it never contacts anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Reply:
+    """What the server answers to one request."""
+
+    content: str | None = "ok"
+    finish_reason: str = "stop"
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    drop: bool = False  # close the connection without answering
+    logprobs: list[dict[str, Any]] | None = None  # OpenAI `logprobs.content` entries
+    error: str = "scripted error"
+
+
+Responder = Callable[[dict[str, Any]], Reply]
+
+
+def echo_last_user(request: dict[str, Any]) -> Reply:
+    return Reply(content="echo: " + request["messages"][-1]["content"][:200])
+
+
+class FakeOpenAI:
+    """`with FakeOpenAI(responder) as server: client(base_url=server.url)`; `server.requests` logs bodies."""
+
+    def __init__(self, responder: Responder = echo_last_user, latency: float = 0.0, api_key: str | None = None):
+        self.responder = responder
+        self.latency = latency
+        self.api_key = api_key
+        self.requests: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # keep test output clean
+                pass
+
+            def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:  # noqa: N802 - /v1/models
+                self._send(200, {"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
+
+            def do_POST(self) -> None:  # noqa: N802
+                length = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                if server.api_key and self.headers.get("Authorization") != f"Bearer {server.api_key}":
+                    self._send(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}})
+                    return
+                with server.lock:
+                    server.requests.append(body)
+                reply = server.responder(body)
+                time.sleep(server.latency + reply.delay)
+                if reply.drop:
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                if reply.status != 200:
+                    self._send(reply.status, {"error": {"message": reply.error, "type": "server_error"}}, reply.headers)
+                    return
+                prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+                completion_tokens = len((reply.content or "").split())
+                choice: dict[str, Any] = {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": reply.content},
+                    "finish_reason": reply.finish_reason,
+                }
+                if reply.logprobs is not None:
+                    choice["logprobs"] = {"content": reply.logprobs}
+                self._send(
+                    200,
+                    {
+                        "id": "chatcmpl-fake",
+                        "object": "chat.completion",
+                        "created": int(time.time()),
+                        "model": body.get("model", "fake-model"),
+                        "choices": [choice],
+                        "usage": {
+                            "prompt_tokens": prompt_tokens,
+                            "completion_tokens": completion_tokens,
+                            "total_tokens": prompt_tokens + completion_tokens,
+                        },
+                    },
+                    reply.headers,
+                )
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 1024  # the default backlog of 5 refuses connections at high concurrency
+
+        self._httpd = Server(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    def start(self) -> FakeOpenAI:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> FakeOpenAI:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+if __name__ == "__main__":  # a standalone server for manual runs and benchmarks: python -m tests.fake_openai
+    import sys
+
+    srv = FakeOpenAI(latency=float(sys.argv[1]) if len(sys.argv) > 1 else 0.0).start()
+    print(srv.url, flush=True)
+    threading.Event().wait()
