@@ -69,7 +69,9 @@ class LabelConfig(Section):
     num_pairs: PositiveInt = 5
     variants: list[Variant] = Field(default_factory=lambda: ["base"], min_length=1)
     max_validation_attempts: PositiveInt = Field(3, description="tries before a pairs answer is a failure")
-    reference: Path | None = Field(None, description="start from bundled/reference labels instead of the teacher")
+    reference: Path | None = Field(
+        None, description="start from reference labels instead of the teacher; 'bundled' = data/reference/<language>.jsonl"
+    )
     output_format: Literal["jsonl", "parquet"] = "jsonl"
 
 

@@ -26,7 +26,8 @@ class LoopConfig(Section):
 
     max_rounds: PositiveInt = 3
     target_gap: float = Field(1.0, ge=0.0, description="stop when SLM Rate(>=3) is within this many points")
-    heldout_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="documents the SLM answers each round")
+    heldout_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="documents held out for the SLM-vs-teacher comparison")
+    pool_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="documents whose good SLM answers are added each round")
 
 
 class RunConfig(Section):
@@ -127,7 +128,7 @@ def validate_recipe(data: Any, source: str = "recipe") -> RunConfig:
         available = sorted(p.name for p in data_path("prompts").iterdir() if p.is_dir())
         problems.append(f"language: no prompt set for language '{config.language}' (available: {', '.join(available)})")
     for key, path in (("corpus.path", config.corpus.path), ("label.reference", config.label.reference)):
-        if path is not None and not Path(path).exists():
+        if path is not None and str(path) != "bundled" and not Path(path).exists():
             problems.append(f"{key}: file not found: {path}")
     if problems:
         raise MgaError("\n".join(f"{source}: {line}" for line in problems))

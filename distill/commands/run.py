@@ -9,17 +9,27 @@ import typer
 
 from distill.commands.common import SetOpt
 from distill.console import console
+from distill.pipeline import STAGES
+
+STAGE_HELP = ", ".join(STAGES)
 
 
 def run(
     recipe: Annotated[Path, typer.Argument(help="YAML recipe, e.g. recipes/quickstart.yaml.")],
     set_: SetOpt = None,
-    until: Annotated[str | None, typer.Option(help="Stop after this stage.")] = None,
-    from_: Annotated[str | None, typer.Option("--from", help="Redo from this stage on.")] = None,
+    until: Annotated[str | None, typer.Option(help=f"Stop after this stage ({STAGE_HELP}).")] = None,
+    from_: Annotated[str | None, typer.Option("--from", help="Redo this stage and everything after it.")] = None,
 ) -> None:
-    """Run a recipe: sample, label, judge, filter, train rounds, quantize, report (resumable)."""
+    """Run a recipe end to end: chunk, label, judge, filter, SFT rounds, quantize, report.
+
+    Resumable: a rerun skips stages that finished with the same config and inputs and resumes a crashed
+    stage where it stopped. Results land in runs/<name>/ (report in runs/<name>/report/report.html).
+    """
+    from distill.pipeline import Pipeline
     from distill.recipe import load_recipe
 
     config = load_recipe(recipe, set_)
-    console.print(f"recipe {recipe} is valid (run '{config.name}'); the pipeline is not implemented yet", markup=False)
-    raise typer.Exit(1)
+    out = Pipeline(config, from_stage=from_, until=until).run()
+    report = out / "report" / "report.html"
+    if report.exists():
+        console.print(f"report: {report}", markup=False)
