@@ -55,6 +55,11 @@ class TeacherConfig(Section):
     max_attempts: PositiveInt = Field(6, description="attempts per request on network/server errors")
     requests_per_minute: PositiveInt | None = None
     tokens_per_minute: PositiveInt | None = None
+    backoff_base_s: PositiveFloat = Field(1.0, description="first retry delay; doubles per attempt, with jitter")
+    backoff_max_s: PositiveFloat = Field(60.0, description="cap on one retry delay (a Retry-After header wins)")
+    fail_fast_after: PositiveInt = Field(
+        8, description="end the run when this many requests fail before any succeeds (wrong URL, key or model)"
+    )
     price_input_per_million: NonNegativeFloat | None = None
     price_output_per_million: NonNegativeFloat | None = None
     batch_size: PositiveInt = Field(8, description="local backends: prompts per generate() batch")
@@ -73,6 +78,7 @@ class LabelConfig(Section):
         None, description="start from reference labels instead of the teacher; 'bundled' = data/reference/<language>.jsonl"
     )
     output_format: Literal["jsonl", "parquet"] = "jsonl"
+    cache_path: Path | None = Field(None, description="teacher request cache; default: <output dir>/.mga-cache.sqlite")
 
 
 def default_corpus_path() -> Path:

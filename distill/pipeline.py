@@ -79,7 +79,9 @@ class Pipeline:
         self.summary: list[dict[str, Any]] = []
         from distill.accounting import Accounting
 
-        self.accounting = Accounting()
+        self.accounting = Accounting.for_teacher(config.teacher)
+        self.current = ""
+        self.markers: dict[Path, Path] = {}  # checkpoint -> marker file written when it was trained
         self.cache_path = self.dir / "cache.sqlite"
 
     # -- plumbing --------------------------------------------------------------------------------------
@@ -104,16 +106,18 @@ class Pipeline:
             raise StopPipeline(name)
         force = self.from_index is not None and index >= self.from_index
         console.print(f"[bold cyan]▶ {name}[/]")
+        self.current = name
         ran, rec = self.manifest.run(name, fn, inputs=inputs, outputs=outputs, config=config, force=force)
         note = f"done in {rec.seconds:.1f}s" if ran else "up to date, skipped"
         console.print(f"  {name}: {note}", markup=False)
         self.summary.append({"stage": name, "ran": ran, "seconds": rec.seconds, **rec.info})
         return rec.info
 
-    def generator(self, backend_cfg, stage: str):
+    def generator(self, backend_cfg):
+        """A generator whose requests are cached in the run and counted under the running stage."""
         from distill.teacher import make_generator
 
-        return make_generator(backend_cfg, cache_path=self.cache_path, accounting=self.accounting, stage=stage)
+        return make_generator(backend_cfg, cache_path=self.cache_path, accounting=self.accounting, stage=self.current)
 
     def teacher_cfg(self):
         return self.cfg.teacher
@@ -214,7 +218,7 @@ class Pipeline:
                 return {"rows_out": len(read_rows(chunks))}
 
             def do_pairs():
-                label_pairs(chunks, pairs, self.generator(self.teacher_cfg(), "label-pairs"), language=self.language,
+                label_pairs(chunks, pairs, self.generator(self.teacher_cfg()), language=self.language,
                             num_pairs=cfg.label.num_pairs, params=cfg.teacher.pairs,
                             max_validation_attempts=cfg.label.max_validation_attempts)
                 return {"rows_in": len(read_rows(chunks)), "rows_out": len(read_rows(pairs))}
@@ -287,7 +291,7 @@ class Pipeline:
 
                 subset = self.path("labels", "pairs.teacher-docs.jsonl")
                 write_rows(subset, _only_docs(read_rows(kept_pairs), docs))
-                label_rewrites(subset, out, self.generator(self.teacher_cfg(), f"label-rewrites.{variant}"),
+                label_rewrites(subset, out, self.generator(self.teacher_cfg()),
                                language=self.language, variant=variant, params=self.cfg.teacher.rewrite)
             return {"rows_out": len(read_rows(out))}
 
@@ -303,7 +307,7 @@ class Pipeline:
 
             generator = None
             if cfg.judge.backend == "llm":
-                generator = self.generator(cfg.judge.endpoint or cfg.teacher, "judge")
+                generator = self.generator(cfg.judge.endpoint or cfg.teacher)
             judge_file(rows_path, out, cfg.judge, language=self.language, generator=generator, params=cfg.teacher.judge)
             rows = read_rows(out)
             return {"rows_in": len(rows), "rows_out": len(rows), "rate_ge3": round(rate_ge3(rows), 2)}
@@ -353,12 +357,15 @@ class Pipeline:
                                               num_pairs=cfg.label.num_pairs)
             student = resolve_student(cfg.train.student, self.dir / "students")
             checkpoint = train_tool_model(train, evals, out_dir, cfg.train, student=student, stage=stage)
-            marker.write_text(str(checkpoint))
+            # the marker changes on every retraining, so stages that use the checkpoint see a new input
+            marker.write_text(f"{checkpoint}\n{time.time()}\n")
             return {"rows_in": len(rows), "checkpoint": str(checkpoint)}
 
         self.stage(f"train@{stage}.round-{r}", do_train, inputs=[teacher_rows], outputs=[marker],
                    config=[cfg.train.model_dump(mode="json"), self.language, [rewrite_key(x) if stage == "rewrite" else chunk_key(x) for x in extra]])
-        return Path(marker.read_text().strip())
+        checkpoint = Path(marker.read_text().splitlines()[0])
+        self.markers[checkpoint] = marker
+        return checkpoint
 
     def _answer(self, r: int, checkpoints: dict[str, Path], eval_pairs: Path, pool_pairs: Path, variant: str) -> dict[str, Any]:
         """SLM-1 proposes pairs and SLM-2 rewrites, on eval and pool prompts; the judge scores the rewrites."""
@@ -374,17 +381,17 @@ class Pipeline:
             def do_answer(prompts=prompts, pairs_out=pairs_out, rewrites_out=rewrites_out, split_name=split_name):
                 chunks = folder / f"chunks.{split_name}.jsonl"
                 write_rows(chunks, [{"meta": row["meta"]} for row in read_rows(prompts)])
-                label_pairs(chunks, pairs_out, self.generator(self.slm_cfg(checkpoints["pairs"]), f"slm-pairs.round-{r}"),
+                label_pairs(chunks, pairs_out, self.generator(self.slm_cfg(checkpoints["pairs"])),
                             language=self.language, num_pairs=cfg.label.num_pairs, params=cfg.teacher.pairs,
                             max_validation_attempts=1)
                 # SLM-2 rewrites the teacher's pairs, so teacher and SLM answer the very same prompts
-                label_rewrites(prompts, rewrites_out, self.generator(self.slm_cfg(checkpoints["rewrite"]), f"slm-rewrite.round-{r}"),
+                label_rewrites(prompts, rewrites_out, self.generator(self.slm_cfg(checkpoints["rewrite"])),
                                language=self.language, variant=variant, params=cfg.teacher.rewrite)
                 rows = read_rows(pairs_out)
                 valid = sum(1 for row in rows if row.get("status") == "ok")
                 return {"rows_out": len(read_rows(rewrites_out)), "pairs_valid": valid, "pairs_total": len(rows)}
 
-            info = self.stage(f"answer@{split_name}.round-{r}", do_answer, inputs=[prompts, *checkpoints.values()],
+            info = self.stage(f"answer@{split_name}.round-{r}", do_answer, inputs=[prompts, *(self.markers[c] for c in checkpoints.values())],
                               outputs=[pairs_out, rewrites_out], config=[cfg.teacher.pairs.model_dump(), cfg.teacher.rewrite.model_dump(), variant])
             judged = self._judge(rewrites_out, folder / f"judged.{split_name}.jsonl", f"judge-slm@{split_name}.round-{r}")
             out[f"judged_{split_name}"] = judged
@@ -438,7 +445,7 @@ class Pipeline:
                         info["compare"] = compare(checkpoint, out_dir, heldout, out_dir / "compare.json")
                     return info
 
-                self.stage(f"quantize@{stage}.{scheme}", do_quantize, inputs=[checkpoint], outputs=[marker],
+                self.stage(f"quantize@{stage}.{scheme}", do_quantize, inputs=[self.markers[checkpoint]], outputs=[marker],
                            config=[cfg.quantize.model_dump(mode="json"), scheme])
                 outs[stage] = out_dir
             rewrites_out = self.path("slm", f"quantized-{scheme}", "rewrites.eval.jsonl")
@@ -446,7 +453,7 @@ class Pipeline:
             def do_answer(outs=outs, rewrites_out=rewrites_out, scheme=scheme):
                 from distill.labeling import label_rewrites
 
-                label_rewrites(eval_pairs, rewrites_out, self.generator(self.slm_cfg(outs["rewrite"]), f"slm-rewrite.{scheme}"),
+                label_rewrites(eval_pairs, rewrites_out, self.generator(self.slm_cfg(outs["rewrite"])),
                                language=self.language, variant=variant, params=cfg.teacher.rewrite)
                 return {"rows_out": len(read_rows(rewrites_out))}
 
@@ -505,10 +512,12 @@ class Pipeline:
             table.add_column(col)
         for item in self.summary:
             name = item["stage"]
-            acct = self.accounting.lookup(name) if hasattr(self.accounting, "lookup") else {}
+            counters = self.accounting.stages.get(name)
+            cost = self.accounting.cost(counters) if counters else None
             table.add_row(name, "ran" if item["ran"] else "skipped", str(item.get("rows_in", "")), str(item.get("rows_out", "")),
-                          f"{item['seconds'] or 0:.1f}", str(acct.get("requests", "")), str(acct.get("tokens", "")),
-                          str(acct.get("cost", "")))
+                          f"{item['seconds'] or 0:.1f}", str(counters.requests) if counters else "",
+                          str(counters.prompt_tokens + counters.completion_tokens) if counters else "",
+                          "" if cost is None else f"${cost:,.4f}")
         console.print(table)
 
 

@@ -17,7 +17,7 @@ from pydantic import ConfigDict, Field, PositiveFloat, PositiveInt, TypeAdapter,
 from distill.config import Section
 
 # Our keys that are not SFTConfig fields.
-OWN_KEYS = {"student", "eval_fraction", "lora", "merge", "stages"}
+OWN_KEYS = {"student", "eval_fraction", "lora", "merge", "stages", "qlora"}
 
 
 class TrainConfig(Section):
@@ -27,6 +27,7 @@ class TrainConfig(Section):
     eval_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="documents held out for evaluation")
     lora: dict[str, Any] | None = Field(None, description="PEFT LoraConfig fields; null = full fine-tune")
     merge: bool = Field(True, description="merge LoRA into a full checkpoint after training")
+    qlora: bool = Field(False, description="LoRA on a 4-bit (bitsandbytes NF4) base; needs CUDA and train.lora")
     stages: list[typing.Literal["pairs", "rewrite"]] = Field(default_factory=lambda: ["pairs", "rewrite"])
     learning_rate: PositiveFloat = 1e-5
     num_train_epochs: PositiveFloat = 3.0

@@ -35,13 +35,37 @@ def echo_last_user(request: dict[str, Any]) -> Reply:
     return Reply(content="echo: " + request["messages"][-1]["content"][:200])
 
 
+def scripted(default: Responder, script: dict[str, list[Reply]]) -> Responder:
+    """A responder that answers requests whose last user message contains a script key with that key's
+    replies in turn (one per request: faults first, say), then falls back to `default`."""
+    queues = {marker: list(replies) for marker, replies in script.items()}
+    lock = threading.Lock()
+
+    def respond(request: dict[str, Any]) -> Reply:
+        text = str(request["messages"][-1].get("content", ""))
+        with lock:
+            for marker, replies in queues.items():
+                if marker in text and replies:
+                    return replies.pop(0)
+        return default(request)
+
+    return respond
+
+
 class FakeOpenAI:
     """`with FakeOpenAI(responder) as server: client(base_url=server.url)`; `server.requests` logs bodies."""
 
-    def __init__(self, responder: Responder = echo_last_user, latency: float = 0.0, api_key: str | None = None):
+    def __init__(
+        self,
+        responder: Responder = echo_last_user,
+        latency: float = 0.0,
+        api_key: str | None = None,
+        on_answered: Callable[[dict[str, Any]], None] | None = None,
+    ):
         self.responder = responder
         self.latency = latency
         self.api_key = api_key
+        self.on_answered = on_answered  # called with the body after a 200 answer was written in full
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         server = self
@@ -107,6 +131,8 @@ class FakeOpenAI:
                     },
                     reply.headers,
                 )
+                if server.on_answered is not None:
+                    server.on_answered(body)
 
         class Server(ThreadingHTTPServer):
             daemon_threads = True

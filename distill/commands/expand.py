@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from distill.commands.common import not_implemented
+from distill.expand import DEFAULT_MIN_KEYWORD_COVERAGE
 
 
 def expand(
@@ -19,6 +19,42 @@ def expand(
     executor: Annotated[str, typer.Option(help="local or ray.")] = "local",
     shard_index: Annotated[int, typer.Option(help="This shard's index (job arrays).")] = 0,
     num_shards: Annotated[int, typer.Option(help="Number of shards.")] = 1,
+    language: Annotated[str, typer.Option(help="Prompt language (data/prompts/<language>).")] = "en",
+    variant: Annotated[str, typer.Option(help="Rewrite prompt: base, strict or relaxed.")] = "base",
+    num_pairs: Annotated[int, typer.Option(help="Genre-audience pairs (rewrites) per document chunk.")] = 5,
+    batch_size: Annotated[int, typer.Option(help="Prompts per generate() batch (local models).")] = 8,
+    max_new_tokens: Annotated[int, typer.Option(help="Max tokens per answer (paper: 4096).")] = 4096,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 = greedy, deterministic.")] = 0.0,
+    min_keyword_coverage: Annotated[
+        float, typer.Option(help="Drop rewrites keeping less than this share of the original's keywords.")
+    ] = DEFAULT_MIN_KEYWORD_COVERAGE,
+    chunk_tokens: Annotated[int, typer.Option(help="Split documents longer than this many tokens.")] = 4096,
+    text_field: Annotated[str, typer.Option(help="Corpus field holding the text.")] = "text",
+    id_field: Annotated[str, typer.Option(help="Corpus field holding the document id.")] = "id",
+    limit: Annotated[int | None, typer.Option(help="Expand only the first N documents.")] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="Endpoint serving both tool models (backend openai); default $OPENAI_BASE_URL.")
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster to join (executor ray); default: start Ray locally.")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Model actors per stage (executor ray); default: CPUs.")] = None,
 ) -> None:
     """Expand a corpus: per document 5 genre-audience pairs, then 5 rewrites, cleaned, with statistics."""
-    not_implemented("expand", "issue: whole pipeline")
+    from pydantic import ValidationError
+
+    from distill.config import CorpusConfig
+    from distill.errors import MgaError
+    from distill.expand import expand_corpus
+
+    try:
+        corpus_cfg = CorpusConfig(path=corpus, chunk_tokens=chunk_tokens, text_field=text_field, id_field=id_field)
+    except ValidationError as e:
+        raise MgaError(f"--chunk-tokens {chunk_tokens}: {e.errors()[0]['msg']}") from None
+    expand_corpus(
+        corpus, output, pairs_model=pairs_model, rewrite_model=rewrite_model, backend=backend, executor=executor,
+        language=language, variant=variant, num_pairs=num_pairs, shard_index=shard_index, num_shards=num_shards,
+        batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=temperature,
+        min_keyword_coverage=min_keyword_coverage, base_url=base_url, ray_address=ray_address, workers=workers,
+        limit=limit, corpus_cfg=corpus_cfg,
+    )

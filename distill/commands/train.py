@@ -7,16 +7,37 @@ from typing import Annotated
 
 import typer
 
-from distill.commands.common import RecipeOpt, SetOpt, not_implemented
+from distill.commands.common import RecipeOpt, SetOpt, load_config
 
 
 def train(
     stage: Annotated[str, typer.Option(help="pairs (SLM-1) or rewrite (SLM-2).")],
     input: Annotated[Path, typer.Option("--input", "-i", help="Kept (filtered) labels, .jsonl or .parquet.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for checkpoint, split ids, loss curve.")],
-    merge: Annotated[bool, typer.Option(help="Write a merged full checkpoint after LoRA training.")] = False,
+    merge: Annotated[
+        bool | None, typer.Option("--merge/--no-merge", help="Merge LoRA into a full checkpoint (default: recipe).")
+    ] = None,
     recipe: RecipeOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Fine-tune the student on kept labels (assistant-only loss, EOS learned); full or LoRA."""
-    not_implemented("train", "issue: SFT")
+    """Fine-tune the student on kept labels (assistant-only loss, EOS learned); full or LoRA.
+
+    The SFT data (chat messages with the teacher's prompts, split by document) goes to OUTPUT/data; the
+    checkpoint to use downstream is OUTPUT/model (OUTPUT/adapter for LoRA with --no-merge).
+    """
+    from distill.console import console
+    from distill.errors import MgaError
+    from distill.sft import train_tool_model
+    from distill.sft_data import build_sft_datasets
+
+    if stage not in ("pairs", "rewrite"):
+        raise MgaError(f"--stage {stage!r}: choose pairs or rewrite")
+    cfg = load_config(recipe, set_)
+    if merge is not None:
+        cfg.train.merge = merge
+    train_path, eval_path = build_sft_datasets(
+        input, stage, output / "data", language=cfg.language, eval_fraction=cfg.train.eval_fraction,
+        seed=cfg.seed, num_pairs=cfg.label.num_pairs,
+    )
+    checkpoint = train_tool_model(train_path, eval_path, output, cfg.train, student=cfg.train.student, stage=stage)
+    console.print(f"checkpoint: {checkpoint}", markup=False)

@@ -1,0 +1,152 @@
+"""Filters between the judge and training (and after bulk expansion): each returns (keep, reason).
+
+Order for one row: the rewrite must have been generated (status ok); if the row is judged, its score
+must reach `min_score` (unscored rows are rejected, as the paper counts them as failures); boilerplate
+lines are stripped from `content_split` and recorded; an empty remainder is rejected; finally the
+rewrite must keep `min_keyword_coverage` of the original's keywords. Unjudged rewrite rows (as `mga
+expand` produces) go through the same path without the score check.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from distill.errors import MgaError
+from distill.io import JsonlAppender, iter_rows
+from distill.schema import OK, score_of
+from judge.config import FilterConfig
+from judge.keywords import keyword_coverage
+
+__all__ = [
+    "boilerplate_patterns",
+    "clean_rewrite",
+    "coverage_filter",
+    "filter_file",
+    "filter_row",
+    "keyword_coverage",
+    "score_filter",
+]
+
+# skipped before a pattern is tried: indentation, markdown emphasis/headings/quotes, brackets, list markers
+_LINE_PREFIX = re.compile(r"^[\s*_#>`~\-•\[\(（【「]*")
+
+
+@cache
+def _language_patterns(language: str) -> tuple[str, ...]:
+    from mga_data import data_path
+
+    path = data_path("prompts", language, "boilerplate.yaml")
+    if not path.is_file():
+        return ()
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return tuple(data.get("patterns") or ())
+
+
+@cache
+def _compile(patterns: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
+    compiled = []
+    for pattern in patterns:
+        try:
+            compiled.append(re.compile(pattern, re.IGNORECASE))
+        except re.error as e:
+            raise MgaError(f"filter.boilerplate: invalid pattern {pattern!r}: {e}") from None
+    return tuple(compiled)
+
+
+def boilerplate_patterns(language: str = "en", patterns: list[str] | tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """The given patterns, or the language's bundled list (data/prompts/<lang>/boilerplate.yaml)."""
+    return tuple(patterns) if patterns is not None else _language_patterns(language)
+
+
+def clean_rewrite(
+    text: str, language: str = "en", patterns: list[str] | tuple[str, ...] | None = None
+) -> tuple[str, list[str]]:
+    """The text without its boilerplate lines, and the removed lines (stripped)."""
+    compiled = _compile(boilerplate_patterns(language, patterns))
+    kept, removed = [], []
+    for line in text.splitlines():
+        body = _LINE_PREFIX.sub("", line)
+        if body and any(p.match(body) for p in compiled):
+            removed.append(line.strip())
+        else:
+            kept.append(line)
+    if not removed:
+        return text, []
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip(), removed
+
+
+def score_filter(row: dict[str, Any], min_score: int) -> tuple[bool, str | None]:
+    """Keep judged rows scoring at least `min_score`; unscored rows are rejected."""
+    score = score_of(row)
+    if score is None:
+        return False, "unscored"
+    if score < min_score:
+        return False, f"score_below_{min_score}"
+    return True, None
+
+
+def coverage_filter(row: dict[str, Any], min_coverage: float, language: str = "en") -> tuple[bool, str | None]:
+    coverage = keyword_coverage(row["meta"]["raw_text"], row.get("content_split") or "", language)
+    return (True, None) if coverage >= min_coverage else (False, "low_keyword_coverage")
+
+
+def filter_row(
+    row: dict[str, Any], cfg: FilterConfig, language: str = "en"
+) -> tuple[bool, str | None, dict[str, Any]]:
+    """(keep, reason, row with the cleaned rewrite and a `filter` record)."""
+    row = dict(row)
+    record: dict[str, Any] = {"keep": False, "reason": None, "removed_lines": [], "keyword_coverage": None}
+    row["filter"] = record
+    if row.get("status", OK) != OK:
+        record["reason"] = f"rewrite_{row.get('status')}"
+        return False, record["reason"], row
+    if "judge" in row:
+        keep, reason = score_filter(row, cfg.min_score)
+        if not keep:
+            record["reason"] = reason
+            return False, reason, row
+    text, removed = clean_rewrite(row.get("content_split") or "", language, cfg.boilerplate)
+    if removed:
+        row["raw_content_split"] = row.get("content_split")
+        row["content_split"] = text
+        record["removed_lines"] = removed
+    if not text.strip():
+        record["reason"] = "empty_after_cleaning"
+        return False, record["reason"], row
+    coverage = keyword_coverage(row["meta"]["raw_text"], text, language)
+    record["keyword_coverage"] = round(coverage, 4)
+    if coverage < cfg.min_keyword_coverage:
+        record["reason"] = "low_keyword_coverage"
+        return False, record["reason"], row
+    record["keep"] = True
+    return True, None, row
+
+
+def filter_file(
+    in_path: str | Path,
+    kept_path: str | Path,
+    rejected_path: str | Path,
+    cfg: FilterConfig | None = None,
+    *,
+    language: str = "en",
+) -> dict[str, int]:
+    """Split rows into kept and rejected JSONL files; returns counts: `kept`, `cleaned`, one per reason."""
+    cfg = cfg or FilterConfig()
+    for path in (kept_path, rejected_path):
+        if Path(path).suffix != ".jsonl":
+            raise MgaError(f"{path}: filter outputs are .jsonl files")
+        Path(path).unlink(missing_ok=True)
+    counts: Counter[str] = Counter()
+    with JsonlAppender(kept_path) as kept, JsonlAppender(rejected_path) as rejected:
+        for row in iter_rows(in_path):
+            keep, reason, row = filter_row(row, cfg, language)
+            counts["cleaned"] += bool(row["filter"]["removed_lines"])
+            counts["kept" if keep else reason] += 1
+            (kept if keep else rejected).write(row)
+    return dict(counts)

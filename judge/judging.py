@@ -1,0 +1,68 @@
+"""One entry point for judging a file, whichever backend the recipe names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from distill.config import GenerationParams, TeacherConfig
+from distill.errors import MgaError
+from distill.generation import Generator
+from judge.config import JudgeConfig
+
+
+def judge_generator(endpoint: TeacherConfig, cache_path: Path, accounting) -> Generator:
+    """The teacher client for judge calls: same cache, retries and accounting as labeling (stage "judge")."""
+    from distill.teacher import make_generator
+
+    return make_generator(endpoint, cache_path=cache_path, accounting=accounting, stage="judge")
+
+
+def judge_file(
+    in_path: str | Path,
+    out_path: str | Path,
+    cfg: JudgeConfig | None = None,
+    *,
+    language: str = "en",
+    generator: Generator | None = None,
+    params: GenerationParams | None = None,
+    teacher: TeacherConfig | None = None,
+    work_dir: str | Path | None = None,
+) -> Path:
+    """Judge the rewrite rows of `in_path` into `out_path` with `cfg.backend` (llm or heuristic).
+
+    The LLM backend uses `generator` when given, else a client for `cfg.endpoint` (default: `teacher`)
+    whose request cache and accounting.json live in `work_dir` (default: the output's folder)."""
+    cfg = cfg or JudgeConfig()
+    in_path, out_path = Path(in_path), Path(out_path)
+    if not in_path.exists():
+        raise MgaError(f"{in_path}: file not found")
+    if cfg.backend == "heuristic":
+        from judge.heuristic import judge_rows_heuristic
+
+        return judge_rows_heuristic(in_path, out_path, language=language)
+    endpoint = cfg.endpoint or teacher
+    if generator is None:
+        if endpoint is None:
+            raise MgaError("judge.backend is llm but no endpoint is set: set judge.endpoint or teacher.*, "
+                           "or use judge.backend=heuristic (offline)")
+        from distill.accounting import Accounting
+        from distill.console import console
+
+        folder = Path(work_dir) if work_dir else out_path.parent
+        accounting = Accounting.for_teacher(endpoint)
+        generator = judge_generator(endpoint, folder / "cache" / "judge.sqlite", accounting)
+        try:
+            return _judge_llm(in_path, out_path, cfg, generator, params, endpoint, language)
+        finally:
+            accounting.write(folder / "accounting.json")
+            console.print(accounting.table("judge accounting"))
+    return _judge_llm(in_path, out_path, cfg, generator, params, endpoint, language)
+
+
+def _judge_llm(in_path, out_path, cfg, generator, params, endpoint, language) -> Path:
+    from judge.llm_judge import judge_rows
+
+    if params is None:
+        params = endpoint.judge if endpoint is not None else TeacherConfig().judge
+    return judge_rows(in_path, out_path, generator, language=language, params=params,
+                      max_parse_attempts=cfg.max_parse_attempts, logprobs=cfg.logprobs)

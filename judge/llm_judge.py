@@ -1,0 +1,117 @@
+"""The LLM judge: one Limited-Consistency call per (original, rewrite), through any `Generator`.
+
+Answers go through `judge.parse.parse_judgement`; an answer it refuses is asked again (the Generator's
+validate/max_attempts loop, a new request each time) and, after `max_parse_attempts`, stored as
+`unscored` with the reason, so reports count it as a failure. Judged rows stream to the output and a
+rerun skips the rewrites already judged (key: `rewrite_key`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from distill.config import GenerationParams
+from distill.console import console
+from distill.generation import Completion, Generator, Request, Result
+from distill.io import JsonlAppender, done_keys, iter_rows, read_rows, write_rows
+from distill.prompts import judge_messages
+from distill.schema import OK, rewrite_key
+from judge.parse import parse_judgement, unscored_verdict
+
+BACKEND = "llm"
+# the score value in the answer: JSON `"score": "4"` or a prose `Score: 4` line
+_SCORE_AT = re.compile(r"(?:\"score\"|score|评分|得分|分数)\s*[:：=]\s*\"?\**\s*$", re.IGNORECASE)
+
+
+def validate(completion: Completion) -> tuple[dict | None, str | None]:
+    return parse_judgement(completion.text)
+
+
+def weighted_score(logprobs: list[dict[str, Any]] | None) -> float | None:
+    """Probability-weighted score over the tokens "1".."5" at the score position, from top_logprobs.
+
+    The score position is the first digit token after the last `"score":` (or `Score:`) in the answer;
+    None without logprobs, without a score position or without any 1-5 token among its alternatives."""
+    if not logprobs:
+        return None
+    text, position = "", None
+    for index, entry in enumerate(logprobs):
+        token = entry.get("token") or ""
+        if token.strip()[:1].isdigit() and _SCORE_AT.search(text):
+            position = index
+        text += token
+    if position is None:
+        return None
+    entry = logprobs[position]
+    alternatives = entry.get("top_logprobs") or [{"token": entry.get("token"), "logprob": entry.get("logprob")}]
+    mass: dict[int, float] = {}
+    for alt in alternatives:
+        token = (alt.get("token") or "").strip()
+        if token in {"1", "2", "3", "4", "5"} and alt.get("logprob") is not None:
+            mass[int(token)] = mass.get(int(token), 0.0) + math.exp(alt["logprob"])
+    total = sum(mass.values())
+    return round(sum(k * p for k, p in mass.items()) / total, 4) if total > 0 else None
+
+
+def _verdict(result: Result, model: str) -> dict[str, Any]:
+    if not result.ok:
+        verdict = unscored_verdict(result.error or "no answer", BACKEND, model)
+    else:
+        parsed = result.parsed
+        verdict = {"score": parsed["score"], "status": "scored", "reason": None, "analysis": parsed["analysis"],
+                   "backend": BACKEND, "model": model, "weighted_score": weighted_score(result.completion.logprobs)}
+    verdict["attempts"] = result.attempts
+    verdict["history"] = list(result.history)
+    return verdict
+
+
+def _work_path(out_path: Path) -> Path:
+    """Streaming always appends JSONL; a .parquet output is written from it at the end."""
+    return out_path if out_path.suffix == ".jsonl" else out_path.with_name(out_path.name + ".partial.jsonl")
+
+
+def judge_rows(
+    in_path: str | Path,
+    out_path: str | Path,
+    generator: Generator,
+    *,
+    language: str = "en",
+    params: GenerationParams | None = None,
+    max_parse_attempts: int = 3,
+    logprobs: bool = False,
+) -> Path:
+    """Judge every rewrite row of `in_path` into `out_path` (resumable); returns `out_path`."""
+    in_path, out_path = Path(in_path), Path(out_path)
+    params = params or GenerationParams(temperature=0.0, max_tokens=2048)
+    work = _work_path(out_path)
+    rows = read_rows(in_path)
+    done = done_keys(work, rewrite_key)
+    todo = {rewrite_key(r): r for r in rows if rewrite_key(r) not in done}
+    if done:
+        console.print(f"judge: resuming, {len(done)} of {len(rows)} rows already judged", markup=False)
+    model = getattr(generator, "model_name", None)
+
+    with JsonlAppender(work) as out:
+        for key, row in list(todo.items()):  # failed generations are judged without a call
+            status = row.get("status", OK)
+            if status != OK or not (row.get("content_split") or "").strip():
+                reason = f"rewrite {status}: {row.get('reason')}" if status != OK else "empty rewrite"
+                out.write({**row, "judge": {**unscored_verdict(reason, BACKEND, model), "attempts": 0, "history": []}})
+                del todo[key]
+        requests = [
+            Request(key=key, messages=judge_messages(row["meta"]["raw_text"], row["content_split"], language),
+                    params=params, logprobs=logprobs)
+            for key, row in todo.items()
+        ]
+        if requests:
+            for result in generator.run(requests, validate=validate, max_attempts=max_parse_attempts, description="judge"):
+                out.write({**todo[result.request.key], "judge": _verdict(result, model)})
+    judged = {rewrite_key(r): r for r in iter_rows(work)}
+    ordered = [judged[rewrite_key(r)] for r in rows if rewrite_key(r) in judged]
+    write_rows(out_path, ordered)  # input order, whatever order the answers came in
+    if work != out_path:
+        work.unlink(missing_ok=True)
+    return out_path

@@ -1,0 +1,112 @@
+"""The stage-1 rule check, without an LLM: is the answer JSON holding exactly N distinct (genre, audience) pairs?
+
+Teachers wrap JSON in ```json fences, add a sentence before or after it, or use a slightly different shape; the
+check tolerates those and rejects what a training row cannot use: no JSON, the wrong number of pairs, empty
+fields, or pairs that repeat a genre or an audience.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+from typing import Any
+
+_PUNCT = str.maketrans({c: " " for c in string.punctuation + "，。、；：！？（）【】《》“”‘’"})
+_GENRE_KEYS = ("genre", "genres", "体裁", "类型", "文体")
+_AUDIENCE_KEYS = ("audience", "audiences", "受众", "读者")
+
+
+def normalise(text: str) -> str:
+    """casefold, punctuation to spaces, whitespace collapsed: what 'distinct' compares."""
+    return " ".join(text.casefold().translate(_PUNCT).split())
+
+
+def extract_json(text: str) -> Any:
+    """The outermost JSON object or array in `text` (fences and surrounding prose ignored), else None."""
+    decoder = json.JSONDecoder()
+    text = text.strip()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    best: tuple[int, Any] | None = None
+    covered = 0  # starts inside an already decoded value are nested in it: skip them
+    for match in re.finditer(r"[\[{]", text):
+        if match.start() < covered:
+            continue
+        try:
+            value, end = decoder.raw_decode(text, match.start())
+        except json.JSONDecodeError:
+            continue
+        covered = end
+        if best is None or end - match.start() > best[0]:
+            best = (end - match.start(), value)
+    return None if best is None else best[1]
+
+
+def _field(item: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    lowered = {str(k).strip().casefold(): v for k, v in item.items()}
+    for key in keys:
+        if key in lowered:
+            return lowered[key]
+    return None
+
+
+def _describe(value: Any) -> str | None:
+    """A genre/audience as one string; a small dict of descriptive parts ({name, description}) is joined."""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, dict) and value and all(isinstance(v, str) for v in value.values()):
+        return ": ".join(v.strip() for v in value.values() if v.strip())
+    return None
+
+
+def _candidate_pairs(data: Any) -> tuple[list[Any] | None, str | None]:
+    """Accepted shapes: [{genre, audience}...], {"pairs": [...]}, {"genres": [...], "audiences": [...]}."""
+    if isinstance(data, list):
+        return data, None
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if str(key).casefold() in ("pairs", "genre_audience_pairs", "items", "results") and isinstance(value, list):
+                return value, None
+        genres, audiences = _field(data, _GENRE_KEYS), _field(data, _AUDIENCE_KEYS)
+        if isinstance(genres, list) and isinstance(audiences, list):
+            if len(genres) != len(audiences):
+                return None, f"{len(genres)} genres but {len(audiences)} audiences"
+            return [{"genre": g, "audience": a} for g, a in zip(genres, audiences)], None
+        if len(data) == 1 and isinstance(next(iter(data.values())), list):
+            return next(iter(data.values())), None
+    return None, 'JSON has no list of pairs (expected {"pairs": [{"genre": ..., "audience": ...}, ...]})'
+
+
+def parse_pairs(text: str, num_pairs: int = 5) -> tuple[list[dict[str, str]] | None, str | None]:
+    """`(pairs, None)` with exactly `num_pairs` distinct {"genre", "audience"} dicts, or `(None, reason)`."""
+    if not text or not text.strip():
+        return None, "empty answer"
+    data = extract_json(text)
+    if data is None:
+        return None, "no JSON object or array in the answer"
+    items, reason = _candidate_pairs(data)
+    if items is None:
+        return None, reason
+    if len(items) != num_pairs:
+        return None, f"{len(items)} pairs instead of {num_pairs}"
+    pairs = []
+    for number, item in enumerate(items, 1):
+        if not isinstance(item, dict):
+            return None, f"pair {number} is not an object with genre and audience"
+        genre, audience = _describe(_field(item, _GENRE_KEYS)), _describe(_field(item, _AUDIENCE_KEYS))
+        if not genre:
+            return None, f"pair {number} has no genre"
+        if not audience:
+            return None, f"pair {number} has no audience"
+        pairs.append({"genre": genre, "audience": audience})
+    for field in ("genre", "audience"):
+        seen: dict[str, int] = {}
+        for number, pair in enumerate(pairs, 1):
+            norm = normalise(pair[field])
+            if norm in seen:
+                return None, f"pair {number} repeats the {field} of pair {seen[norm]}"
+            seen[norm] = number
+    return pairs, None

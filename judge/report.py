@@ -1,0 +1,290 @@
+"""The SLM-versus-LLM report: the paper's Table 1 (and Table 2 for prompt variants) from judged files.
+
+Conventions of the paper: Total counts every item, unscored ones included, and unscored items count as
+failures (Table 1's counts sum to less than its Total, yet the rates divide by the Total). Rates are
+percentages rounded half-up to 2 decimals; Diff is the difference of Rate(>=3) to the reference model in
+percentage points. The share "<=2" counts scores 1 and 2 only (unscored is its own column).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable, Sequence
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+from distill.errors import MgaError
+from distill.io import read_rows, write_json
+from distill.schema import score_of
+
+SCORES = (5, 4, 3, 2, 1)
+VARIANT_ORDER = ("base", "strict", "relaxed")
+HEURISTIC_NOTE = (
+    "Scores come from the offline heuristic judge (MiniLM similarity + keyword coverage), not from an LLM "
+    "judge under Limited Consistency: they show that the pipeline works, not how a model compares in the paper's terms."
+)
+
+
+def percent(part: int, total: int) -> float:
+    """100 * part / total rounded half-up to 2 decimals (0.0 for an empty total)."""
+    if total <= 0:
+        return 0.0
+    return float((Decimal(100 * part) / Decimal(total)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
+def summarize_counts(counts: dict[int, int], total: int | None = None) -> dict[str, Any]:
+    """Summary from score counts; items of `total` beyond the counted ones are unscored (failures)."""
+    counts = {s: int(counts.get(s, 0)) for s in SCORES}
+    scored = sum(counts.values())
+    total = scored if total is None else int(total)
+    if total < scored:
+        raise MgaError(f"total {total} is smaller than the {scored} scored items")
+    mean = sum(s * n for s, n in counts.items()) / scored if scored else None
+    return {
+        "total": total,
+        "counts": counts,
+        "unscored": total - scored,
+        "rate_ge3": percent(counts[5] + counts[4] + counts[3], total),
+        "le2": percent(counts[2] + counts[1], total),
+        "ge4": percent(counts[5] + counts[4], total),
+        "eq5": percent(counts[5], total),
+        "mean_score": None if mean is None else round(mean, 3),
+        "_exact_rate_ge3": 100 * (counts[5] + counts[4] + counts[3]) / total if total else 0.0,
+    }
+
+
+def summarize(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Total (unscored included), counts of 5..1, unscored, Rate(>=3), <=2, >=4, =5 (percent of Total)."""
+    counts = {s: 0 for s in SCORES}
+    total = 0
+    for row in rows:
+        total += 1
+        score = score_of(row)
+        if score is not None:
+            counts[score] += 1
+    return summarize_counts(counts, total)
+
+
+def _public(summary: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in summary.items() if not k.startswith("_")}
+
+
+def diff_points(summary: dict[str, Any], reference: dict[str, Any]) -> float:
+    """Rate(>=3) minus the reference's, in percentage points, rounded half-up to 2 decimals."""
+    value = Decimal(repr(summary["_exact_rate_ge3"] - reference["_exact_rate_ge3"]))
+    return float(value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
+def judges_of(rows: Iterable[dict[str, Any]]) -> list[str]:
+    """Which judge produced the verdicts of these rows: `backend (model)` labels, most frequent first."""
+    seen: dict[str, int] = {}
+    for row in rows:
+        verdict = row.get("judge") or {}
+        if verdict.get("backend"):
+            label = f"{verdict['backend']} ({verdict.get('model') or '?'})"
+            seen[label] = seen.get(label, 0) + 1
+    return sorted(seen, key=seen.get, reverse=True)
+
+
+def _variant_groups(models: dict[str, list[dict[str, Any]]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    groups = []
+    for name, rows in models.items():
+        by_variant: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_variant.setdefault(row.get("variant") or "base", []).append(row)
+        order = sorted(by_variant, key=lambda v: (VARIANT_ORDER.index(v) if v in VARIANT_ORDER else 99, v))
+        for variant in order:
+            groups.append((name if len(by_variant) == 1 else f"{name} / {variant}", by_variant[variant]))
+    return groups
+
+
+def _fmt_int(n: int) -> str:
+    return f"{n:,}"
+
+
+def _fmt_pct(x: float) -> str:
+    return f"{x:.2f}%"
+
+
+def _fmt_diff(x: float | None) -> str:
+    return "" if x is None else f"{x:+.2f}"
+
+
+def table1_rows(summaries: dict[str, dict[str, Any]], reference: str | None) -> list[list[str]]:
+    out = []
+    for name, s in summaries.items():
+        diff = s.get("diff")
+        out.append([name, _fmt_int(s["total"]), *(_fmt_int(s["counts"][k]) for k in SCORES), _fmt_int(s["unscored"]),
+                    _fmt_pct(s["rate_ge3"]), "(reference)" if name == reference else _fmt_diff(diff)])
+    return out
+
+
+TABLE1_HEADER = ["model", "Total", "5", "4", "3", "2", "1", "unscored", "Rate(≥3)", "Diff (points)"]
+TABLE2_HEADER = ["model / variant", "Total", "5", "4", "3", "2", "1", "unscored", "≤2", "≥4", "=5"]
+
+
+def table2_rows(summaries: dict[str, dict[str, Any]]) -> list[list[str]]:
+    return [[name, _fmt_int(s["total"]), *(_fmt_int(s["counts"][k]) for k in SCORES), _fmt_int(s["unscored"]),
+             _fmt_pct(s["le2"]), _fmt_pct(s["ge4"]), _fmt_pct(s["eq5"])] for name, s in summaries.items()]
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    align = ["---"] + ["---:"] * (len(header) - 1)
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def score_chart(summaries: dict[str, dict[str, Any]], out_png: Path, title: str) -> Path:
+    """Grouped bars: share of Total per score (5..1, unscored), one colour per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    categories = [*(str(s) for s in SCORES), "unscored"]
+    names = list(summaries)
+    width = 0.8 / max(len(names), 1)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(categories) + 0.4 * len(names)), 4.0), dpi=110)
+    for i, name in enumerate(names):
+        s = summaries[name]
+        values = [percent(s["counts"][k], s["total"]) for k in SCORES] + [percent(s["unscored"], s["total"])]
+        xs = [c + (i - (len(names) - 1) / 2) * width for c in range(len(categories))]
+        bars = ax.bar(xs, values, width=width, label=f"{name} (Rate≥3 {s['rate_ge3']:.2f}%)")
+        if len(names) <= 4:
+            ax.bar_label(bars, labels=[f"{v:.1f}" for v in values], fontsize=7, padding=1)
+    ax.set_xticks(range(len(categories)), categories)
+    ax.set_xlabel("judge score")
+    ax.set_ylabel("% of Total (unscored included)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png)
+    plt.close(fig)
+    return out_png
+
+
+def _load(models: dict[str, Path | str | list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    if not models:
+        raise MgaError("report: give at least one judged file")
+    loaded = {}
+    for name, source in models.items():
+        loaded[name] = read_rows(source) if isinstance(source, (str, Path)) else list(source)
+        if not loaded[name]:
+            raise MgaError(f"report: model '{name}' has no rows")
+    return loaded
+
+
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
+def write_report(
+    models: dict[str, Path | str | list[dict[str, Any]]],
+    out_dir: str | Path,
+    *,
+    judge_label: str | None = None,
+    reference_model: str | None = None,
+    notes: Sequence[str] = (),
+    images: Sequence[str | Path] = (),
+    sections: Sequence[tuple[str, str]] = (),
+    embed_rows: list[dict[str, Any]] | None = None,
+    embed: bool = False,
+    table2: bool | None = None,
+    variants: dict[str, Path | str | list[dict[str, Any]]] | None = None,
+    title: str = "MGA tool models vs teacher",
+) -> Path:
+    """Write report.md, report.html (self-contained), report.json and PNG charts; returns report.md.
+
+    `reference_model` (default: "teacher" when present, else the first model) is what Diff is measured
+    against. Table 2 is added when rows carry several variants or when `table2` is True (one line per model,
+    or per model and variant); `variants` gives its lines explicitly (label -> judged rows). `images` and
+    `sections` (title, markdown text) add the pipeline's other results; `embed_rows` (or `embed`: the
+    models' own rows, grouped by model and variant) draws the t-SNE map."""
+    from judge.report_html import render_html
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    loaded = _load(models)
+    if reference_model is None:
+        reference_model = "teacher" if "teacher" in loaded else next(iter(loaded))
+    if reference_model not in loaded:
+        raise MgaError(f"report: reference model '{reference_model}' is not among {', '.join(loaded)}")
+
+    summaries = {name: summarize(rows) for name, rows in loaded.items()}
+    for name, s in summaries.items():
+        s["diff"] = None if name == reference_model else diff_points(s, summaries[reference_model])
+        s["judges"] = judges_of(loaded[name])
+    groups = _variant_groups(loaded)
+    if variants:
+        groups = list(_load(variants).items())
+    show_table2 = bool(variants) or (table2 if table2 is not None else len(groups) > len(loaded))
+    variant_summaries = {label: summarize(rows) for label, rows in groups} if show_table2 else {}
+
+    all_judges = sorted({j for s in summaries.values() for j in s["judges"]})
+    if judge_label is None:
+        judge_label = ", ".join(all_judges) or "unknown judge"
+    notes = list(notes)
+    if any(j.startswith("heuristic") for j in all_judges) and HEURISTIC_NOTE not in notes:
+        notes.insert(0, HEURISTIC_NOTE)
+    notes.append("Total includes unscored outputs, which count as failures (the paper's convention); "
+                 "rates are % of Total, Diff is in percentage points against the reference model.")
+
+    charts = [score_chart(summaries, out_dir / "scores.png", "Judge scores per model")]
+    if show_table2:
+        charts.append(score_chart(variant_summaries, out_dir / "variants.png", "Judge scores per prompt variant"))
+    if embed_rows or embed:
+        from judge.embed_map import embedding_map
+
+        if embed_rows:
+            charts.append(embedding_map(embed_rows, out_dir / "embedding_map.png"))
+        else:
+            labelled = [(label, row) for label, rows in groups for row in rows]
+            labels = {id(row): label for label, row in labelled}
+            charts.append(embedding_map([row for _, row in labelled], out_dir / "embedding_map.png",
+                                        group=lambda row: labels[id(row)]))
+    pictures = [Path(p) for p in (*charts, *images)]
+    for picture in pictures:
+        if not picture.is_file():
+            raise MgaError(f"report: image not found: {picture}")
+
+    t1 = table1_rows(summaries, reference_model)
+    t2 = table2_rows(variant_summaries) if show_table2 else []
+    md = [f"# {title}", "", f"**Judge:** {judge_label}", "", f"**Reference model (Diff):** {reference_model}", ""]
+    md += [f"> {note}" for note in notes] + [""]
+    md += ["## Table 1: judge scores per model", "", markdown_table(TABLE1_HEADER, t1), ""]
+    if show_table2:
+        md += ["## Table 2: prompt variants", "", markdown_table(TABLE2_HEADER, t2), ""]
+    for section_title, body in sections:
+        md += [f"## {section_title}", "", body.strip(), ""]
+    md += ["## Charts", ""]
+    for picture in pictures:
+        target = picture.name if picture.parent.resolve() == out_dir.resolve() else str(picture.resolve())
+        md += [f"![{picture.stem}]({target})", ""]
+    (out_dir / "report.md").write_text("\n".join(md), encoding="utf-8")
+
+    page = render_html(
+        title=title,
+        judge_label=judge_label,
+        reference_model=reference_model,
+        notes=notes,
+        table1=(TABLE1_HEADER, t1),
+        table2=(TABLE2_HEADER, t2) if show_table2 else None,
+        sections=[(t, b) for t, b in sections],
+        images=[(p.stem, _data_uri(p)) for p in pictures],
+    )
+    (out_dir / "report.html").write_text(page, encoding="utf-8")
+    write_json(out_dir / "report.json", {
+        "title": title,
+        "judge": judge_label,
+        "reference_model": reference_model,
+        "notes": notes,
+        "models": {name: _public(s) for name, s in summaries.items()},
+        "variants": {name: _public(s) for name, s in variant_summaries.items()},
+        "sections": [{"title": t, "body": b} for t, b in sections],
+        "images": [str(p) for p in pictures],
+    })
+    return out_dir / "report.md"

@@ -1,0 +1,83 @@
+"""`mga run` end to end on the offline quickstart, rerun skips everything, a kill during training resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MGA = str(Path(sys.executable).with_name("mga"))
+pytestmark = pytest.mark.slow
+
+
+def _run(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([MGA, "run", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def quickstart(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("quickstart") / "run"
+    result = _run("recipes/quickstart.yaml", "--set", f"run_dir={run_dir}", "--set", "loop.max_rounds=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir, result
+
+
+def test_quickstart_writes_report_with_table1(quickstart):
+    run_dir, _ = quickstart
+    report = json.loads((run_dir / "report" / "report.json").read_text())
+    html = (run_dir / "report" / "report.html").read_text()
+    names = list(report["models"]) if isinstance(report.get("models"), dict) else [m["name"] for m in report["models"]]
+    assert names[0].startswith("teacher")
+    assert "SLM round 1" in names and "SLM final + gptq-w4" in names
+    assert "Rate" in html and "heuristic" in html.lower() and "tiny" in html.lower()
+    assert "data:image/png;base64" in html  # charts, loss curves and the embedding map are inlined
+    assert (run_dir / "report" / "embedding_map.png").exists()
+    manifest = json.loads((run_dir / "manifest.json").read_text())["stages"]
+    assert all(stage["status"] == "done" for stage in manifest.values())
+    quantized = json.loads((run_dir / "quantized" / "rewrite-gptq-w4" / "config.json").read_text())
+    assert quantized["quantization_config"]["quant_method"] == "gptq"
+
+
+def test_rerun_skips_every_stage(quickstart):
+    run_dir, _ = quickstart
+    before = json.loads((run_dir / "manifest.json").read_text())["stages"]
+    result = _run("recipes/quickstart.yaml", "--set", f"run_dir={run_dir}", "--set", "loop.max_rounds=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "done in" not in result.stderr
+    assert result.stderr.count("up to date, skipped") == len(before)
+
+
+def test_kill_during_training_then_resume(tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["recipes/quickstart.yaml", "--set", f"run_dir={run_dir}", "--until", "train",
+            "--set", "train.num_train_epochs=10", "--set", "report.embed=false"]
+    proc = subprocess.Popen([MGA, "run", *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    manifest = run_dir / "manifest.json"
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        if manifest.exists():
+            stages = json.loads(manifest.read_text())["stages"]
+            if any(name.startswith("train@") and rec["status"] == "running" for name, rec in stages.items()):
+                time.sleep(3)
+                break
+        if proc.poll() is not None:
+            pytest.fail("run ended before training started")
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    labeled = {n: r for n, r in json.loads(manifest.read_text())["stages"].items() if not n.startswith("train@")}
+    assert labeled and all(r["status"] == "done" for r in labeled.values())
+    result = _run(*args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in labeled:
+        assert f"{name}: up to date, skipped" in result.stderr
+    stages = json.loads(manifest.read_text())["stages"]
+    assert all(r["status"] == "done" for n, r in stages.items() if n.startswith("train@"))

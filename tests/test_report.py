@@ -1,0 +1,154 @@
+"""Reports reproduce the paper's Table 1 and Table 2 from judged rows (unscored items count as failures)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from distill.cli import app
+from distill.errors import MgaError
+from distill.io import write_rows
+from judge.report import summarize, write_report
+
+TOTAL = 15_355
+TABLE1 = {"labeler": (4120, 7143, 3034, 661, 214), "tool SLM": (3788, 7124, 3224, 736, 285)}
+TABLE2 = {
+    "Base": (3788, 7124, 3224, 736, 285),
+    "Strict": (6814, 5220, 2384, 520, 227),
+    "Relaxed": (408, 1685, 3889, 4156, 5086),
+}
+
+
+def rows_from_counts(counts, total=TOTAL, variant="base", backend="llm"):
+    """Judged rows with these counts of scores 5..1; the rest of `total` unscored (bad answers)."""
+    rows = []
+    for score, n in zip((5, 4, 3, 2, 1), counts):
+        rows += [{"judge": {"score": score, "status": "scored", "backend": backend, "model": "judge-llm"}}] * n
+    rows += [{"judge": {"score": None, "status": "unscored", "reason": "score 7 out of range 1-5",
+                        "backend": backend, "model": "judge-llm"}}] * (total - len(rows))
+    return [{**row, "variant": variant, "meta": {"docid": "d", "chunk_id": 0, "pair_id": i}} for i, row in enumerate(rows)]
+
+
+def test_summarize_counts_unscored_as_failures():
+    s = summarize(rows_from_counts(TABLE1["labeler"]))
+    assert s["total"] == TOTAL and s["unscored"] == TOTAL - sum(TABLE1["labeler"]) == 183
+    assert s["counts"] == {5: 4120, 4: 7143, 3: 3034, 2: 661, 1: 214}
+    assert s["rate_ge3"] == 93.11
+
+
+def test_table1_from_paper_counts(tmp_path):
+    models = {name: rows_from_counts(counts) for name, counts in TABLE1.items()}
+    md_path = write_report(models, tmp_path, judge_label="LLM judge (Limited Consistency)", reference_model="labeler")
+    md = md_path.read_text()
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["models"]["labeler"]["rate_ge3"] == 93.11
+    assert data["models"]["tool SLM"]["rate_ge3"] == 92.06
+    assert data["models"]["tool SLM"]["diff"] == -1.05
+    assert data["models"]["tool SLM"]["unscored"] == 198
+    slm_line = next(line for line in md.splitlines() if line.startswith("| tool SLM"))
+    assert "| 15,355 | 3,788 | 7,124 | 3,224 | 736 | 285 | 198 | 92.06% | -1.05 |" in slm_line
+    assert "93.11%" in md and "LLM judge (Limited Consistency)" in md
+    assert "Table 2" not in md  # one variant, not asked
+
+
+def test_table2_from_paper_counts(tmp_path):
+    models = {f"SLM-{name}": rows_from_counts(counts) for name, counts in TABLE2.items()}
+    write_report(models, tmp_path, judge_label="LLM judge", table2=True)
+    variants = json.loads((tmp_path / "report.json").read_text())["variants"]
+    assert (variants["SLM-Strict"]["le2"], variants["SLM-Relaxed"]["le2"]) == (4.86, 60.19)
+    assert (variants["SLM-Strict"]["ge4"], variants["SLM-Relaxed"]["ge4"]) == (78.37, 13.63)
+    assert (variants["SLM-Strict"]["eq5"], variants["SLM-Relaxed"]["eq5"]) == (44.38, 2.66)
+    assert (variants["SLM-Base"]["le2"], variants["SLM-Base"]["ge4"], variants["SLM-Base"]["eq5"]) == (6.65, 71.06, 24.67)
+    md = (tmp_path / "report.md").read_text()
+    assert "| 4.86% | 78.37% | 44.38% |" in md and "| 60.19% | 13.63% | 2.66% |" in md
+    assert (tmp_path / "variants.png").stat().st_size > 1000
+
+
+def test_variants_in_rows_add_table2_and_self_contained_html(tmp_path):
+    rows = []
+    for variant, counts in TABLE2.items():
+        rows += rows_from_counts([c // 100 for c in counts], total=160, variant=variant.lower())
+    teacher = rows_from_counts([c // 100 for c in TABLE1["labeler"]], total=160)
+    extra = tmp_path / "loss.png"
+    extra.write_bytes(_tiny_png())
+    write_report({"teacher": teacher, "slm": rows}, tmp_path / "r", judge_label="heuristic judge",
+                 images=[extra], sections=[("Quantization", "| scheme | size |\n|---|---|\n| w4 | 1 MB |")])
+    out = tmp_path / "r"
+    md = (out / "report.md").read_text()
+    assert "## Table 2" in md and "slm / strict" in md and "slm / relaxed" in md
+    page = (out / "report.html").read_text()
+    assert "<table>" in page and "Rate(≥3)" in page and "Quantization" in page
+    assert not re.search(r"<img[^>]+src=\"(?!data:image/png;base64,)", page), "images must be inlined"
+    uris = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)
+    assert len(uris) == 3 and all(base64.b64decode(u)[:4] == b"\x89PNG" for u in uris)
+    assert (out / "scores.png").stat().st_size > 1000
+
+
+def test_explicit_variant_groups_for_table2(tmp_path):
+    variants = {f"teacher · {v}": rows_from_counts(TABLE2[v]) for v in ("Strict", "Relaxed")}
+    write_report({"teacher": rows_from_counts(TABLE1["labeler"])}, tmp_path, variants=variants)
+    data = json.loads((tmp_path / "report.json").read_text())["variants"]
+    assert data["teacher · Strict"]["le2"] == 4.86 and data["teacher · Relaxed"]["eq5"] == 2.66
+
+
+def _tiny_png() -> bytes:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(2, 1))
+    ax.plot([0, 1], [1, 0])
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def test_heuristic_scores_are_labelled_as_such(tmp_path):
+    write_report({"m": rows_from_counts((3, 2, 1, 0, 0), total=7, backend="heuristic")}, tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert "heuristic (judge-llm)" in md and "not from an LLM judge" in md
+
+
+def test_cli_report_names_from_paths_and_reference(tmp_path):
+    write_rows(tmp_path / "teacher.jsonl", rows_from_counts(TABLE1["labeler"]))
+    write_rows(tmp_path / "slm.jsonl", rows_from_counts(TABLE1["tool SLM"]))
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "slm.jsonl"), f"teacher={tmp_path / 'teacher.jsonl'}",
+                                      "--output", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert data["reference_model"] == "teacher" and data["models"]["slm"]["diff"] == -1.05
+    bad = CliRunner().invoke(app, ["report", str(tmp_path / "missing.jsonl")])
+    assert isinstance(bad.exception, MgaError) and "file not found" in str(bad.exception)
+
+
+def test_unknown_reference_model_is_a_user_error(tmp_path):
+    with pytest.raises(MgaError, match="reference model"):
+        write_report({"a": rows_from_counts((1, 0, 0, 0, 0), total=1)}, tmp_path, reference_model="nobody")
+
+
+def test_embedding_map_draws_originals_and_each_variant(tmp_path):
+    from judge.embed_map import embedding_map
+
+    topics = ["The heart pumps blood through arteries and veins.", "Volcanoes erupt when magma reaches the surface.",
+              "Bees pollinate flowers while collecting nectar.", "Rivers carve valleys over thousands of years."]
+    rows = []
+    for d, text in enumerate(topics):
+        for variant, rewrite in (("base", f"A story for children: {text}"), ("strict", text.replace(".", "!")),
+                                 ("relaxed", "A poem about friendship and autumn leaves.")):
+            rows.append({"meta": {"docid": str(d), "chunk_id": 0, "raw_text": text, "pair_id": 0},
+                         "content_split": rewrite, "variant": variant, "status": "ok"})
+    png = embedding_map(rows, tmp_path / "map.png")
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 5000
+    write_report({"slm": rows}, tmp_path / "r", embed=True)
+    assert (tmp_path / "r" / "embedding_map.png").exists()
+    assert "embedding_map" in (tmp_path / "r" / "report.md").read_text()
+    with pytest.raises(MgaError, match="at least 5"):
+        embedding_map(rows[:1], tmp_path / "few.png")
