@@ -41,7 +41,8 @@ class ExpandSpec:
 
     pairs_model: str
     rewrite_model: str
-    backend: str = "transformers"
+    pairs_backend: str = "transformers"
+    rewrite_backend: str = "transformers"
     language: str = "en"
     variant: str = "base"
     num_pairs: int = 5
@@ -50,23 +51,28 @@ class ExpandSpec:
     temperature: float = 0.0
     base_url: str | None = None
     max_validation_attempts: int = 3
+    seed: int = 0  # local models re-ask a rejected answer by sampling: seeded, so reruns agree
 
     def params(self) -> GenerationParams:
-        return GenerationParams(temperature=self.temperature, max_tokens=self.max_new_tokens)
+        return GenerationParams(temperature=self.temperature, max_tokens=self.max_new_tokens, seed=self.seed)
+
+    def backend(self, which: Which) -> str:
+        return self.pairs_backend if which == "pairs" else self.rewrite_backend
 
     def generator(self, which: Which, cache_path: Path | None = None) -> Generator:
-        """The tool model for one half of the step, on the chosen backend."""
+        """The tool model for one half of the step, on its backend."""
         model = self.pairs_model if which == "pairs" else self.rewrite_model
-        if self.backend == "openai":
+        backend = self.backend(which)
+        if backend == "openai":
             from distill.teacher import make_generator
 
             cfg = TeacherConfig(backend="openai", model=model, base_url=self.base_url, batch_size=self.batch_size)
             return make_generator(cfg, cache_path=cache_path, stage=f"expand-{which}")
         if not Path(model).exists():
-            raise MgaError(f"--{which}-model {model}: no such local checkpoint folder (backend {self.backend})")
+            raise MgaError(f"--{which}-model {model}: no such local checkpoint folder (backend {backend})")
         from distill.local_generator import LocalGenerator
 
-        return LocalGenerator(model, batch_size=self.batch_size, backend=self.backend)
+        return LocalGenerator(model, batch_size=self.batch_size, backend=backend)
 
 
 def shard_of(docid: str, num_shards: int) -> int:
@@ -91,12 +97,13 @@ def select_chunks(
 
 
 def _check(
-    *, backend: str, executor: str, variant: str, num_pairs: int, shard_index: int, num_shards: int,
+    *, backends: tuple[str, ...], executor: str, variant: str, num_pairs: int, shard_index: int, num_shards: int,
     limit: int | None, batch_size: int, max_new_tokens: int, temperature: float, min_keyword_coverage: float,
     workers: int | None,
 ) -> None:
-    if backend not in BACKENDS:
-        raise MgaError(f"--backend {backend}: choose one of {', '.join(BACKENDS)}")
+    for backend in backends:
+        if backend not in BACKENDS:
+            raise MgaError(f"--backend {backend}: choose one of {', '.join(BACKENDS)}")
     if executor not in EXECUTORS:
         raise MgaError(f"--executor {executor}: choose one of {', '.join(EXECUTORS)}")
     if variant not in VARIANTS:
@@ -122,7 +129,7 @@ def _check(
 
 def token_counter(spec: ExpandSpec) -> tuple[Callable[[str], int], str]:
     """Count tokens with the rewrite model's tokenizer when it is a local checkpoint, else by whitespace."""
-    if spec.backend != "openai" and Path(spec.rewrite_model).is_dir():
+    if spec.rewrite_backend != "openai" and Path(spec.rewrite_model).is_dir():
         from transformers import AutoTokenizer
 
         try:
@@ -303,6 +310,8 @@ def expand_corpus(
     pairs_model: str,
     rewrite_model: str,
     backend: str = "transformers",
+    pairs_backend: str | None = None,
+    rewrite_backend: str | None = None,
     executor: str = "local",
     language: str = "en",
     variant: str = "base",
@@ -326,11 +335,13 @@ def expand_corpus(
     schema), rejected.jsonl (rows with `reject.reason`) and stats.json. Rerunning a finished shard
     generates nothing and rewrites the same outputs.
     """
-    _check(backend=backend, executor=executor, variant=variant, num_pairs=num_pairs, shard_index=shard_index,
+    pairs_backend, rewrite_backend = pairs_backend or backend, rewrite_backend or backend
+    _check(backends=(pairs_backend, rewrite_backend), executor=executor, variant=variant, num_pairs=num_pairs, shard_index=shard_index,
            num_shards=num_shards, limit=limit, batch_size=batch_size, max_new_tokens=max_new_tokens,
            temperature=temperature, min_keyword_coverage=min_keyword_coverage, workers=workers)
     spec = ExpandSpec(
-        pairs_model=pairs_model, rewrite_model=rewrite_model, backend=backend, language=language, variant=variant,
+        pairs_model=pairs_model, rewrite_model=rewrite_model, pairs_backend=pairs_backend,
+        rewrite_backend=rewrite_backend, language=language, variant=variant,
         num_pairs=num_pairs, batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=temperature,
         base_url=base_url,
     )
@@ -339,13 +350,14 @@ def expand_corpus(
     work_dir.mkdir(parents=True, exist_ok=True)
     chunks = _chunks_of_shard(Path(corpus), work_dir, corpus_cfg or CorpusConfig(),
                               shard_index=shard_index, num_shards=num_shards, limit=limit)
+    timings: dict[str, Any] | None = None
     before = (len(done_keys(work_dir / "pairs.jsonl", chunk_key)), len(done_keys(work_dir / "rewrites.jsonl", rewrite_key)))
     if not chunks:
         console.print(f"shard {shard_index} of {num_shards}: no documents hash to this shard", markup=False)
     elif executor == "ray":
         from distill.ray_executor import run_on_ray
 
-        run_on_ray(work_dir, chunks, spec, workers=workers, ray_address=ray_address)
+        timings = run_on_ray(work_dir, chunks, spec, workers=workers, ray_address=ray_address)
     else:
         _run_local(work_dir, spec)
     for name in ("pairs.jsonl", "rewrites.jsonl"):
@@ -359,7 +371,8 @@ def expand_corpus(
     stats = {
         "out_dir": str(work_dir),
         "executor": executor,
-        "backend": backend,
+        "pairs_backend": pairs_backend,
+        "rewrite_backend": rewrite_backend,
         "pairs_model": pairs_model,
         "rewrite_model": rewrite_model,
         "language": language,
@@ -373,6 +386,7 @@ def expand_corpus(
         "generated": {"pairs": after[0] - before[0], "rewrites": after[1] - before[1]},
         "wall_s": round(wall, 3),
         "documents_per_s": round(stats["documents"] / wall, 4) if wall > 0 else None,
+        **({"ray": timings} if timings is not None else {}),
     }
     write_json(work_dir / "stats.json", stats)
     if show:

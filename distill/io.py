@@ -64,7 +64,9 @@ def write_rows(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
     try:
         if path.suffix == ".parquet":
             from datasets import Dataset
+            from datasets.utils.logging import disable_progress_bar
 
+            disable_progress_bar()
             os.close(fd)
             Dataset.from_list(list(rows)).to_parquet(tmp)
         else:

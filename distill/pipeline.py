@@ -508,8 +508,9 @@ class Pipeline:
         from rich.table import Table
 
         table = Table(title=f"run {self.cfg.name}: {seconds:.1f}s, {self.dir}")
-        for col in ("stage", "status", "rows in", "rows out", "seconds", "requests", "tokens", "cost"):
-            table.add_column(col)
+        table.add_column("stage", no_wrap=True)
+        for col in ("status", "rows in", "rows out", "seconds", "requests", "tokens", "cost"):
+            table.add_column(col, justify="right")
         for item in self.summary:
             name = item["stage"]
             counters = self.accounting.stages.get(name)

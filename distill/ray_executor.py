@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,8 @@ from distill.prompts import pairs_messages, rewrite_messages
 from distill.schema import OK, chunk_key, rewrite_key
 from judge.pairs_check import parse_pairs
 
-CPUS_PER_ACTOR = 0.5  # both stages' pools fit in `workers` CPUs; the rewrite stage does 5x the calls
+# logical CPUs, so that both stages' pools and the explode tasks fit in `workers` CPUs (SLM-2 makes 5x the calls)
+CPUS = {"pairs": 0.25, "explode": 0.25, "rewrite": 0.5}
 OBJECT_STORE_BYTES = 200 * 1024**2
 _WORKER_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "OPENAI_API_KEY", "OPENAI_BASE_URL")
 
@@ -70,15 +73,11 @@ def rewrite_row(meta: dict[str, Any], result: Result, variant: str, model: str, 
 
 
 def _quiet_worker() -> None:
-    """One torch thread per actor (the pool, not threads, uses the cores) and no per-batch console output."""
+    """One torch thread per CPU actor (the pool, not threads, uses the cores); no per-batch console output."""
     console.quiet = True
-    try:
-        import torch
-
-        if not torch.cuda.is_available():
-            torch.set_num_threads(1)
-    except ImportError:
-        pass
+    torch = sys.modules.get("torch")  # loaded by a local model; an endpoint client never needs it
+    if torch is not None and not torch.cuda.is_available():
+        torch.set_num_threads(1)
 
 
 def _items(batch: dict[str, Any]) -> list[dict[str, Any]]:
@@ -95,9 +94,9 @@ class PairsStage:
     """SLM-1 on one actor: a pairs row for every item that has a chunk and no pairs row yet."""
 
     def __init__(self, spec: ExpandSpec):
-        _quiet_worker()
         self.spec = spec
         self.generator = spec.generator("pairs")
+        _quiet_worker()
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         items = _items(batch)
@@ -137,9 +136,9 @@ class RewriteStage:
     """SLM-2 on one actor: a rewrite row for every (chunk, pair) job; pairs rows pass through."""
 
     def __init__(self, spec: ExpandSpec):
-        _quiet_worker()
         self.spec = spec
         self.generator = spec.generator("rewrite")
+        _quiet_worker()
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         items = _items(batch)
@@ -183,6 +182,11 @@ def _start_ray(address: str | None, workers: int) -> bool:
     return True
 
 
+def _resources(spec: ExpandSpec, which: str) -> dict[str, float]:
+    """A vLLM actor takes a GPU; a CPU model actor a share of a CPU (see `CPUS`)."""
+    return {"num_gpus": 1} if spec.backend(which) == "vllm" else {"num_cpus": CPUS[which]}
+
+
 def _todo(work_dir: Path, chunks: list[dict[str, Any]], spec: ExpandSpec) -> tuple[list[dict[str, Any]], int]:
     """Input items for the chunks with work left (resume), and how many rewrite rows are still to come."""
     pairs_path, rewrites_path = work_dir / "pairs.jsonl", work_dir / "rewrites.jsonl"
@@ -217,12 +221,16 @@ def _reorder(path: Path, rank: dict[str, int], key) -> None:
 def run_on_ray(
     work_dir: Path, chunks: list[dict[str, Any]], spec: ExpandSpec, *, workers: int | None = None,
     ray_address: str | None = None,
-) -> None:
-    """Generate the missing pairs and rewrite rows of `chunks` on Ray Data into work_dir's JSONL files."""
+) -> dict[str, Any]:
+    """Generate the missing pairs and rewrite rows of `chunks` on Ray Data into work_dir's JSONL files.
+
+    Returns timings: `startup_s` until the first row came back (Ray, actors, model loading) and `generate_s`
+    from the first row to the last (the steady state, where throughput scales with workers)."""
     items, expected = _todo(work_dir, chunks, spec)
     if not items:
         console.print("expand (ray): every chunk already has its rows, nothing to generate", markup=False)
-        return
+        return {"workers": 0, "startup_s": 0.0, "generate_s": 0.0}
+    begun = time.perf_counter()
     workers = workers or (None if ray_address else os.cpu_count() or 1)
     started = _start_ray(ray_address, workers or 1)
     try:
@@ -230,24 +238,25 @@ def run_on_ray(
         import ray.data
 
         if workers is None:  # on a cluster, default to one worker per CPU it has
-            workers = max(1, int(ray.cluster_resources().get("CPU", 1) / (2 * CPUS_PER_ACTOR)))
+            workers = max(1, int(ray.cluster_resources().get("CPU", 1) - CPUS["explode"]))
         ray.data.DataContext.get_current().enable_progress_bars = False
         blocks = max(1, min(len(items), -(-len(items) // spec.batch_size)))
-        resources = {"num_gpus": 1} if spec.backend == "vllm" else {"num_cpus": CPUS_PER_ACTOR}
         ds = ray.data.from_items([{"item": json.dumps(it, ensure_ascii=False)} for it in items],
                                  override_num_blocks=blocks)
         ds = ds.map_batches(PairsStage, fn_constructor_kwargs={"spec": spec}, batch_size=spec.batch_size,
-                            compute=ray.data.ActorPoolStrategy(size=workers), **resources)
-        ds = ds.flat_map(explode, num_cpus=CPUS_PER_ACTOR / 2)
+                            compute=ray.data.ActorPoolStrategy(size=workers), **_resources(spec, "pairs"))
+        ds = ds.flat_map(explode, num_cpus=CPUS["explode"])
         ds = ds.map_batches(RewriteStage, fn_constructor_kwargs={"spec": spec}, batch_size=spec.batch_size,
-                            compute=ray.data.ActorPoolStrategy(size=workers), **resources)
+                            compute=ray.data.ActorPoolStrategy(size=workers), **_resources(spec, "rewrite"))
         console.print(f"expand (ray): {len(items)} chunks, {workers} workers per stage", markup=False)
+        first = None
         with (
             JsonlAppender(work_dir / "pairs.jsonl") as pairs_out,
             JsonlAppender(work_dir / "rewrites.jsonl") as rewrites_out,
             progress_task(f"expand on ray ({workers} workers)", expected) as advance,
         ):
             for row in ds.iter_rows():
+                first = first or time.perf_counter()
                 item = json.loads(row["item"])
                 if item["kind"] == "pairs":
                     pairs_out.write(item["row"])
@@ -256,6 +265,7 @@ def run_on_ray(
                 else:
                     rewrites_out.write(item["row"])
                     advance()
+        last = time.perf_counter()
     finally:
         if started:
             import ray
@@ -264,3 +274,5 @@ def run_on_ray(
     rank = {chunk_key(c): i for i, c in enumerate(chunks)}
     _reorder(work_dir / "pairs.jsonl", rank, chunk_key)
     _reorder(work_dir / "rewrites.jsonl", rank, rewrite_key)
+    first = first or last
+    return {"workers": workers, "startup_s": round(first - begun, 3), "generate_s": round(last - first, 3)}

@@ -99,7 +99,7 @@ def _sft_kwargs(cfg: TrainConfig, out_dir: Path, has_eval: bool) -> dict[str, An
     if has_eval:
         kwargs.setdefault("eval_strategy", "epoch")
     elif kwargs.get("eval_strategy", "no") != "no":
-        console.print("note: no evaluation examples; eval_strategy set to 'no'", markup=False)
+        console.print("note: no evaluation examples; eval_strategy set to 'no'", markup=False, soft_wrap=True)
         kwargs["eval_strategy"] = "no"
     if kwargs.get("padding_free") and not kwargs.get("packing"):
         # TRL enforces no max_length when padding-free without packing; BFD packing is padding-free *and*
@@ -237,7 +237,7 @@ def train_tool_model(
     if done_file.exists():
         done = json.loads(done_file.read_text())
         if done.get("fingerprint") == fingerprint and Path(done["checkpoint"]).exists():
-            console.print(f"train ({stage}): already trained with this config -> {done['checkpoint']}", markup=False)
+            console.print(f"train ({stage}): already trained with this config -> {done['checkpoint']}", markup=False, soft_wrap=True)
             return Path(done["checkpoint"])
         done_file.unlink()
     if started_file.exists() and json.loads(started_file.read_text()).get("fingerprint") != fingerprint:
@@ -254,9 +254,9 @@ def train_tool_model(
     if (split := train_path.parent / "split.json").exists():
         shutil.copyfile(split, out_dir / "split.json")
     if resume:
-        console.print(f"train ({stage}): resuming from {trainer_dir}", markup=False)
+        console.print(f"train ({stage}): resuming from {trainer_dir}", markup=False, soft_wrap=True)
     kind = "LoRA" if cfg.lora is not None else "full"
-    console.print(f"train ({stage}): {kind} fine-tune of {student}, {len(trainer.train_dataset)} examples", markup=False)
+    console.print(f"train ({stage}): {kind} fine-tune of {student}, {len(trainer.train_dataset)} examples", markup=False, soft_wrap=True)
     result = trainer.train(resume_from_checkpoint=True if resume else None)
     log_history = trainer.state.log_history
     write_json(out_dir / "log_history.json", log_history)
@@ -265,7 +265,7 @@ def train_tool_model(
     shutil.rmtree(trainer_dir, ignore_errors=True)
     write_json(done_file, {"fingerprint": fingerprint, "checkpoint": str(checkpoint), "metrics": result.metrics})
     started_file.unlink(missing_ok=True)
-    console.print(f"train ({stage}): checkpoint -> {checkpoint}", markup=False)
+    console.print(f"train ({stage}): checkpoint -> {checkpoint}", markup=False, soft_wrap=True)
     return checkpoint
 
 

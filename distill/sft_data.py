@@ -103,7 +103,7 @@ def build_sft_datasets(
             examples[key] = {"messages": messages, "docid": str(row["meta"]["docid"]), "key": key}
     if skipped:
         detail = ", ".join(f"{n} {why}" for why, n in skipped.most_common())
-        console.print(f"sft data ({stage}): skipped {sum(skipped.values())} rows ({detail})", markup=False)
+        console.print(f"sft data ({stage}): skipped {sum(skipped.values())} rows ({detail})", markup=False, soft_wrap=True)
     if not examples:
         raise MgaError(
             f"{rows_path}: no usable rows for SFT stage '{stage}' "
@@ -122,6 +122,6 @@ def build_sft_datasets(
     console.print(
         f"sft data ({stage}): {len(examples) - n_eval} train / {n_eval} eval examples "
         f"({len(train_docs)} / {len(eval_docs)} documents) -> {out_dir}",
-        markup=False,
+        markup=False, soft_wrap=True,
     )
     return train_path, eval_path

@@ -79,7 +79,7 @@ def _check_eos(tokenizer: Any, template: str) -> None:
     console.print(
         f"warning: eos is {tokenizer.eos_token!r} but the chat template ends assistant turns with {token!r}; "
         f"using {token!r} as eos (training and generation stop on it)",
-        markup=False,
+        markup=False, soft_wrap=True,
     )
     tokenizer.eos_token = token
 
@@ -117,7 +117,7 @@ def _choose_pad(tokenizer: Any, template: str) -> str:
     console.print(
         "warning: the tokenizer has no pad token and no unused special token; padding with eos "
         "(safe: TRL masks padding by position, so EOS is still learned)",
-        markup=False,
+        markup=False, soft_wrap=True,
     )
     return tokenizer.eos_token
 
@@ -137,8 +137,6 @@ def check_tokenizer(tokenizer: Any, *, assistant_only_loss: bool) -> None:
         _check_mask(tokenizer, template)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = _choose_pad(tokenizer, template)
-        console.print(f"tokenizer: pad token set to {tokenizer.pad_token!r}", markup=False)
+        console.print(f"tokenizer: pad token set to {tokenizer.pad_token!r}", markup=False, soft_wrap=True)
     elif tokenizer.pad_token_id == tokenizer.eos_token_id:
-        console.print(
-            "note: pad == eos; TRL masks padding by position, so EOS is still learned", markup=False
-        )
+        console.print("note: pad == eos; TRL masks padding by position, so EOS is still learned", markup=False)

@@ -78,7 +78,9 @@ def check_fields(values: dict[str, Any], cls: type, loc: str) -> list[str]:
 
 
 def passthrough_errors(train: TrainConfig) -> list[str]:
-    """Check the keys passed through to TRL and PEFT (imports both, so it runs once at the edge)."""
+    """Check the keys passed through to TRL and PEFT (imports them only when such keys are set: slow)."""
+    if not train.model_extra and train.lora is None:
+        return []
     from peft import LoraConfig
     from trl import SFTConfig
 

@@ -23,12 +23,6 @@ from distill.schema import rewrite_key, score_of
 from judge.config import JudgeConfig
 
 
-def default_reference(language: str = "en") -> Path:
-    from mga_data import data_path
-
-    return data_path("reference", f"{language}.jsonl")
-
-
 def agreement(reference: list[int], judged: list[int | None]) -> dict[str, Any]:
     """Exact / within-1 rates over all items (unscored = disagreement), Spearman over scored items, confusion."""
     from scipy.stats import spearmanr
@@ -81,13 +75,13 @@ def calibrate(
 ) -> dict[str, Any]:
     """Judge the reference rewrites with `cfg.backend` and return (and print) the agreement."""
     from judge.judging import judge_file
-    from judge.reference import reference_judged_rows
+    from judge.reference import default_reference_path, reference_judged_rows
 
     cfg = cfg or JudgeConfig()
-    path = Path(reference_path) if reference_path else default_reference(language)
+    path = Path(reference_path) if reference_path else default_reference_path(language)
     if not path.is_file():
         raise MgaError(f"reference set not found: {path}")
-    reference_rows = [r for r in reference_judged_rows(path, language) if score_of(r) is not None]
+    reference_rows = [r for r in reference_judged_rows(path) if score_of(r) is not None]
     if not reference_rows:
         raise MgaError(f"{path}: no scored reference rewrites")
     with tempfile.TemporaryDirectory(prefix="mga-calibrate-") as tmp:

@@ -228,7 +228,7 @@ def write_report(
     if judge_label is None:
         judge_label = ", ".join(all_judges) or "unknown judge"
     notes = list(notes)
-    if any(j.startswith("heuristic") for j in all_judges) and HEURISTIC_NOTE not in notes:
+    if any(j.startswith("heuristic") for j in all_judges) and not any("heuristic" in n.lower() for n in notes):
         notes.insert(0, HEURISTIC_NOTE)
     notes.append("Total includes unscored outputs, which count as failures (the paper's convention); "
                  "rates are % of Total, Diff is in percentage points against the reference model.")
@@ -252,10 +252,15 @@ def write_report(
             raise MgaError(f"report: image not found: {picture}")
 
     t1 = table1_rows(summaries, reference_model)
+    header1 = list(TABLE1_HEADER)
+    if len({tuple(s["judges"]) for s in summaries.values()}) > 1:  # models scored by different judges
+        header1.append("judge")
+        for line, s in zip(t1, summaries.values()):
+            line.append(", ".join(s["judges"]) or "none")
     t2 = table2_rows(variant_summaries) if show_table2 else []
     md = [f"# {title}", "", f"**Judge:** {judge_label}", "", f"**Reference model (Diff):** {reference_model}", ""]
     md += [f"> {note}" for note in notes] + [""]
-    md += ["## Table 1: judge scores per model", "", markdown_table(TABLE1_HEADER, t1), ""]
+    md += ["## Table 1: judge scores per model", "", markdown_table(header1, t1), ""]
     if show_table2:
         md += ["## Table 2: prompt variants", "", markdown_table(TABLE2_HEADER, t2), ""]
     for section_title, body in sections:
@@ -271,7 +276,7 @@ def write_report(
         judge_label=judge_label,
         reference_model=reference_model,
         notes=notes,
-        table1=(TABLE1_HEADER, t1),
+        table1=(header1, t1),
         table2=(TABLE2_HEADER, t2) if show_table2 else None,
         sections=[(t, b) for t, b in sections],
         images=[(p.stem, _data_uri(p)) for p in pictures],

@@ -57,7 +57,7 @@ TEMPLATE = """<!doctype html>
 TABLE = """<table>
 <thead><tr>{% for h in header %}<th>{{ h }}</th>{% endfor %}</tr></thead>
 <tbody>
-{% for row in rows %}<tr{% if row[0] == reference %} class="reference"{% endif %}>{% for cell in row %}<td{% if loop.last and cell.startswith('-') %} class="neg"{% elif loop.last and cell.startswith('+') %} class="pos"{% endif %}>{{ cell }}</td>{% endfor %}</tr>
+{% for row in rows %}<tr{% if row[0] == reference %} class="reference"{% endif %}>{% for cell in row %}<td{% if cell.startswith('-') %} class="neg"{% elif cell.startswith('+') %} class="pos"{% endif %}>{{ cell }}</td>{% endfor %}</tr>
 {% endfor %}</tbody>
 </table>"""
 

@@ -91,7 +91,7 @@ def teacher_cfg(url: str, **kw) -> TeacherConfig:
 @pytest.fixture(scope="module")
 def chunks(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("chunks") / "chunks.jsonl"
-    return chunk_corpus(data_path("sample", "corpus.jsonl"), out, CorpusConfig(chunk_tokens=512))
+    return chunk_corpus(data_path("sample", "corpus.jsonl"), out, CorpusConfig(chunk_tokens=512, sample_size=12))
 
 
 def test_both_stages_under_the_fault_script(fake_openai, chunks, tmp_path):
@@ -174,14 +174,24 @@ def test_zh_prompts_render_and_ask_for_chinese():
         assert messages[1]["content"] != rewrite_messages("原文", "科普文章", "中学生", variant, "en")[1]["content"]
 
 
-# ---- the command, in a subprocess ------------------------------------------------------------------------------
+# ---- the command ------------------------------------------------------------------------------------------------
+# In-process through typer where only the outcome matters; in a subprocess where the process itself is the point
+# (kill -9, the exit code and the one `error:` line printed by `main`).
 
 MGA = [sys.executable, "-c", "from distill.cli import main; main()"]
 
 
-def mga(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+def mga(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "MGA_TEST_KEY": SECRET, **(env or {})}
-    return subprocess.run([*MGA, *args], capture_output=True, text=True, env=full_env, timeout=120, **kw)
+    return subprocess.run([*MGA, *args], capture_output=True, text=True, env=full_env, timeout=120)
+
+
+def mga_inline(*args: str):
+    from typer.testing import CliRunner
+
+    from distill.cli import app
+
+    return CliRunner().invoke(app, list(args), env={"MGA_TEST_KEY": SECRET})
 
 
 def label_args(url: str, inp: Path, out: Path, stage: str = "pairs", concurrency: int = 4) -> list[str]:
@@ -193,10 +203,10 @@ def label_args(url: str, inp: Path, out: Path, stage: str = "pairs", concurrency
 
 
 def test_kill_9_then_resume_gives_the_same_rows(fake_openai, tmp_path):
-    server = fake_openai(teacher_reply, latency=0.03)
+    server = fake_openai(teacher_reply, latency=0.05)
     corpus = data_path("sample", "corpus.jsonl")
-    clean = mga(*label_args(server.url, corpus, tmp_path / "clean" / "pairs.jsonl"))
-    assert clean.returncode == 0, clean.stderr
+    clean = mga_inline(*label_args(server.url, corpus, tmp_path / "clean" / "pairs.jsonl"))
+    assert clean.exit_code == 0, clean.output
     expected = read_rows(tmp_path / "clean" / "pairs.jsonl")
     clean_requests = len(server.requests)
 
@@ -206,23 +216,25 @@ def test_kill_9_then_resume_gives_the_same_rows(fake_openai, tmp_path):
         [*MGA, *label_args(server.url, corpus, out)], env={**os.environ, "MGA_TEST_KEY": SECRET},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 90
     while len(server.requests) < clean_requests // 2 and time.monotonic() < deadline:
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert 0 < len(server.requests) < clean_requests
-    resumed = mga(*label_args(server.url, corpus, out))
-    assert resumed.returncode == 0, resumed.stderr
+    resumed = mga_inline(*label_args(server.url, corpus, out))
+    assert resumed.exit_code == 0, resumed.output
     assert read_rows(out) == expected
     duplicates = len(server.requests) - clean_requests
     assert 0 <= duplicates <= 4, f"{duplicates} duplicate requests (concurrency 4)"
 
     server.requests.clear()
-    rerun = mga(*label_args(server.url, corpus, out))
-    assert rerun.returncode == 0 and len(server.requests) == 0
-    assert "requests" in rerun.stderr and json.loads((out.parent / "accounting.json").read_text())["stages"]
-
+    rerun = mga_inline(*label_args(server.url, corpus, out))
+    assert rerun.exit_code == 0 and len(server.requests) == 0
+    assert "cache hits" in rerun.output
+    stages = json.loads((out.parent / "accounting.json").read_text())["stages"]
+    # the resumed run's spend is recorded (the killed one never got to write); the rerun added nothing
+    assert 0 < stages["label-pairs"]["results"] < len(expected) and stages["label-pairs"]["requests"] > 0
 
 def test_bad_rows_and_failing_endpoints_via_the_command(fake_openai, tmp_path):
     server = fake_openai(teacher_reply, api_key=SECRET)
@@ -235,9 +247,9 @@ def test_bad_rows_and_failing_endpoints_via_the_command(fake_openai, tmp_path):
         b'{"id": "e", "text": "Another good document."}\n'
     )
     out = tmp_path / "run" / "pairs.jsonl"
-    ok = mga(*label_args(server.url, corpus, out))
-    assert ok.returncode == 0, ok.stderr
-    warnings = [line for line in ok.stderr.splitlines() if line.startswith("warning:")]
+    ok = mga_inline(*label_args(server.url, corpus, out))
+    assert ok.exit_code == 0, ok.output
+    warnings = [line for line in ok.output.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 3 and all("skipped" in w for w in warnings)
     assert [r["meta"]["docid"] for r in read_rows(out)] == ["a", "e"]
     written = out.read_bytes()
@@ -246,33 +258,39 @@ def test_bad_rows_and_failing_endpoints_via_the_command(fake_openai, tmp_path):
         f.write(b'{"id": "f", "text": "A third good document."}\n')
     from tests.test_teacher import closed_port_url
 
-    for url, env, expect in [
-        (closed_port_url(), {}, "cannot reach the teacher"),
-        (server.url, {"MGA_TEST_KEY": "sk-wrong-key-00000000"}, "refused the API key (401)"),
-    ]:
-        bad = mga(*label_args(url, corpus, out), env=env)
-        assert bad.returncode == 2, bad.stderr
-        errors = [line for line in bad.stderr.splitlines() if line.startswith("error:")]
-        assert len(errors) == 1 and expect in errors[0], bad.stderr
-        assert "Traceback" not in bad.stderr and "sk-wrong" not in bad.stderr
-        assert out.read_bytes() == written, "rows already written must survive a failed run"
+    bad = mga(*label_args(closed_port_url(), corpus, out))  # the real process: exit 2 and one `error:` line
+    assert bad.returncode == 2, bad.stderr
+    errors = [line for line in bad.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "cannot reach the teacher at http://127.0.0.1:" in errors[0], bad.stderr
+    assert "Traceback" not in bad.stderr
+    assert out.read_bytes() == written, "rows already written must survive a failed run"
+
+    from distill.errors import MgaError
+
+    refused = mga_inline(*label_args(server.url, corpus, out), "--set", "teacher.api_key=sk-wrong-key-00000000")
+    assert isinstance(refused.exception, MgaError), refused.output
+    assert "refused the API key (401)" in str(refused.exception) and len(str(refused.exception).splitlines()) == 1
+    assert "sk-wrong" not in str(refused.exception) + refused.output
+    assert out.read_bytes() == written
 
     for f in (tmp_path / "run").iterdir():
         assert SECRET.encode() not in f.read_bytes(), f
-    assert SECRET not in ok.stderr + ok.stdout
+    assert SECRET not in ok.output
 
 
 def test_rewrite_stage_via_the_command_with_variants(fake_openai, chunks, tmp_path):
+    from distill.errors import MgaError
+
     server = fake_openai(teacher_reply)
     pairs = tmp_path / "pairs.jsonl"
-    assert mga(*label_args(server.url, chunks, pairs)).returncode == 0
+    assert mga_inline(*label_args(server.url, chunks, pairs)).exit_code == 0
     ok_chunks = sum(r["status"] == "ok" for r in read_rows(pairs))
     for variant in ("strict", "relaxed"):
-        out = tmp_path / f"rewrites-{variant}.jsonl"
-        result = mga(*label_args(server.url, pairs, out, stage="rewrite"), "--variant", variant)
-        assert result.returncode == 0, result.stderr
+        out = tmp_path / f"rewrites-{variant}.parquet"
+        result = mga_inline(*label_args(server.url, pairs, out, stage="rewrite"), "--variant", variant)
+        assert result.exit_code == 0, result.output
         rows = read_rows(out)
         assert len(rows) == 5 * ok_chunks and {r["variant"] for r in rows} == {variant}
         assert len({rewrite_key(r) for r in rows}) == len(rows)
-    bad = mga(*label_args(server.url, pairs, tmp_path / "x.jsonl", stage="rewrite"), "--variant", "wild")
-    assert bad.returncode == 2 and "unknown prompt variant 'wild'" in bad.stderr
+    bad = mga_inline(*label_args(server.url, pairs, tmp_path / "x.jsonl", stage="rewrite"), "--variant", "wild")
+    assert isinstance(bad.exception, MgaError) and "unknown prompt variant 'wild'" in str(bad.exception)

@@ -10,10 +10,13 @@ import pytest
 
 from distill.config import GenerationParams, TeacherConfig
 from distill.io import read_rows, write_rows
+from distill.schema import score_of
 from distill.teacher import make_generator
+from judge.calibrate import calibrate
 from judge.config import JudgeConfig
 from judge.judging import judge_file
 from judge.llm_judge import judge_rows, weighted_score
+from judge.reference import default_reference_path, reference_judged_rows
 from judge.report import summarize, write_report
 from tests.fake_openai import Reply
 
@@ -122,3 +125,20 @@ def test_weighted_score_from_logprobs(fake_openai, tmp_path):
     assert server.requests[0]["logprobs"] is True and server.requests[0]["top_logprobs"] == 5
     assert weighted_score(None) is None
     assert weighted_score([_entry(t) for t in ("no", " score", " here")]) is None
+
+
+@pytest.mark.skipif(not default_reference_path("en").is_file(), reason="reference set not bundled yet")
+def test_calibrate_llm_backend_against_reference_scores(fake_openai):
+    truth = {r["content_split"]: score_of(r) for r in reference_judged_rows(default_reference_path("en"))}
+
+    def judge_like_reference(request):  # agrees, except that it never gives a 5 (answers 4 instead)
+        score = truth[rewritten(request)]
+        return Reply(json.dumps({"analysis": "compared", "score": min(score, 4)}))
+
+    server = fake_openai(judge_like_reference)
+    result = calibrate(JudgeConfig(backend="llm"), language="en", show=False,
+                       generator=make_generator(teacher(server), stage="judge"))
+    fives = sum(s == 5 for s in truth.values())
+    assert result["n"] == len(truth) == len(server.requests)
+    assert result["exact"] == round(1 - fives / len(truth), 4) and result["within_1"] == 1.0
+    assert result["confusion"][4][3] == fives and result["spearman"] > 0.9

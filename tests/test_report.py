@@ -152,3 +152,11 @@ def test_embedding_map_draws_originals_and_each_variant(tmp_path):
     assert "embedding_map" in (tmp_path / "r" / "report.md").read_text()
     with pytest.raises(MgaError, match="at least 5"):
         embedding_map(rows[:1], tmp_path / "few.png")
+
+
+def test_models_scored_by_different_judges_get_a_judge_column(tmp_path):
+    write_report({"teacher": rows_from_counts((2, 1, 0, 0, 0), total=3),
+                  "slm": rows_from_counts((1, 0, 0, 1, 0), total=3, backend="heuristic")}, tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert "| judge |" in md and "| heuristic (judge-llm) |" in md and "| llm (judge-llm) |" in md
+    assert 'class="neg"' in (tmp_path / "report.html").read_text()  # Diff -66.67 highlighted

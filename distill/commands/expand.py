@@ -16,6 +16,10 @@ def expand(
     rewrite_model: Annotated[str, typer.Option(help="SLM-2 checkpoint or served model name.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output folder (MGACorpus schema).")] = Path("expanded"),
     backend: Annotated[str, typer.Option(help="transformers, vllm or openai.")] = "transformers",
+    pairs_backend: Annotated[str | None, typer.Option(help="Backend of the pairs model; default --backend.")] = None,
+    rewrite_backend: Annotated[
+        str | None, typer.Option(help="Backend of the rewrite model; default --backend.")
+    ] = None,
     executor: Annotated[str, typer.Option(help="local or ray.")] = "local",
     shard_index: Annotated[int, typer.Option(help="This shard's index (job arrays).")] = 0,
     num_shards: Annotated[int, typer.Option(help="Number of shards.")] = 1,
@@ -52,7 +56,8 @@ def expand(
     except ValidationError as e:
         raise MgaError(f"--chunk-tokens {chunk_tokens}: {e.errors()[0]['msg']}") from None
     expand_corpus(
-        corpus, output, pairs_model=pairs_model, rewrite_model=rewrite_model, backend=backend, executor=executor,
+        corpus, output, pairs_model=pairs_model, rewrite_model=rewrite_model, backend=backend, pairs_backend=pairs_backend,
+        rewrite_backend=rewrite_backend, executor=executor,
         language=language, variant=variant, num_pairs=num_pairs, shard_index=shard_index, num_shards=num_shards,
         batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=temperature,
         min_keyword_coverage=min_keyword_coverage, base_url=base_url, ray_address=ray_address, workers=workers,

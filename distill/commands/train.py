@@ -23,7 +23,8 @@ def train(
     """Fine-tune the student on kept labels (assistant-only loss, EOS learned); full or LoRA.
 
     The SFT data (chat messages with the teacher's prompts, split by document) goes to OUTPUT/data; the
-    checkpoint to use downstream is OUTPUT/model (OUTPUT/adapter for LoRA with --no-merge).
+    checkpoint to use downstream is OUTPUT/model (OUTPUT/adapter for LoRA with --no-merge). INPUT may also be
+    a reference set (data/reference/<lang>.jsonl): its rewrites scoring >= filter.min_score are used.
     """
     from distill.console import console
     from distill.errors import MgaError
@@ -35,9 +36,27 @@ def train(
     cfg = load_config(recipe, set_)
     if merge is not None:
         cfg.train.merge = merge
+    rows = _reference_as_rows(input, stage, output / "data", cfg.filter.min_score)
     train_path, eval_path = build_sft_datasets(
-        input, stage, output / "data", language=cfg.language, eval_fraction=cfg.train.eval_fraction,
+        rows, stage, output / "data", language=cfg.language, eval_fraction=cfg.train.eval_fraction,
         seed=cfg.seed, num_pairs=cfg.label.num_pairs,
     )
     checkpoint = train_tool_model(train_path, eval_path, output, cfg.train, student=cfg.train.student, stage=stage)
-    console.print(f"checkpoint: {checkpoint}", markup=False)
+    console.print(f"checkpoint: {checkpoint}", markup=False, soft_wrap=True)
+
+
+def _reference_as_rows(path: Path, stage: str, folder: Path, min_score: int) -> Path:
+    """A reference-set file (one row per document with hand-written pairs) as kept labels; other files as they are."""
+    from distill.io import iter_rows, write_rows
+    from distill.schema import score_of
+
+    first = next(iter_rows(path), {})
+    if "meta" in first or "text" not in first or "pairs" not in first:
+        return path
+    from judge.reference import reference_judged_rows, reference_pairs_rows
+
+    if stage == "pairs":
+        rows = reference_pairs_rows(path)
+    else:
+        rows = [r for r in reference_judged_rows(path) if (score_of(r) or 0) >= min_score]
+    return write_rows(folder / f"reference.{stage}.jsonl", rows)

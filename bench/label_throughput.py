@@ -1,0 +1,192 @@
+"""Teacher-client throughput, rerun cost and kill -9 resume cost against a loopback OpenAI-compatible server.
+
+    python bench/label_throughput.py [--requests 1000] [--concurrency 64] [--latency 0.2] [--kill-requests 2000]
+
+The server runs in its own process with a fixed latency L per request. Printed:
+- achieved requests/s of the toolkit (`OpenAIGenerator`, cache on) over the bound C/L, and over a bare
+  `AsyncOpenAI(max_retries=0)` + `asyncio.Semaphore(C)` loop measured in the same run against the same server;
+- the toolkit's client CPU time per request beyond the bare loop's (process CPU, both measured alike);
+- requests sent by an immediate rerun (target 0);
+- after `mga label --stage rewrite` is killed (SIGKILL) at about 50% and rerun: requests the server received
+  twice. Every answer is committed to the cache before its worker takes the next request, so these are at
+  most the C requests in flight at the kill, whatever the run's size: C/N of the run (1% at N = 100 C).
+  Some of them the server had already answered, but the answers still sat unread in the socket buffers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _serve(latency: float, log_path: str, conn) -> None:
+    from tests.fake_openai import FakeOpenAI, Reply
+
+    lock = threading.Lock()
+    log = open(log_path, "a", buffering=1)
+
+    def digest(body: dict) -> str:
+        return hashlib.sha1(json.dumps(body["messages"], sort_keys=True).encode()).hexdigest()[:16]
+
+    def note(kind: str, body: dict) -> None:
+        with lock:
+            log.write(f"{kind} {digest(body)}\n")
+
+    def respond(body: dict) -> Reply:
+        note("R", body)
+        return Reply(content="rewritten " + digest(body))
+
+    server = FakeOpenAI(respond, latency=latency, on_answered=lambda body: note("A", body))
+    server._httpd.handle_error = lambda *a: None  # a killed client's broken pipes are expected here
+    server.start()
+    conn.send(server.url)
+    threading.Event().wait()
+
+
+def read_log(path: Path) -> list[tuple[str, str]]:
+    return [tuple(line.split()) for line in path.read_text().splitlines() if line.strip()]
+
+
+def messages(i: int, tag: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": "You rewrite."}, {"role": "user", "content": f"{tag} document {i} " * 40}]
+
+
+def bare_loop(url: str, n: int, concurrency: int) -> tuple[float, float]:
+    from openai import AsyncOpenAI
+
+    async def main() -> None:
+        client = AsyncOpenAI(api_key="EMPTY", base_url=url, max_retries=0, timeout=60)
+        semaphore = asyncio.Semaphore(concurrency)
+
+        async def one(i: int) -> None:
+            async with semaphore:
+                r = await client.chat.completions.create(model="m", messages=messages(i, "bare"), max_tokens=64)
+                assert r.choices[0].message.content
+
+        async with client:
+            await asyncio.gather(*(one(i) for i in range(n)))
+
+    wall, cpu = time.perf_counter(), time.process_time()
+    asyncio.run(main())
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def toolkit_run(url: str, n: int, concurrency: int, cache_path: Path) -> tuple[float, float, int]:
+    from distill.accounting import Accounting
+    from distill.config import GenerationParams, TeacherConfig
+    from distill.generation import Request
+    from distill.teacher import make_generator
+
+    cfg = TeacherConfig(base_url=url, model="m", concurrency=concurrency, timeout_s=60, api_key_env="MGA_BENCH_NO_KEY")
+    accounting = Accounting()
+    gen = make_generator(cfg, cache_path=cache_path, accounting=accounting, stage="bench")
+    params = GenerationParams(max_tokens=64)
+    requests = [Request(str(i), messages(i, "toolkit"), params) for i in range(n)]
+    wall, cpu = time.perf_counter(), time.process_time()
+    ok = sum(r.ok for r in gen.run(requests, description="toolkit"))
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    assert ok == n, f"{n - ok} requests failed"
+    return wall, cpu, accounting.stage("bench").requests
+
+
+def kill_and_resume(url: str, n: int, concurrency: int, log_path: Path, work: Path) -> dict[str, float]:
+    """`mga label --stage rewrite` over n rewrites: SIGKILL at ~50% answered, rerun, count repeats."""
+    pairs = work / "pairs.jsonl"
+    with open(pairs, "w") as f:
+        for doc in range(n // 5):
+            meta = {"docid": f"d{doc}", "chunk_id": 0, "source": "bench", "raw_text": f"Document {doc}. " * 30}
+            row = {"meta": meta, "pairs": [{"genre": f"genre {k}", "audience": f"audience {k}"} for k in range(5)],
+                   "status": "ok"}
+            f.write(json.dumps(row) + "\n")
+    out = work / "run" / "rewrites.jsonl"
+    cmd = [sys.executable, "-c", "from distill.cli import main; main()", "label", "--stage", "rewrite",
+           "--input", str(pairs), "--output", str(out), "--base-url", url, "--model", "m",
+           "--concurrency", str(concurrency), "--set", "teacher.api_key_env=MGA_BENCH_NO_KEY"]
+    start = len(read_log(log_path))
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while proc.poll() is None:
+        answered = sum(kind == "A" for kind, _ in read_log(log_path)[start:])
+        if answered >= n // 2:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait()
+    first = read_log(log_path)[start:]
+    middle = len(read_log(log_path))
+    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    second = read_log(log_path)[middle:]
+    rows = sum(1 for _ in open(out))
+    received = Counter(key for kind, key in first + second if kind == "R")
+    answered_first = {key for kind, key in first if kind == "A"}
+    asked_again = {key for kind, key in second if kind == "R"}
+    return {
+        "rows": rows,
+        "answered_before_kill": len(answered_first),
+        "sent": sum(received.values()),
+        "duplicates": sum(c - 1 for c in received.values()),
+        "lost_answers": len(answered_first & asked_again),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--requests", type=int, default=1000)
+    ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--latency", type=float, default=0.2)
+    ap.add_argument("--kill-requests", type=int, default=6400)
+    args = ap.parse_args()
+    n, c, latency = args.requests, args.concurrency, args.latency
+    bound = c / latency
+
+    work = Path(tempfile.mkdtemp(prefix="mga-bench-"))
+    log_path = work / "server.log"
+    log_path.touch()
+    parent, child = multiprocessing.Pipe()
+    server = multiprocessing.get_context("fork").Process(target=_serve, args=(latency, str(log_path), child), daemon=True)
+    server.start()
+    url = parent.recv()
+    try:
+        bare_loop(url, 64, c)  # warm-up: imports, connection pool
+        bare_wall, bare_cpu = bare_loop(url, n, c)
+        tk_wall, tk_cpu, sent = toolkit_run(url, n, c, work / "cache.sqlite")
+        before = len(read_log(log_path))
+        _, _, rerun_sent = toolkit_run(url, n, c, work / "cache.sqlite")
+        rerun_received = sum(kind == "R" for kind, _ in read_log(log_path)[before:])
+        kill = kill_and_resume(url, args.kill_requests, c, log_path, work)
+    finally:
+        server.kill()
+
+    bare_rate, tk_rate = n / bare_wall, n / tk_wall
+    extra_ms = (tk_cpu - bare_cpu) / n * 1000
+    print(f"loopback server: latency L={latency * 1000:.0f} ms, concurrency C={c}, {n} requests, bound C/L={bound:.0f} req/s")
+    print(f"bare AsyncOpenAI + Semaphore: {bare_rate:7.1f} req/s  ({bare_rate / bound:.2f} of bound), "
+          f"client CPU {bare_cpu / n * 1000:.2f} ms/request")
+    print(f"toolkit OpenAIGenerator:      {tk_rate:7.1f} req/s  ({tk_rate / bound:.2f} of bound, "
+          f"{tk_rate / bare_rate:.2f} of bare), client CPU {tk_cpu / n * 1000:.2f} ms/request")
+    print(f"toolkit CPU beyond the bare client: {extra_ms:+.2f} ms/request (target < 1 ms)")
+    print(f"immediate rerun: {rerun_received} requests received by the server (client counted {rerun_sent}; target 0)")
+    k = kill
+    print(
+        f"kill -9 at ~50% of {args.kill_requests} rewrites ({k['answered_before_kill']} answered by the server before "
+        f"the kill), then rerun: {k['rows']} rows, {k['sent']} requests sent, {k['duplicates']} duplicates "
+        f"({k['duplicates'] / args.kill_requests:.2%} of the run, target <= 1%; bound: C={c} in flight); "
+        f"{k['lost_answers']} of them had been answered but not yet read by the client"
+    )
+
+if __name__ == "__main__":
+    main()
