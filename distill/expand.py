@@ -303,6 +303,11 @@ def _run_local(work_dir: Path, spec: ExpandSpec) -> None:
     )
 
 
+def _row_counts(work_dir: Path) -> tuple[int, int]:
+    """Pairs and rewrite rows already written: the difference over a run is what it generated."""
+    return len(done_keys(work_dir / "pairs.jsonl", chunk_key)), len(done_keys(work_dir / "rewrites.jsonl", rewrite_key))
+
+
 def expand_corpus(
     corpus: Path,
     out_dir: Path,
@@ -336,22 +341,27 @@ def expand_corpus(
     generates nothing and rewrites the same outputs.
     """
     pairs_backend, rewrite_backend = pairs_backend or backend, rewrite_backend or backend
-    _check(backends=(pairs_backend, rewrite_backend), executor=executor, variant=variant, num_pairs=num_pairs, shard_index=shard_index,
-           num_shards=num_shards, limit=limit, batch_size=batch_size, max_new_tokens=max_new_tokens,
-           temperature=temperature, min_keyword_coverage=min_keyword_coverage, workers=workers)
+    _check(backends=(pairs_backend, rewrite_backend), executor=executor, variant=variant, num_pairs=num_pairs,
+           shard_index=shard_index, num_shards=num_shards, limit=limit, batch_size=batch_size,
+           max_new_tokens=max_new_tokens, temperature=temperature, min_keyword_coverage=min_keyword_coverage,
+           workers=workers)
     spec = ExpandSpec(
         pairs_model=pairs_model, rewrite_model=rewrite_model, pairs_backend=pairs_backend,
         rewrite_backend=rewrite_backend, language=language, variant=variant,
         num_pairs=num_pairs, batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=temperature,
         base_url=base_url,
     )
+    for which, model in (("pairs", pairs_model), ("rewrite", rewrite_model)):
+        if spec.backend(which) != "openai" and not Path(model).is_dir():
+            raise MgaError(f"--{which}-model {model}: no such local checkpoint folder (backend "
+                           f"{spec.backend(which)}); give a model folder, or --backend openai with a served model name")
     started = time.perf_counter()
     work_dir = shard_dir(Path(out_dir), shard_index, num_shards)
     work_dir.mkdir(parents=True, exist_ok=True)
     chunks = _chunks_of_shard(Path(corpus), work_dir, corpus_cfg or CorpusConfig(),
                               shard_index=shard_index, num_shards=num_shards, limit=limit)
     timings: dict[str, Any] | None = None
-    before = (len(done_keys(work_dir / "pairs.jsonl", chunk_key)), len(done_keys(work_dir / "rewrites.jsonl", rewrite_key)))
+    before = _row_counts(work_dir)
     if not chunks:
         console.print(f"shard {shard_index} of {num_shards}: no documents hash to this shard", markup=False)
     elif executor == "ray":
@@ -363,7 +373,7 @@ def expand_corpus(
     for name in ("pairs.jsonl", "rewrites.jsonl"):
         if not (work_dir / name).exists():
             write_rows(work_dir / name, [])
-    after = (len(done_keys(work_dir / "pairs.jsonl", chunk_key)), len(done_keys(work_dir / "rewrites.jsonl", rewrite_key)))
+    after = _row_counts(work_dir)
     count_tokens, counter_name = token_counter(spec)
     stats = clean_and_count(work_dir, chunks, spec, min_keyword_coverage=min_keyword_coverage,
                             count_tokens=count_tokens)

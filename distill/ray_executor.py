@@ -16,6 +16,7 @@ all when there are none. Locally, Ray starts with `num_cpus=workers`; give `ray_
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -35,7 +36,8 @@ from judge.pairs_check import parse_pairs
 # logical CPUs, so that both stages' pools and the explode tasks fit in `workers` CPUs (SLM-2 makes 5x the calls)
 CPUS = {"pairs": 0.25, "explode": 0.25, "rewrite": 0.5}
 OBJECT_STORE_BYTES = 200 * 1024**2
-_WORKER_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "OPENAI_API_KEY", "OPENAI_BASE_URL")
+# forwarded to workers; secrets (OPENAI_API_KEY) are not: a runtime_env is stored and shown by the cluster
+_WORKER_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "OPENAI_BASE_URL")
 
 
 # ---- rows, as distill.labeling writes them ---------------------------------------------------------------------
@@ -215,7 +217,8 @@ def _reorder(path: Path, rank: dict[str, int], key) -> None:
     rows: dict[str, dict[str, Any]] = {}
     for row in iter_rows(path):
         rows.setdefault(key(row), row)
-    write_rows(path, sorted(rows.values(), key=lambda r: (rank.get(chunk_key(r), len(rank)), r["meta"].get("pair_id", 0))))
+    ordered = sorted(rows.values(), key=lambda r: (rank.get(chunk_key(r), len(rank)), r["meta"].get("pair_id", 0)))
+    write_rows(path, ordered)
 
 
 def run_on_ray(
@@ -240,11 +243,12 @@ def run_on_ray(
         if workers is None:  # on a cluster, default to one worker per CPU it has
             workers = max(1, int(ray.cluster_resources().get("CPU", 1) - CPUS["explode"]))
         ray.data.DataContext.get_current().enable_progress_bars = False
-        blocks = max(1, min(len(items), -(-len(items) // spec.batch_size)))
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        blocks = min(len(items), max(workers, -(-len(items) // spec.batch_size)))
         ds = ray.data.from_items([{"item": json.dumps(it, ensure_ascii=False)} for it in items],
                                  override_num_blocks=blocks)
         ds = ds.map_batches(PairsStage, fn_constructor_kwargs={"spec": spec}, batch_size=spec.batch_size,
-                            compute=ray.data.ActorPoolStrategy(size=workers), **_resources(spec, "pairs"))
+                            compute=ray.data.ActorPoolStrategy(size=min(workers, blocks)), **_resources(spec, "pairs"))
         ds = ds.flat_map(explode, num_cpus=CPUS["explode"])
         ds = ds.map_batches(RewriteStage, fn_constructor_kwargs={"spec": spec}, batch_size=spec.batch_size,
                             compute=ray.data.ActorPoolStrategy(size=workers), **_resources(spec, "rewrite"))

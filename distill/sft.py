@@ -84,9 +84,6 @@ def _sft_kwargs(cfg: TrainConfig, out_dir: Path, has_eval: bool) -> dict[str, An
     import torch
 
     kwargs = cfg.sft_kwargs()
-    ratio = kwargs.pop("warmup_ratio", None)  # transformers 5 folded it into warmup_steps (a float < 1 = ratio)
-    if ratio and "warmup_steps" not in kwargs:
-        kwargs["warmup_steps"] = float(ratio) if ratio < 1 else 0.999
     kwargs["output_dir"] = str(out_dir / "trainer")
     cuda = torch.cuda.is_available() and not kwargs.get("use_cpu")
     if cuda:

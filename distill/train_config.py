@@ -32,7 +32,7 @@ class TrainConfig(Section):
     learning_rate: PositiveFloat = 1e-5
     num_train_epochs: PositiveFloat = 3.0
     lr_scheduler_type: str = "cosine"
-    warmup_ratio: float = Field(0.03, ge=0.0, le=1.0)
+    warmup_steps: float = Field(0.03, ge=0.0, description="steps; a value below 1 is a ratio of all steps (transformers 5)")
     per_device_train_batch_size: PositiveInt = 8
     gradient_accumulation_steps: PositiveInt = 1
     max_length: PositiveInt = 8192

@@ -56,8 +56,8 @@ def expand(
     except ValidationError as e:
         raise MgaError(f"--chunk-tokens {chunk_tokens}: {e.errors()[0]['msg']}") from None
     expand_corpus(
-        corpus, output, pairs_model=pairs_model, rewrite_model=rewrite_model, backend=backend, pairs_backend=pairs_backend,
-        rewrite_backend=rewrite_backend, executor=executor,
+        corpus, output, pairs_model=pairs_model, rewrite_model=rewrite_model, backend=backend,
+        pairs_backend=pairs_backend, rewrite_backend=rewrite_backend, executor=executor,
         language=language, variant=variant, num_pairs=num_pairs, shard_index=shard_index, num_shards=num_shards,
         batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=temperature,
         min_keyword_coverage=min_keyword_coverage, base_url=base_url, ray_address=ray_address, workers=workers,

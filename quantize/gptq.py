@@ -1,0 +1,69 @@
+"""GPTQ 4/8-bit through GPTQModel (the maintained successor of AutoGPTQ; same checkpoint format, runs on CPU)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from distill.errors import MgaError
+
+
+def supported_model_types() -> set[str]:
+    from gptqmodel.models.auto import SUPPORTED_MODELS
+
+    return set(SUPPORTED_MODELS)
+
+
+@contextlib.contextmanager
+def _quiet_gptqmodel():
+    """GPTQModel logs per-module tables at INFO and writes timing logs to ./logs: keep both out of the user's way."""
+    from gptqmodel.looper import loop_processor
+    from logbar import LogBar
+
+    bar = LogBar.shared()
+    level, log_dir = bar.level, loop_processor._PROJECT_LOG_DIR
+    with tempfile.TemporaryDirectory(prefix="mga-gptq-logs-") as tmp:
+        bar.setLevel(logging.WARNING)
+        loop_processor._PROJECT_LOG_DIR = Path(tmp)
+        try:
+            yield
+        finally:
+            loop_processor._PROJECT_LOG_DIR = log_dir
+            bar.setLevel(level)
+
+
+def quantize_gptq(
+    checkpoint: Path,
+    out_dir: Path,
+    texts: list[str],
+    *,
+    tokenizer,
+    bits: int,
+    group_size: int,
+    desc_act: bool,
+    max_length: int,
+    device: str | None,
+) -> dict[str, Any]:
+    """Quantize `checkpoint` into `out_dir` (GPTQ format, `quant_method: gptq`); returns timings in seconds."""
+    from gptqmodel import GPTQModel, QuantizeConfig
+
+    calibration = []
+    for text in texts:
+        ids = tokenizer(text, add_special_tokens=False, truncation=True, max_length=max_length)["input_ids"]
+        calibration.append({"input_ids": ids, "attention_mask": [1] * len(ids)})
+    config = QuantizeConfig(bits=bits, group_size=group_size, desc_act=desc_act, sym=True, device=device)
+    with _quiet_gptqmodel():
+        started = time.perf_counter()
+        model = GPTQModel.load(str(checkpoint), config, device=device)
+        loaded = time.perf_counter()
+        try:
+            model.quantize(calibration, tokenizer=tokenizer, batch_size=1, calibration_data_min_length=1)
+        except ValueError as e:
+            raise MgaError(f"GPTQ quantization failed: {e}") from None
+        quantized = time.perf_counter()
+        model.save(str(out_dir))
+    return {"load_s": loaded - started, "quantize_s": quantized - loaded, "save_s": time.perf_counter() - quantized}
