@@ -126,7 +126,7 @@ def main() -> None:
     data = work / "train.jsonl"
     make_data(data, args.examples, args.seed)
     common = dict(learning_rate=1e-4, num_train_epochs=args.epochs, max_length=args.max_length, logging_steps=5,
-                  save_strategy="no", warmup_ratio=0.0, seed=args.seed, dataloader_drop_last=False)
+                  save_strategy="no", warmup_steps=0.0, seed=args.seed, dataloader_drop_last=False)
     runs = {
         "padding": dict(common, per_device_train_batch_size=args.batch_size, packing=False),
         "packing (bfd, padding-free)": dict(common, per_device_train_batch_size=args.packed_batch_size, packing=True),

@@ -65,14 +65,22 @@ def boilerplate_patterns(language: str = "en", patterns: list[str] | tuple[str, 
 
 
 def clean_rewrite(
-    text: str, language: str = "en", patterns: list[str] | tuple[str, ...] | None = None
+    text: str,
+    language: str = "en",
+    patterns: list[str] | tuple[str, ...] | None = None,
+    original: str | None = None,
 ) -> tuple[str, list[str]]:
-    """The text without its boilerplate lines, and the removed lines (stripped)."""
+    """The text without its boilerplate lines, and the removed lines (stripped).
+
+    A line that also stands in the `original` is content carried over (documents say "Note: ..." too), not
+    boilerplate added by the rewriting model, so it is kept.
+    """
     compiled = _compile(boilerplate_patterns(language, patterns))
+    source = {" ".join(line.split()) for line in (original or "").splitlines() if line.strip()}
     kept, removed = [], []
     for line in text.splitlines():
         body = _LINE_PREFIX.sub("", line)
-        if body and any(p.match(body) for p in compiled):
+        if body and " ".join(line.split()) not in source and any(p.match(body) for p in compiled):
             removed.append(line.strip())
         else:
             kept.append(line)
@@ -111,7 +119,7 @@ def filter_row(
         if not keep:
             record["reason"] = reason
             return False, reason, row
-    text, removed = clean_rewrite(row.get("content_split") or "", language, cfg.boilerplate)
+    text, removed = clean_rewrite(row.get("content_split") or "", language, cfg.boilerplate, row["meta"]["raw_text"])
     if removed:
         row["raw_content_split"] = row.get("content_split")
         row["content_split"] = text

@@ -138,6 +138,9 @@ class FakeOpenAI:
             daemon_threads = True
             request_queue_size = 1024  # the default backlog of 5 refuses connections at high concurrency
 
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                """Clients that time out or drop the connection are part of the fault script: stay quiet."""
+
         self._httpd = Server(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 

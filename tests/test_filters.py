@@ -98,3 +98,13 @@ def test_unjudged_rewrites_get_cleaning_and_coverage_only(tmp_path):
     src = write_rows(tmp_path / "rewrites.jsonl", [row(FAITHFUL), row(UNRELATED, pair_id=1)])
     counts = filter_file(src, tmp_path / "k.jsonl", tmp_path / "r.jsonl", FilterConfig(min_score=5))
     assert counts["kept"] == 1 and counts["low_keyword_coverage"] == 1
+
+
+def test_lines_carried_over_from_the_original_are_not_boilerplate():
+    from judge.filters import clean_rewrite
+
+    original = "Lambdas are small.\nNote: they cannot contain statements."
+    rewrite = "Tiny functions!\nNote: they cannot contain statements.\nNote: this rewrite targets kids."
+    text, removed = clean_rewrite(rewrite, "en", original=original)
+    assert removed == ["Note: this rewrite targets kids."]
+    assert "Note: they cannot contain statements." in text

@@ -1,8 +1,9 @@
 """Quantized export on a tiny model trained in a fixture, so that perplexity means something.
 
-Bounds (measured on this fixture: GPTQ-4 about x1.00-1.03, 8-bit schemes about x1.000-1.002): the quantized
-model's perplexity on held-out SFT answers must stay within x1.15 of the full model's for 4-bit and within
-x1.03 for the 8-bit schemes, while the full model has learned something (perplexity far below the vocabulary).
+Bounds (measured on this fixture, group size 32, 16 calibration rows: GPTQ-4 x1.0002, GPTQ-8 x0.9999,
+W8A8 x1.0000 of the full model's perplexity of ~245 on held-out SFT answers): the quantized model must stay
+within x1.05 of the full model for 4-bit and x1.01 for the 8-bit schemes, must differ from it (it was
+quantized), and the full model must have learned something (perplexity far below the 4k vocabulary).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from distill.config import default_corpus_path
 from distill.errors import MgaError
 from distill.io import read_rows, write_rows
 
-PPL_BOUND = {"gptq-w4": 1.15, "gptq-w8": 1.03, "w8a8": 1.03}
+PPL_BOUND = {"gptq-w4": 1.05, "gptq-w8": 1.01, "w8a8": 1.01}
+# group size 32 costs ~0.05 of fp16 in scales and zeros over the 4/16 of the weights themselves
 LINEAR_OVER_FP16 = {"gptq-w4": 0.32, "gptq-w8": 0.6, "w8a8": 0.6}
 SAMPLES, MAX_LENGTH, GROUP_SIZE = 16, 128, 32
 
@@ -162,7 +164,7 @@ def test_scheme_loads_generates_and_keeps_perplexity(scheme, trained, quantized,
     full, quant = result["full"], result["quantized"]
     assert full["perplexity"] < 400, "the fixture model did not learn: perplexity is meaningless"
     assert quant["perplexity"] <= PPL_BOUND[scheme] * full["perplexity"], result["ratios"]
-    print(scheme, result["ratios"], full["perplexity"], quant["perplexity"], quant["linear_bytes_over_fp16"])
+    assert quant["perplexity"] != full["perplexity"]
     assert quant["linear_bytes_over_fp16"] <= LINEAR_OVER_FP16[scheme], quant
     assert full["linear_bytes_over_fp16"] == pytest.approx(2.0, rel=0.01)  # the fixture is fp32
     assert quant["tokens_per_s"] > 0 and quant["load_s"] > 0 and result["scored_tokens"] > 100
@@ -212,6 +214,13 @@ def test_clear_errors_for_scheme_library_device_and_group(trained, tmp_path, mon
         export.quantize_checkpoint(trained, tmp_path / "o", "gptq-w4", calibration=texts, device="cuda")
     with pytest.raises(MgaError, match="group size 100 does not divide"):
         export.quantize_checkpoint(trained, tmp_path / "o", "gptq-w4", group_size=100, calibration=texts)
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "config.json").write_text(json.dumps({**json.loads((trained / "config.json").read_text()),
+                                                 "model_type": "not-a-real-arch"}))
+    (odd / "model.safetensors").write_bytes((trained / "model.safetensors").read_bytes())
+    with pytest.raises(MgaError, match="architecture 'not-a-real-arch' is not supported by GPTQModel"):
+        export.quantize_checkpoint(odd, tmp_path / "o", "gptq-w4", calibration=texts)
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llmcompressor" else real(name, *a))
     with pytest.raises(MgaError, match="pip install .*llmcompressor"):

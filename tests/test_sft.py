@@ -57,7 +57,7 @@ def losses(run_dir: Path) -> list[float]:
 
 def cfg(**overrides) -> TrainConfig:
     base = dict(learning_rate=5e-3, num_train_epochs=10, per_device_train_batch_size=4, logging_steps=1,
-                max_length=256, save_strategy="no", warmup_ratio=0.0)
+                max_length=256, save_strategy="no", warmup_steps=0.0)
     return TrainConfig(**{**base, **overrides})
 
 
@@ -82,7 +82,7 @@ def test_mga_train_full_lowers_loss_and_fills_the_run_dir(tiny_model_dir, tmp_pa
     args = ["train", "--stage", "rewrite", "--input", str(tmp_path / "kept.jsonl"), "--output", str(out),
             "--set", f"train.student={tiny_model_dir}", "--set", "train.learning_rate=3e-3",
             "--set", "train.num_train_epochs=2", "--set", "train.per_device_train_batch_size=2",
-            "--set", "train.logging_steps=1", "--set", "train.eval_fraction=0.2", "--set", "train.warmup_ratio=0",
+            "--set", "train.logging_steps=1", "--set", "train.eval_fraction=0.2", "--set", "train.warmup_steps=0",
             "--set", "train.save_strategy='no'"]
     code, err = run_cli(monkeypatch, capsys, args)
     assert code == 0, err
