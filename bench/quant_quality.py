@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import distill  # noqa: E402,F401  (sets GPTQMODEL_CPU_WORKERS)
 from distill.config import default_corpus_path  # noqa: E402
-from distill.io import read_rows  # noqa: E402
+from distill.io import read_rows, write_rows  # noqa: E402
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 HOLDOUT = 10  # every 10th corpus document is held out of training and calibration
@@ -78,10 +78,11 @@ def sft_rows(docs: list[dict]) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="xs", choices=["xs", "s"])
-    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--samples", type=int, default=128)
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--group-size", type=int, default=128)
+    parser.add_argument("--desc-act", action="store_true", help="GPTQ act-order")
     parser.add_argument("--w8a8", action="store_true", help="also measure W8A8 (llm-compressor; slow on CPU)")
     args = parser.parse_args()
 
@@ -95,29 +96,41 @@ def main() -> None:
 
     torch.set_num_threads(os.cpu_count() or 2)
     full = train(CACHE / f"qwen2-{args.size}-{args.steps}", args.size, args.steps)
-    work = CACHE / f"quant-{args.size}-{args.steps}-g{args.group_size}-n{args.samples}"
+    work = CACHE / f"quant-{args.size}-{args.steps}-g{args.group_size}-n{args.samples}{'-act' if args.desc_act else ''}"
     docs = read_rows(default_corpus_path())
-    heldout = [{"text": d["text"]} for i, d in enumerate(docs) if i % HOLDOUT == 0]
     tokenizer = AutoTokenizer.from_pretrained(full)
-    texts, record = build_calibration(tokenizer, sft_rows=sft_rows([d for i, d in enumerate(docs) if i % HOLDOUT]),
-                                      corpus_path=None, num_samples=args.samples, max_length=args.max_length)
+    heldout = []  # every held-out document, cut into windows of max_length tokens (all its tokens are scored)
+    for i, doc in enumerate(docs):
+        if i % HOLDOUT == 0:
+            ids = tokenizer(doc["text"], truncation=True, max_length=1 << 16)["input_ids"]
+            heldout += [{"text": tokenizer.decode(ids[s : s + args.max_length])} for s in range(0, len(ids), args.max_length)
+                        if len(ids[s : s + args.max_length]) > 16]
+    train_docs = [d for i, d in enumerate(docs) if i % HOLDOUT]
+    corpus = write_rows(work / "train-corpus.jsonl", train_docs)  # the default mix, without held-out documents
+    texts, record = build_calibration(tokenizer, sft_rows=sft_rows(train_docs), corpus_path=corpus,
+                                      num_samples=args.samples, max_length=args.max_length)
     examples = [scored_example(tokenizer, row, args.max_length) for row in heldout]
 
     results = {}
     for bits in (4, 8):
         started = time.perf_counter()
         out = quantize_checkpoint(full, work / f"gptq-w{bits}", f"gptq-w{bits}", group_size=args.group_size,
+                                  desc_act=args.desc_act,
                                   calibration=texts, calibration_record=record, num_samples=args.samples,
                                   max_length=args.max_length)
         info = json.loads((out / "mga_quantize.json").read_text())
         gptq = compare(full, out, heldout, work / f"compare-gptq-w{bits}.json", max_rows=len(heldout),
                        max_length=args.max_length, gen_tokens=16, gen_prompts=2)
+        # GPTQModel computes in bf16 on CPU: score the full model and RTN in the GPTQ checkpoint's dtype too,
+        # so that every rise is quantization error alone.
+        dtype = getattr(torch, gptq["quantized"]["dtype"])
+        full_ppl = perplexity(AutoModelForCausalLM.from_pretrained(full, dtype=dtype), examples, "perplexity full")
         model = AutoModelForCausalLM.from_pretrained(full, dtype=torch.float32)
         rtn_started = time.perf_counter()
         rtn_quantize_(model, bits, args.group_size)
         rtn_seconds = time.perf_counter() - rtn_started
-        rtn_ppl = perplexity(model, examples, f"perplexity rtn-w{bits}")
-        results[bits] = {"full": gptq["full"]["perplexity"], "gptq": gptq["quantized"]["perplexity"], "rtn": rtn_ppl,
+        rtn_ppl = perplexity(model.to(dtype), examples, f"perplexity rtn-w{bits}")
+        results[bits] = {"full": full_ppl, "gptq": gptq["quantized"]["perplexity"], "rtn": rtn_ppl, "dtype": str(dtype),
                          "linear_over_fp16": gptq["quantized"]["linear_bytes_over_fp16"],
                          "gptq_s": info["timings"]["quantize_s"], "rtn_s": rtn_seconds,
                          "wall_s": time.perf_counter() - started}
@@ -133,8 +146,9 @@ def main() -> None:
                  for n, m in full_model.named_modules() if n in names)
     print(f"\nqwen2-{args.size} trained {args.steps} steps; {params / 1e6:.2f}M linear params "
           f"({checkpoint_sizes(full, names, params)['linear_bytes_over_fp16']}x fp16 as stored); "
-          f"group size {args.group_size}; {len(texts)} calibration rows x <= {args.max_length} tokens; "
-          f"held-out: {len(heldout)} documents, {sum(len(ex[0]) for ex in examples)} tokens")
+          f"group size {args.group_size}{', act-order' if args.desc_act else ''}; {len(texts)} calibration rows x <= {args.max_length} tokens; "
+          f"held-out: {len(heldout)} windows of unseen documents, {sum(len(ex[0]) for ex in examples)} tokens; "
+          f"perplexities in {results[4]['dtype']}")
     print(f"{'bits':>4} {'full ppl':>9} {'GPTQ ppl':>9} {'RTN ppl':>9} {'GPTQ rise':>10} {'RTN rise':>9} "
           f"{'rise ratio':>10} {'linear/fp16':>11} {'GPTQ s':>7} {'RTN s':>6}")
     for bits, r in results.items():

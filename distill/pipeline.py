@@ -427,13 +427,13 @@ class Pipeline:
 
                     sft_train = checkpoint.parent / "data" / "train.jsonl"
                     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-                    texts, _ = build_calibration(
+                    texts, record = build_calibration(
                         tokenizer, sft_rows=sft_train if sft_train.exists() else None,
                         corpus_path=Path(cfg.corpus.path) if cfg.corpus.path else default_corpus_path(),
                         num_samples=cfg.quantize.calibration_samples, max_length=cfg.quantize.calibration_max_length,
                         corpus_fraction=cfg.quantize.corpus_fraction, seed=cfg.seed)
                     quantize_checkpoint(checkpoint, out_dir, scheme, group_size=cfg.quantize.group_size,
-                                        desc_act=cfg.quantize.desc_act, calibration=texts,
+                                        desc_act=cfg.quantize.desc_act, calibration=texts, calibration_record=record,
                                         num_samples=cfg.quantize.calibration_samples,
                                         max_length=cfg.quantize.calibration_max_length, seed=cfg.seed)
                     info: dict[str, Any] = {"checkpoint": str(out_dir)}

@@ -36,6 +36,20 @@ def rewrite_key(row: dict[str, Any]) -> str:
     return f"{meta['docid']}#{meta['chunk_id']}#{meta['pair_id']}#{row.get('variant', 'base')}"
 
 
+# A truncated rewrite is still judged (Limited Consistency does not penalise omissions), but stays marked
+# `truncated`, so the filters keep it out of the SFT data; failed and empty rewrites count as unscored.
+JUDGEABLE = (OK, "truncated")
+
+
+def unjudgeable_reason(row: dict[str, Any]) -> str | None:
+    """Why a rewrite row cannot be judged (it then counts as an unscored failure), or None."""
+    status = row.get("status", OK)
+    empty = not (row.get("content_split") or "").strip()
+    if status not in JUDGEABLE or (empty and status != OK):
+        return f"rewrite {status}: {row.get('reason')}"
+    return "empty rewrite" if empty else None
+
+
 def score_of(row: dict[str, Any]) -> int | None:
     """The judge's score of a judged row, None when unscored (which counts as a failure in reports)."""
     verdict = row.get("judge") or {}

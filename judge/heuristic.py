@@ -18,7 +18,7 @@ from pathlib import Path
 
 from distill.errors import MgaError
 from distill.io import iter_rows, write_rows
-from distill.schema import OK
+from distill.schema import unjudgeable_reason
 from judge.keywords import keyword_coverage
 from judge.parse import unscored_verdict
 
@@ -150,7 +150,7 @@ def judge_rows_heuristic(in_path: str | Path, out_path: str | Path, *, language:
     with progress_task("heuristic judge", len(rows)) as advance:
         for start in range(0, len(rows), batch):
             chunk = rows[start : start + batch]
-            ok = [r for r in chunk if r.get("status", OK) == OK and (r.get("content_split") or "").strip()]
+            ok = [r for r in chunk if unjudgeable_reason(r) is None]
             verdicts = judge.score_many([r["meta"]["raw_text"] for r in ok], [r["content_split"] for r in ok])
             scored = {id(r): v for r, v in zip(ok, verdicts)}
             for row in chunk:
@@ -159,9 +159,7 @@ def judge_rows_heuristic(in_path: str | Path, out_path: str | Path, *, language:
                     row["judge"] = {"score": score, "status": "scored", "reason": None, "analysis": analysis,
                                     "backend": judge.backend, "model": judge.model_name, "weighted_score": None}
                 else:
-                    status = row.get("status", OK)
-                    reason = f"rewrite {status}: {row.get('reason')}" if status != OK else "empty rewrite"
-                    row["judge"] = unscored_verdict(reason, judge.backend, judge.model_name)
+                    row["judge"] = unscored_verdict(unjudgeable_reason(row), judge.backend, judge.model_name)
             advance(len(chunk))
     return write_rows(out_path, rows)
 

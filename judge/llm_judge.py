@@ -18,7 +18,7 @@ from distill.console import console
 from distill.generation import Completion, Generator, Request, Result
 from distill.io import JsonlAppender, done_keys, iter_rows, read_rows, write_rows
 from distill.prompts import judge_messages
-from distill.schema import OK, rewrite_key
+from distill.schema import rewrite_key, unjudgeable_reason
 from judge.parse import parse_judgement, unscored_verdict
 
 BACKEND = "llm"
@@ -96,9 +96,8 @@ def judge_rows(
 
     with JsonlAppender(work) as out:
         for key, row in list(todo.items()):  # failed generations are judged without a call
-            status = row.get("status", OK)
-            if status != OK or not (row.get("content_split") or "").strip():
-                reason = f"rewrite {status}: {row.get('reason')}" if status != OK else "empty rewrite"
+            reason = unjudgeable_reason(row)
+            if reason:
                 out.write({**row, "judge": {**unscored_verdict(reason, BACKEND, model), "attempts": 0, "history": []}})
                 del todo[key]
         requests = [

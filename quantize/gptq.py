@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -13,20 +14,23 @@ from distill.errors import MgaError
 
 
 def supported_model_types() -> set[str]:
-    from gptqmodel.models.auto import SUPPORTED_MODELS
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):  # GPTQModel prints a banner on import
+        from gptqmodel.models.auto import SUPPORTED_MODELS
 
     return set(SUPPORTED_MODELS)
 
 
 @contextlib.contextmanager
 def _quiet_gptqmodel():
-    """GPTQModel logs per-module tables at INFO and writes timing logs to ./logs: keep both out of the user's way."""
-    from gptqmodel.looper import loop_processor
-    from logbar import LogBar
+    """GPTQModel prints progress bars, tables and saved configs to stdout and writes timing logs to ./logs:
+    keep all of it out of the user's way (its warnings and errors still surface as exceptions or on stderr)."""
+    with tempfile.TemporaryDirectory(prefix="mga-gptq-logs-") as tmp, open(os.devnull, "w") as sink, \
+            contextlib.redirect_stdout(sink):
+        from gptqmodel.looper import loop_processor
+        from logbar import LogBar
 
-    bar = LogBar.shared()
-    level, log_dir = bar.level, loop_processor._PROJECT_LOG_DIR
-    with tempfile.TemporaryDirectory(prefix="mga-gptq-logs-") as tmp:
+        bar = LogBar.shared()
+        level, log_dir = bar.level, loop_processor._PROJECT_LOG_DIR
         bar.setLevel(logging.WARNING)
         loop_processor._PROJECT_LOG_DIR = Path(tmp)
         try:
@@ -49,14 +53,14 @@ def quantize_gptq(
     device: str | None,
 ) -> dict[str, Any]:
     """Quantize `checkpoint` into `out_dir` (GPTQ format, `quant_method: gptq`); returns timings in seconds."""
-    from gptqmodel import GPTQModel, QuantizeConfig
-
     calibration = []
     for text in texts:
         ids = tokenizer(text, add_special_tokens=False, truncation=True, max_length=max_length)["input_ids"]
         calibration.append({"input_ids": ids, "attention_mask": [1] * len(ids)})
-    config = QuantizeConfig(bits=bits, group_size=group_size, desc_act=desc_act, sym=True, device=device)
     with _quiet_gptqmodel():
+        from gptqmodel import GPTQModel, QuantizeConfig
+
+        config = QuantizeConfig(bits=bits, group_size=group_size, desc_act=desc_act, sym=True, device=device)
         started = time.perf_counter()
         model = GPTQModel.load(str(checkpoint), config, device=device)
         loaded = time.perf_counter()

@@ -39,12 +39,20 @@ def test_heuristic_ranks_faithful_above_unrelated_and_says_what_it_is():
 
 def test_judge_file_heuristic_backend_labels_rows(tmp_path):
     src = write_rows(tmp_path / "rewrites.jsonl", [row(FAITHFUL), row(UNRELATED, pair_id=1),
-                                                   row("", status="failed", pair_id=2)])
+                                                   row("", status="failed", pair_id=2),
+                                                   row(FAITHFUL[:60], status="truncated", pair_id=3)])
     out = judge_file(src, tmp_path / "judged.jsonl", JudgeConfig(backend="heuristic"))
-    verdicts = [r["judge"] for r in read_rows(out)]
-    assert [v["backend"] for v in verdicts] == ["heuristic"] * 3
+    rows = read_rows(out)
+    verdicts = [r["judge"] for r in rows]
+    assert [v["backend"] for v in verdicts] == ["heuristic"] * 4
     assert verdicts[0]["score"] > verdicts[1]["score"]
     assert verdicts[2]["status"] == "unscored" and "failed" in verdicts[2]["reason"]
+    # a truncated rewrite is judged but stays marked, so the filters keep it out of the SFT data
+    assert verdicts[3]["status"] == "scored" and rows[3]["status"] == "truncated"
+    from judge.config import FilterConfig
+    from judge.filters import filter_row
+
+    assert filter_row(rows[3], FilterConfig(min_score=1))[:2] == (False, "rewrite_truncated")
 
 
 def test_agreement_metrics():
