@@ -57,7 +57,7 @@ def test_rerun_skips_every_stage(quickstart):
 def test_kill_during_training_then_resume(tmp_path):
     run_dir = tmp_path / "run"
     args = ["recipes/quickstart.yaml", "--set", f"run_dir={run_dir}", "--until", "train",
-            "--set", "train.num_train_epochs=10", "--set", "report.embed=false"]
+            "--set", "train.num_train_epochs=5", "--set", "report.embed=false"]
     proc = subprocess.Popen([MGA, "run", *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     manifest = run_dir / "manifest.json"
