@@ -5,17 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from distill.plotting import new_figure, save_figure
+
 
 def plot_loss(log_history: list[dict[str, Any]], path: str | Path, title: str = "SFT loss") -> Path:
     """Training loss per logged step, and evaluation loss where it was measured."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     train = [(e["step"], e["loss"]) for e in log_history if "loss" in e and "step" in e]
     evals = [(e["step"], e["eval_loss"]) for e in log_history if "eval_loss" in e and "step" in e]
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    fig, ax = new_figure((6, 4), dpi=100)
     if train:
         ax.plot(*zip(*train, strict=True), label="train", marker="." if len(train) < 50 else None)
     if evals:
@@ -28,9 +25,4 @@ def plot_loss(log_history: list[dict[str, Any]], path: str | Path, title: str = 
     ax.grid(alpha=0.3)
     if train or evals:
         ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

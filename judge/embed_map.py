@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import MgaError
+from distill.plotting import new_figure, save_figure
 from distill.schema import OK
 
 
@@ -38,10 +39,6 @@ def embedding_map(
 ) -> Path:
     """t-SNE (scikit-learn) of the distinct originals and of the rewrites grouped by `group(row)`
     (default: the prompt variant)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
     from sklearn.manifold import TSNE
 
@@ -60,7 +57,7 @@ def embedding_map(
     perplexity = float(min(30.0, max(2.0, (len(texts) - 1) / 3)))
     points = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(np.asarray(vectors))
 
-    fig, ax = plt.subplots(figsize=(7.5, 6.0), dpi=110)
+    fig, ax = new_figure((7.5, 6.0))
     for name in groups:
         mask = np.array([label == name for label in labels])
         ax.scatter(points[mask, 0], points[mask, 1], s=36 if name == "original" else 16, alpha=0.75,
@@ -69,9 +66,4 @@ def embedding_map(
     ax.set_xticks([])
     ax.set_yticks([])
     ax.legend(fontsize=8, markerscale=1.5)
-    fig.tight_layout()
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png)
-    plt.close(fig)
-    return out_png
+    return save_figure(fig, out_png)

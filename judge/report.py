@@ -16,6 +16,7 @@ from typing import Any
 
 from distill.errors import MgaError
 from distill.io import read_rows, write_json
+from distill.plotting import new_figure, save_figure
 from distill.schema import score_of
 
 SCORES = (5, 4, 3, 2, 1)
@@ -138,15 +139,10 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def score_chart(summaries: dict[str, dict[str, Any]], out_png: Path, title: str) -> Path:
     """Grouped bars: share of Total per score (5..1, unscored), one colour per model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     categories = [*(str(s) for s in SCORES), "unscored"]
     names = list(summaries)
     width = 0.8 / max(len(names), 1)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(categories) + 0.4 * len(names)), 4.0), dpi=110)
+    fig, ax = new_figure((max(6.0, 1.2 * len(categories) + 0.4 * len(names)), 4.0))
     for i, name in enumerate(names):
         s = summaries[name]
         values = [percent(s["counts"][k], s["total"]) for k in SCORES] + [percent(s["unscored"], s["total"])]
@@ -160,11 +156,7 @@ def score_chart(summaries: dict[str, dict[str, Any]], out_png: Path, title: str)
     ax.set_title(title)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png)
-    plt.close(fig)
-    return out_png
+    return save_figure(fig, out_png)
 
 
 def _load(models: dict[str, Path | str | list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:

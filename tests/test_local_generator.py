@@ -16,15 +16,6 @@ from distill.local_generator import LocalGenerator
 GREEDY = GenerationParams(temperature=0.0, max_tokens=6)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def requests(params: GenerationParams = GREEDY, n: int = 5) -> list[Request]:
     # prompts of different lengths, so a batch needs padding

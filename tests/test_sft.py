@@ -18,16 +18,6 @@ ANSWERS = ["the cat sat on the mat", "a dog ran in the park", "birds sing at daw
 PROMPTS = ["Cats and mats.", "Dogs in parks.", "Birds at dawn.", "Fish in the sea."]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread avoids OpenMP spin contention (5-10x faster)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def chat_rows() -> list[dict]:
     return [
