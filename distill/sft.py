@@ -253,6 +253,11 @@ def train_tool_model(
     if resume:
         console.print(f"train ({stage}): resuming from {trainer_dir}", markup=False, soft_wrap=True)
     kind = "LoRA" if cfg.lora is not None else "full"
+    if len(trainer.train_dataset) == 0:
+        raise MgaError(
+            f"{train_path}: every example lost its answer to truncation at train.max_length={cfg.max_length} "
+            "tokens; raise train.max_length"
+        )
     console.print(f"train ({stage}): {kind} fine-tune of {student}, {len(trainer.train_dataset)} examples", markup=False, soft_wrap=True)
     result = trainer.train(resume_from_checkpoint=True if resume else None)
     log_history = trainer.state.log_history

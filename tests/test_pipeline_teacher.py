@@ -1,0 +1,66 @@
+"""`mga run` with a live teacher: labeling, the LLM judge and the loop go through the loopback OpenAI server."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from distill.config import default_corpus_path
+from distill.io import read_rows, write_rows
+from distill.pipeline import Pipeline
+from distill.recipe import validate_recipe
+from tests.fake_openai import Reply
+
+PAIRS = {"pairs": [{"genre": f"Genre {i}: a text of kind {i}. It has tone {i}.",
+                    "audience": f"Readers of group {i}. They are {i * 10} years old."} for i in range(5)]}
+
+
+def teacher(request):
+    user = request["messages"][-1]["content"]
+    if "<rewritten_document>" in user:
+        return Reply(content='{"analysis": "same information points", "score": 4}')
+    if "content-creation" in request["messages"][0]["content"]:
+        return Reply(content=json.dumps(PAIRS))
+    document = re.search(r"<document>\n(.*?)\n</document>", user, re.S)
+    return Reply(content=document.group(1) if document else "")
+
+
+@pytest.fixture
+def short_corpus(tmp_path):
+    rows = [r for r in read_rows(default_corpus_path()) if len(r["text"].split()) < 150][:5]
+    return write_rows(tmp_path / "corpus.jsonl", rows)
+
+
+def test_run_with_teacher_endpoint_stops_when_within_target_gap(tmp_path, short_corpus, fake_openai, monkeypatch):
+    server = fake_openai(teacher, api_key="sk-test-secret-123")
+    monkeypatch.setenv("MGA_TEST_KEY", "sk-test-secret-123")
+    config = validate_recipe({
+        "name": "live", "run_dir": str(tmp_path / "run"),
+        "corpus": {"path": str(short_corpus)},
+        "teacher": {"base_url": server.url, "model": "fake-teacher", "api_key_env": "MGA_TEST_KEY",
+                    "timeout_s": 30, "rewrite": {"temperature": 0.0, "max_tokens": 16},
+                    "pairs": {"temperature": 0.0, "max_tokens": 16}},
+        "judge": {"backend": "llm"},
+        "train": {"student": "tiny:qwen2:xs", "num_train_epochs": 1, "max_length": 2048, "eval_fraction": 0.0,
+                  "learning_rate": 1e-3, "save_strategy": "no", "report_to": "none"},
+        "loop": {"max_rounds": 3, "target_gap": 100.0, "heldout_fraction": 0.2, "pool_fraction": 0.2},
+        "quantize": {"schemes": []},
+        "report": {"embed": False},
+    })
+    run_dir = Pipeline(config).run()
+    sent = len(server.requests)
+    # 5 documents: 5 pairs calls, 5 rewrites for each train/eval document, and the judge on each rewrite
+    assert sum("content-creation" in r["messages"][0]["content"] for r in server.requests) == 5
+    rounds = json.loads((run_dir / "rounds.json").read_text())
+    assert len(rounds) == 1 and rounds[0]["teacher_rate"] == 100.0  # within target_gap: no second round
+    report = json.loads((run_dir / "report" / "report.json").read_text())
+    assert "LLM judge (fake-teacher" in json.dumps(report)
+    accounting = json.loads((run_dir / "accounting.json").read_text())["stages"]
+    assert accounting["label-pairs"]["requests"] == 5
+    for path in run_dir.rglob("*"):
+        if path.is_file() and path.suffix in {".json", ".jsonl", ".yaml", ".md", ".html", ".sqlite"}:
+            assert b"sk-test-secret-123" not in path.read_bytes(), path
+    Pipeline(config).run()
+    assert len(server.requests) == sent  # a rerun sends no request
