@@ -119,9 +119,6 @@ class Pipeline:
 
         return make_generator(backend_cfg, cache_path=self.cache_path, accounting=self.accounting, stage=self.current)
 
-    def teacher_cfg(self):
-        return self.cfg.teacher
-
     def slm_cfg(self, checkpoint: Path):
         return self.cfg.teacher.model_copy(update={"backend": "transformers", "model": str(checkpoint)})
 
@@ -142,9 +139,8 @@ class Pipeline:
     def _run(self) -> None:
         cfg = self.cfg
         variants = list(cfg.label.variants)
-        chunks, pairs, kept_pairs, split_path = self._teacher_pairs()
+        kept_pairs, split_path = self._teacher_pairs()
         split = self._split(kept_pairs, split_path)
-        teacher_docs = split["train"] | split["eval"]
         rewrites = {v: self._teacher_rewrites(kept_pairs, split_path, v) for v in variants}
         judged = {v: self._judge(rewrites[v], self.path("judged", f"teacher.{v}.jsonl"), f"judge@teacher.{v}") for v in variants}
         main = variants[0]
@@ -186,9 +182,10 @@ class Pipeline:
         write_json(self.path("rounds.json"), rounds)
 
         quantized = self._quantize(checkpoints, eval_pairs, main, models)
-        self._report(models, judged, teacher_docs, loss_curves, rounds, quantized)
+        self._report(models, judged, loss_curves, rounds, quantized)
 
-    def _teacher_pairs(self) -> tuple[Path, Path, Path, Path]:
+    def _teacher_pairs(self) -> tuple[Path, Path]:
+        """Stage-1 labels for every chunk (teacher or reference), then the rule check; (kept pairs, split path)."""
         cfg = self.cfg
         chunks = self.path("corpus", "chunks.jsonl")
         pairs = self.path("labels", "pairs.jsonl")
@@ -218,7 +215,7 @@ class Pipeline:
                 return {"rows_out": len(read_rows(chunks))}
 
             def do_pairs():
-                label_pairs(chunks, pairs, self.generator(self.teacher_cfg()), language=self.language,
+                label_pairs(chunks, pairs, self.generator(self.cfg.teacher), language=self.language,
                             num_pairs=cfg.label.num_pairs, params=cfg.teacher.pairs,
                             max_validation_attempts=cfg.label.max_validation_attempts)
                 return {"rows_in": len(read_rows(chunks)), "rows_out": len(read_rows(pairs))}
@@ -241,7 +238,7 @@ class Pipeline:
             return {"rows_in": len(good) + len(bad), "rows_out": len(good)}
 
         self.stage("check-pairs", do_check, inputs=[pairs], outputs=[kept, rejected], config=cfg.label.num_pairs)
-        return chunks, pairs, kept, self.path("split.json")
+        return kept, self.path("split.json")
 
     def _reference_path(self) -> Path | None:
         ref = self.cfg.label.reference
@@ -291,7 +288,7 @@ class Pipeline:
 
                 subset = self.path("labels", "pairs.teacher-docs.jsonl")
                 write_rows(subset, _only_docs(read_rows(kept_pairs), docs))
-                label_rewrites(subset, out, self.generator(self.teacher_cfg()),
+                label_rewrites(subset, out, self.generator(self.cfg.teacher),
                                language=self.language, variant=variant, params=self.cfg.teacher.rewrite)
             return {"rows_out": len(read_rows(out))}
 
@@ -464,7 +461,7 @@ class Pipeline:
             results.append({"scheme": scheme, **{stage: str(path) for stage, path in outs.items()}})
         return results
 
-    def _report(self, models, judged_teacher, teacher_docs, loss_curves, rounds, quantized) -> None:
+    def _report(self, models, judged_teacher, loss_curves, rounds, quantized) -> None:
         cfg = self.cfg
         out_dir = self.dir / "report"
 

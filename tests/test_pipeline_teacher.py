@@ -42,6 +42,7 @@ def test_run_with_teacher_endpoint_stops_when_within_target_gap(tmp_path, short_
         "teacher": {"base_url": server.url, "model": "fake-teacher", "api_key_env": "MGA_TEST_KEY",
                     "timeout_s": 30, "rewrite": {"temperature": 0.0, "max_tokens": 16},
                     "pairs": {"temperature": 0.0, "max_tokens": 16}},
+        "label": {"variants": ["base", "strict"]},
         "judge": {"backend": "llm"},
         "train": {"student": "tiny:qwen2:xs", "num_train_epochs": 1, "max_length": 2048, "eval_fraction": 0.0,
                   "learning_rate": 1e-3, "save_strategy": "no", "report_to": "none"},
@@ -57,6 +58,7 @@ def test_run_with_teacher_endpoint_stops_when_within_target_gap(tmp_path, short_
     assert len(rounds) == 1 and rounds[0]["teacher_rate"] == 100.0  # within target_gap: no second round
     report = json.loads((run_dir / "report" / "report.json").read_text())
     assert "LLM judge (fake-teacher" in json.dumps(report)
+    assert "teacher · strict" in (run_dir / "report" / "report.md").read_text()  # Table 2: prompt variants
     accounting = json.loads((run_dir / "accounting.json").read_text())["stages"]
     assert accounting["label-pairs"]["requests"] == 5
     for path in run_dir.rglob("*"):
