@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -167,7 +168,10 @@ class Pipeline:
                 "pairs": self._train(r, "pairs", kept_pairs, split["train"], extra_pairs),
                 "rewrite": self._train(r, "rewrite", kept_rewrites, split["train"], extra_rewrites),
             }
-            loss_curves += [c.parent / "loss.png" for c in checkpoints.values() if (c.parent / "loss.png").exists()]
+            for stage, checkpoint in checkpoints.items():  # one uniquely named copy per round and stage
+                if (checkpoint.parent / "loss.png").exists():
+                    loss_curves.append(self.path("report", f"loss.round-{r}.{stage}.png"))
+                    shutil.copyfile(checkpoint.parent / "loss.png", loss_curves[-1])
             slm = self._answer(r, checkpoints, eval_pairs, pool_pairs, main)
             slm_eval = read_rows(slm["judged_eval"])
             slm_rate = rate_ge3(slm_eval)
@@ -483,7 +487,7 @@ class Pipeline:
                 for stage in ("pairs", "rewrite"):
                     compare = Path(q[stage]) / "compare.json"
                     if compare.exists():
-                        sections.append((f"Quantized vs full: {stage} model, {q['scheme']}", "```json\n" + compare.read_text() + "\n```"))
+                        sections.append((f"Quantized vs full: {stage} model, {q['scheme']}", _compare_table(compare)))
             images = list(loss_curves)
             if cfg.report.embed:
                 from judge.embed_map import embedding_map
@@ -517,6 +521,15 @@ class Pipeline:
                           str(counters.prompt_tokens + counters.completion_tokens) if counters else "",
                           "" if cost is None else f"${cost:,.4f}")
         console.print(table)
+
+
+def _compare_table(path: Path) -> str:
+    """`quantize.evaluate.compare` output as a Markdown table: metric, full, quantized, ratio."""
+    data = json.loads(path.read_text())
+    metrics = [m for m in ("perplexity", "total_bytes", "linear_bytes", "load_s", "tokens_per_s") if m in data.get("full", {})]
+    rows = [{"metric": m, "full": data["full"][m], "quantized": data["quantized"].get(m, ""),
+             "ratio": data.get("ratios", {}).get(m, "")} for m in metrics]
+    return _markdown_table(rows) + f"\n\nHeld-out rows: {data.get('rows', '?')} ({data.get('heldout', '')})"
 
 
 def _markdown_table(rows: list[dict[str, Any]]) -> str:

@@ -45,7 +45,7 @@ TEMPLATE = """<!doctype html>
 {{ table(table2, None) }}
 {% endif %}
 {% for section_title, body in sections %}<h2>{{ section_title }}</h2>
-<pre>{{ body }}</pre>
+{{ body }}
 {% endfor %}
 {% if images %}<h2>Charts</h2>
 {% for name, uri in images %}<figure><img src="{{ uri }}" alt="{{ name }}"><figcaption>{{ name }}</figcaption></figure>
@@ -70,4 +70,9 @@ def _table(data: tuple[list[str], list[list[str]]], reference: str | None) -> An
 
 
 def render_html(**context: Any) -> str:
+    """The page; section bodies are Markdown (tables, code blocks), rendered with markdown-it."""
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")
+    context["sections"] = [(title, Markup(md.render(body))) for title, body in context.get("sections", ())]
     return _env.from_string(TEMPLATE).render(table=_table, **context)
