@@ -67,7 +67,8 @@ def _finalize(out_path: Path, stream: Path, order: list[str], key: Callable[[dic
     return ordered
 
 
-def _usage(completion: Completion | None) -> dict[str, Any]:
+def usage_fields(completion: Completion | None) -> dict[str, Any]:
+    """Finish reason and token counts of a row (the row builders here and in `distill.ray_executor` share them)."""
     return {
         "finish_reason": completion.finish_reason if completion else None,
         "prompt_tokens": completion.prompt_tokens if completion else 0,
@@ -75,7 +76,8 @@ def _usage(completion: Completion | None) -> dict[str, Any]:
     }
 
 
-def _reason(result: Result) -> str | None:
+def failure_reason(result: Result) -> str | None:
+    """A failed request's reason, with the reasons of earlier attempts."""
     if result.error is None:
         return None
     if len(result.history) > 1:
@@ -147,9 +149,9 @@ def label_pairs(
                     "meta": todo[result.request.key]["meta"],
                     "pairs": result.parsed if result.ok else [],
                     "status": OK if result.ok else FAILED,
-                    "reason": _reason(result),
+                    "reason": failure_reason(result),
                     "model": generator.model_name,
-                    **_usage(completion),
+                    **usage_fields(completion),
                     "raw_output": completion.text if completion else None,
                     "attempts": result.attempts,
                 }
@@ -162,7 +164,8 @@ def label_pairs(
 # ---- stage 2 -------------------------------------------------------------------------------------------------
 
 
-def _rewrite_status(result: Result, max_tokens: int) -> tuple[str, str | None]:
+def rewrite_status(result: Result, max_tokens: int) -> tuple[str, str | None]:
+    """(status, reason) of a rewrite: ok, failed, empty, or truncated at max_tokens (marked, never dropped)."""
     completion = result.completion
     if completion is None:
         return FAILED, result.error
@@ -173,7 +176,7 @@ def _rewrite_status(result: Result, max_tokens: int) -> tuple[str, str | None]:
     return OK, None
 
 
-def _not_empty(completion: Completion) -> tuple[Any, str | None]:
+def not_empty(completion: Completion) -> tuple[Any, str | None]:
     return (None, None) if completion.text.strip() else (None, "empty answer")
 
 
@@ -218,9 +221,9 @@ def label_rewrites(
         console.print(f"stage 2: resuming, {len(done)} rewrites already written, {len(todo)} to go", markup=False)
     with JsonlAppender(stream) as out:
         for result in generator.run(
-            requests, validate=_not_empty, max_attempts=max_attempts, description=f"stage 2: rewrite ({variant})"
+            requests, validate=not_empty, max_attempts=max_attempts, description=f"stage 2: rewrite ({variant})"
         ):
-            status, reason = _rewrite_status(result, params.max_tokens)
+            status, reason = rewrite_status(result, params.max_tokens)
             completion = result.completion
             out.write(
                 {
@@ -230,7 +233,7 @@ def label_rewrites(
                     "status": status,
                     "reason": reason,
                     "model": generator.model_name,
-                    **_usage(completion),
+                    **usage_fields(completion),
                 }
             )
     rows = _finalize(out_path, stream, list(jobs), rewrite_key)

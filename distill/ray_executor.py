@@ -28,7 +28,7 @@ from distill.errors import MgaError
 from distill.expand import REWRITE_ATTEMPTS, ExpandSpec
 from distill.generation import Completion, Request, Result
 from distill.io import JsonlAppender, iter_rows, write_rows
-from distill.labeling import FAILED, _not_empty, _reason, _rewrite_status, _usage
+from distill.labeling import FAILED, failure_reason, not_empty, rewrite_status, usage_fields
 from distill.prompts import pairs_messages, rewrite_messages
 from distill.schema import OK, chunk_key, rewrite_key
 from judge.pairs_check import parse_pairs
@@ -49,16 +49,16 @@ def pairs_row(meta: dict[str, Any], result: Result, model: str) -> dict[str, Any
         "meta": meta,
         "pairs": result.parsed if result.ok else [],
         "status": OK if result.ok else FAILED,
-        "reason": _reason(result),
+        "reason": failure_reason(result),
         "model": model,
-        **_usage(completion),
+        **usage_fields(completion),
         "raw_output": completion.text if completion else None,
         "attempts": result.attempts,
     }
 
 
 def rewrite_row(meta: dict[str, Any], result: Result, variant: str, model: str, max_tokens: int) -> dict[str, Any]:
-    status, reason = _rewrite_status(result, max_tokens)
+    status, reason = rewrite_status(result, max_tokens)
     completion = result.completion
     return {
         "meta": meta,
@@ -67,7 +67,7 @@ def rewrite_row(meta: dict[str, Any], result: Result, variant: str, model: str, 
         "status": status,
         "reason": reason,
         "model": model,
-        **_usage(completion),
+        **usage_fields(completion),
     }
 
 
@@ -153,7 +153,7 @@ class RewriteStage:
                     spec.params())
             for key, m in jobs.items()
         ]
-        for result in self.generator.run(requests, validate=_not_empty, max_attempts=REWRITE_ATTEMPTS,
+        for result in self.generator.run(requests, validate=not_empty, max_attempts=REWRITE_ATTEMPTS,
                                          description="rewrite"):
             row = rewrite_row(jobs[result.request.key], result, spec.variant, self.generator.model_name,
                               spec.max_new_tokens)
