@@ -82,6 +82,7 @@ class Pipeline:
 
         self.accounting = Accounting.for_teacher(config.teacher)
         self.current = ""
+        self.notes: list[str] = []  # said in the report
         self.markers: dict[Path, Path] = {}  # checkpoint -> marker file written when it was trained
         self.cache_path = self.dir / "cache.sqlite"
 
@@ -165,8 +166,8 @@ class Pipeline:
         rounds: list[dict[str, Any]] = []
         for r in range(1, cfg.loop.max_rounds + 1):
             checkpoints = {
-                "pairs": self._train(r, "pairs", kept_pairs, split["train"], extra_pairs),
-                "rewrite": self._train(r, "rewrite", kept_rewrites, split["train"], extra_rewrites),
+                "pairs": self._train(f"round-{r}", "pairs", kept_pairs, split["train"], extra_pairs),
+                "rewrite": self._train(f"round-{r}", "rewrite", kept_rewrites, split["train"], extra_rewrites),
             }
             for stage, checkpoint in checkpoints.items():  # one uniquely named copy per round and stage
                 if (checkpoint.parent / "loss.png").exists():
@@ -184,9 +185,14 @@ class Pipeline:
                 break
             extra_pairs, extra_rewrites = self._augment(r, slm, extra_pairs, extra_rewrites)
         write_json(self.path("rounds.json"), rounds)
+        table2 = {}
+        if len(variants) > 1:  # the paper's Table 2: one SLM-2 per prompt variant, judged on the same prompts
+            table2 = {f"SLM · {main}": models[f"SLM round {len(rounds)}"]}
+            for variant in variants[1:]:
+                table2.update(self._variant_slm(variant, judged[variant], split["train"], eval_pairs))
 
         quantized = self._quantize(checkpoints, eval_pairs, main, models)
-        self._report(models, judged, loss_curves, rounds, quantized)
+        self._report(models, judged, table2, loss_curves, rounds, quantized)
 
     def _teacher_pairs(self) -> tuple[Path, Path]:
         """Stage-1 labels for every chunk (teacher or reference), then the rule check; (kept pairs, split path)."""
@@ -338,10 +344,11 @@ class Pipeline:
         write_rows(pool_pairs, _only_docs(rows, split["pool"]))
         return {"rows_out": len(read_rows(eval_pairs)) + len(read_rows(pool_pairs))}
 
-    def _train(self, r: int, stage: str, teacher_rows: Path, train_docs: set[str], extra: list[dict[str, Any]]) -> Path:
+    def _train(self, tag: str, stage: str, teacher_rows: Path, train_docs: set[str], extra: list[dict[str, Any]]) -> Path:
+        """Train one tool model (`tag`: round-N, or variant-V for a prompt variant's SLM-2)."""
         cfg = self.cfg
-        rows_path = self.path("sft", f"round-{r}", f"{stage}.rows.jsonl")
-        out_dir = self.path("models", f"round-{r}", stage, "x").parent
+        rows_path = self.path("sft", tag, f"{stage}.rows.jsonl")
+        out_dir = self.path("models", tag, stage, "x").parent
         marker = out_dir / "mga_checkpoint.txt"
 
         def do_train():
@@ -362,7 +369,7 @@ class Pipeline:
             marker.write_text(f"{checkpoint}\n{time.time()}\n")
             return {"rows_in": len(rows), "checkpoint": str(checkpoint)}
 
-        self.stage(f"train@{stage}.round-{r}", do_train, inputs=[teacher_rows], outputs=[marker],
+        self.stage(f"train@{stage}.{tag}", do_train, inputs=[teacher_rows], outputs=[marker],
                    config=[cfg.train.model_dump(mode="json"), self.language, [rewrite_key(x) if stage == "rewrite" else chunk_key(x) for x in extra]])
         checkpoint = Path(marker.read_text().splitlines()[0])
         self.markers[checkpoint] = marker
@@ -465,14 +472,36 @@ class Pipeline:
             results.append({"scheme": scheme, **{stage: str(path) for stage, path in outs.items()}})
         return results
 
-    def _report(self, models, judged_teacher, loss_curves, rounds, quantized) -> None:
+    def _variant_slm(self, variant: str, judged: Path, train_docs: set[str], eval_pairs: Path) -> dict[str, list]:
+        """Train an SLM-2 on the kept teacher rewrites of one prompt variant; judge its eval answers."""
+        kept = self._filter(judged, f"teacher.{variant}")
+        if not _only_docs(read_rows(kept), train_docs):
+            self.notes.append(f"No {variant} rewrite passed the filters: no SLM was trained for that variant.")
+            return {}
+        tag = f"variant-{variant}"
+        checkpoint = self._train(tag, "rewrite", kept, train_docs, [])
+        out = self.path("slm", tag, "rewrites.eval.jsonl")
+
+        def do_answer():
+            from distill.labeling import label_rewrites
+
+            label_rewrites(eval_pairs, out, self.generator(self.slm_cfg(checkpoint)), language=self.language,
+                           variant=variant, params=self.cfg.teacher.rewrite)
+            return {"rows_out": len(read_rows(out))}
+
+        self.stage(f"answer@eval.{tag}", do_answer, inputs=[eval_pairs, self.markers[checkpoint]], outputs=[out],
+                   config=[self.cfg.teacher.rewrite.model_dump(), variant])
+        judged_slm = self._judge(out, out.with_name("judged.eval.jsonl"), f"judge-slm@eval.{tag}")
+        return {f"SLM · {variant}": read_rows(judged_slm)}
+
+    def _report(self, models, judged_teacher, slm_variants, loss_curves, rounds, quantized) -> None:
         cfg = self.cfg
         out_dir = self.dir / "report"
 
         def do_report():
             from judge.report import write_report
 
-            notes = []
+            notes = list(self.notes)
             judge_label = "heuristic judge (MiniLM cosine + keyword coverage; NOT an LLM judge)" if cfg.judge.backend == "heuristic" \
                 else f"LLM judge ({(cfg.judge.endpoint or cfg.teacher).model}, Limited Consistency)"
             if cfg.judge.backend == "heuristic":
@@ -496,14 +525,17 @@ class Pipeline:
                 for path in judged_teacher.values():
                     rows += read_rows(path)
                 images.append(embedding_map(rows, out_dir / "embedding_map.png"))
-            table2 = {f"teacher · {v}": read_rows(p) for v, p in judged_teacher.items()} if len(judged_teacher) > 1 else None
+            table2 = None
+            if len(judged_teacher) > 1:
+                table2 = {f"teacher · {v}": read_rows(p) for v, p in judged_teacher.items()} | slm_variants
             write_report(models, out_dir, judge_label=judge_label, reference_model=next(iter(models)), notes=notes,
                          images=images, sections=sections, **({"variants": table2} if table2 else {}))
             return {"report": str(out_dir / "report.html")}
 
         inputs = [self.dir / "rounds.json", *judged_teacher.values()]
         self.stage("report", do_report, inputs=inputs, outputs=[out_dir / "report.html"],
-                   config=[cfg.report.model_dump(mode="json"), sorted(models), [q["scheme"] for q in quantized]])
+                   config=[cfg.report.model_dump(mode="json"), [q["scheme"] for q in quantized],
+                           {name: [score_of(r) for r in rows] for name, rows in {**models, **slm_variants}.items()}])
 
     def _print_summary(self, seconds: float) -> None:
         from rich.table import Table

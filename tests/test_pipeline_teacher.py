@@ -58,7 +58,10 @@ def test_run_with_teacher_endpoint_stops_when_within_target_gap(tmp_path, short_
     assert len(rounds) == 1 and rounds[0]["teacher_rate"] == 100.0  # within target_gap: no second round
     report = json.loads((run_dir / "report" / "report.json").read_text())
     assert "LLM judge (fake-teacher" in json.dumps(report)
-    assert "teacher · strict" in (run_dir / "report" / "report.md").read_text()  # Table 2: prompt variants
+    report_md = (run_dir / "report" / "report.md").read_text()
+    for line in ("teacher · base", "teacher · strict", "SLM · base", "SLM · strict"):  # Table 2: prompt variants
+        assert f"| {line} |" in report_md
+    assert (run_dir / "models" / "variant-strict" / "rewrite" / "mga_checkpoint.txt").exists()
     accounting = json.loads((run_dir / "accounting.json").read_text())["stages"]
     assert accounting["label-pairs"]["requests"] == 5
     for path in run_dir.rglob("*"):
