@@ -143,3 +143,33 @@ def done_keys(path: str | Path, key: Callable[[dict[str, Any]], str]) -> set[str
     if not path.exists():
         return set()
     return {key(row) for row in iter_rows(path)}
+
+
+def _stream_path(out_path: Path) -> Path:
+    """Rows stream to a JSONL file: the output itself, or a sidecar converted to Parquet at the end."""
+    if out_path.suffix == ".jsonl":
+        return out_path
+    if out_path.suffix == ".parquet":
+        return out_path.with_name(out_path.name + ".partial.jsonl")
+    raise MgaError(f"{out_path}: unsupported output type '{out_path.suffix}' (use .jsonl or .parquet)")
+
+
+def open_stream(out_path: Path, key: Callable[[dict[str, Any]], str]) -> tuple[Path, set[str]]:
+    """Where a resumable stage appends its rows, and the keys already there (resume from a kill)."""
+    stream = _stream_path(out_path)
+    if stream != out_path and not stream.exists() and out_path.exists():
+        write_rows(stream, iter_rows(out_path))  # resume from a finished Parquet output
+    return stream, done_keys(stream, key)
+
+
+def finalize_stream(out_path: Path, stream: Path, order: list[str], key: Callable[[dict[str, Any]], str]) -> list[dict]:
+    """Rewrite the streamed rows in input order (one row per key), atomically; convert to Parquet if asked."""
+    rows: dict[str, dict[str, Any]] = {}
+    for row in iter_rows(stream):
+        rows.setdefault(key(row), row)
+    rank = {k: i for i, k in enumerate(order)}
+    ordered = sorted(rows.values(), key=lambda r: rank.get(key(r), len(rank)))
+    write_rows(out_path, ordered)
+    if stream != out_path:
+        stream.unlink(missing_ok=True)
+    return ordered

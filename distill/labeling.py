@@ -9,7 +9,7 @@ so that an interrupted-and-resumed run and an uninterrupted one give the same fi
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from distill.config import VARIANTS, GenerationParams
 from distill.console import console
 from distill.errors import MgaError
 from distill.generation import Completion, Generator, Request, Result
-from distill.io import JsonlAppender, done_keys, iter_rows, write_rows
+from distill.io import JsonlAppender, finalize_stream, iter_rows, open_stream
 from distill.prompts import pairs_messages, rewrite_messages
 from distill.schema import OK, chunk_key, rewrite_key
 from judge.pairs_check import parse_pairs
@@ -36,35 +36,6 @@ class _Sized:
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self._items)
-
-
-def _stream_path(out_path: Path) -> Path:
-    """Rows stream to a JSONL file: the output itself, or a sidecar converted to Parquet at the end."""
-    if out_path.suffix == ".jsonl":
-        return out_path
-    if out_path.suffix == ".parquet":
-        return out_path.with_name(out_path.name + ".partial.jsonl")
-    raise MgaError(f"{out_path}: unsupported output type '{out_path.suffix}' (use .jsonl or .parquet)")
-
-
-def _open_stream(out_path: Path, key: Callable[[dict[str, Any]], str]) -> tuple[Path, set[str]]:
-    stream = _stream_path(out_path)
-    if stream != out_path and not stream.exists() and out_path.exists():
-        write_rows(stream, iter_rows(out_path))  # resume from a finished Parquet output
-    return stream, done_keys(stream, key)
-
-
-def _finalize(out_path: Path, stream: Path, order: list[str], key: Callable[[dict[str, Any]], str]) -> list[dict]:
-    """Rewrite the streamed rows in input order (one row per key), atomically; convert to Parquet if asked."""
-    rows: dict[str, dict[str, Any]] = {}
-    for row in iter_rows(stream):
-        rows.setdefault(key(row), row)
-    rank = {k: i for i, k in enumerate(order)}
-    ordered = sorted(rows.values(), key=lambda r: rank.get(key(r), len(rank)))
-    write_rows(out_path, ordered)
-    if stream != out_path:
-        stream.unlink(missing_ok=True)
-    return ordered
 
 
 def usage_fields(completion: Completion | None) -> dict[str, Any]:
@@ -127,7 +98,7 @@ def label_pairs(
     """Stage 1: `num_pairs` (genre, audience) pairs per chunk, checked by `parse_pairs`, retried if invalid."""
     chunks_path, out_path = Path(chunks_path), Path(out_path)
     chunks = _read_chunks(chunks_path)
-    stream, done = _open_stream(out_path, chunk_key)
+    stream, done = open_stream(out_path, chunk_key)
     todo = {chunk_key(c): c for c in chunks if chunk_key(c) not in done}
     requests = _Sized(
         (Request(k, pairs_messages(c["meta"]["raw_text"], language, num_pairs), params) for k, c in todo.items()),
@@ -156,7 +127,7 @@ def label_pairs(
                     "attempts": result.attempts,
                 }
             )
-    rows = _finalize(out_path, stream, [chunk_key(c) for c in chunks], chunk_key)
+    rows = finalize_stream(out_path, stream, [chunk_key(c) for c in chunks], chunk_key)
     _summary("stage 1 pairs", rows, out_path)
     return out_path
 
@@ -208,7 +179,7 @@ def label_rewrites(
             jobs.setdefault(rewrite_key({"meta": meta, "variant": variant}), meta)
     if skipped:
         console.print(f"stage 2: {skipped} chunks whose pairs failed are not rewritten", markup=False)
-    stream, done = _open_stream(out_path, rewrite_key)
+    stream, done = open_stream(out_path, rewrite_key)
     todo = {k: meta for k, meta in jobs.items() if k not in done}
     requests = _Sized(
         (
@@ -236,6 +207,6 @@ def label_rewrites(
                     **usage_fields(completion),
                 }
             )
-    rows = _finalize(out_path, stream, list(jobs), rewrite_key)
+    rows = finalize_stream(out_path, stream, list(jobs), rewrite_key)
     _summary(f"stage 2 rewrites ({variant})", rows, out_path)
     return out_path

@@ -16,7 +16,7 @@ from typing import Any
 from distill.config import GenerationParams
 from distill.console import console
 from distill.generation import Completion, Generator, Request, Result
-from distill.io import JsonlAppender, done_keys, iter_rows, read_rows, write_rows
+from distill.io import JsonlAppender, finalize_stream, open_stream, read_rows
 from distill.prompts import judge_messages
 from distill.schema import rewrite_key, unjudgeable_reason
 from judge.parse import parse_judgement, unscored_verdict
@@ -68,11 +68,6 @@ def _verdict(result: Result, model: str) -> dict[str, Any]:
     return verdict
 
 
-def _work_path(out_path: Path) -> Path:
-    """Streaming always appends JSONL; a .parquet output is written from it at the end."""
-    return out_path if out_path.suffix == ".jsonl" else out_path.with_name(out_path.name + ".partial.jsonl")
-
-
 def judge_rows(
     in_path: str | Path,
     out_path: str | Path,
@@ -86,9 +81,8 @@ def judge_rows(
     """Judge every rewrite row of `in_path` into `out_path` (resumable); returns `out_path`."""
     in_path, out_path = Path(in_path), Path(out_path)
     params = params or GenerationParams(temperature=0.0, max_tokens=2048)
-    work = _work_path(out_path)
     rows = read_rows(in_path)
-    done = done_keys(work, rewrite_key)
+    work, done = open_stream(out_path, rewrite_key)
     todo = {rewrite_key(r): r for r in rows if rewrite_key(r) not in done}
     if done:
         console.print(f"judge: resuming, {len(done)} of {len(rows)} rows already judged", markup=False)
@@ -108,9 +102,5 @@ def judge_rows(
         if requests:
             for result in generator.run(requests, validate=validate, max_attempts=max_parse_attempts, description="judge"):
                 out.write({**todo[result.request.key], "judge": _verdict(result, model)})
-    judged = {rewrite_key(r): r for r in iter_rows(work)}
-    ordered = [judged[rewrite_key(r)] for r in rows if rewrite_key(r) in judged]
-    write_rows(out_path, ordered)  # input order, whatever order the answers came in
-    if work != out_path:
-        work.unlink(missing_ok=True)
+    finalize_stream(out_path, work, [rewrite_key(r) for r in rows], rewrite_key)  # input order
     return out_path
