@@ -18,20 +18,12 @@ from typing import Any
 
 from distill.io import write_json
 
-FINISHED_MARKERS = ("mga_done.json", "config.json")
-
-
 def file_fingerprint(path: Path) -> str:
-    """Content hash of a file; for a folder (a checkpoint), the hash of its marker/config files and sizes."""
+    """Content hash of a file. Checkpoints enter as the marker file their stage writes on every training
+    (hashing gigabytes of weights would be slow, and sizes alone do not change when weights do)."""
     path = Path(path)
     digest = hashlib.sha256()
-    if path.is_dir():
-        for child in sorted(path.rglob("*")):
-            if child.is_file() and not child.name.startswith("."):
-                digest.update(f"{child.relative_to(path)}:{child.stat().st_size}".encode())
-                if child.name in FINISHED_MARKERS:
-                    digest.update(child.read_bytes())
-    elif path.exists():
+    if path.exists():
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
