@@ -456,19 +456,10 @@ class Pipeline:
                 self.stage(f"quantize@{stage}.{scheme}", do_quantize, inputs=[self.markers[checkpoint]], outputs=[marker],
                            config=[cfg.quantize.model_dump(mode="json"), scheme])
                 outs[stage] = out_dir
-            rewrites_out = self.path("slm", f"quantized-{scheme}", "rewrites.eval.jsonl")
-
-            def do_answer(outs=outs, rewrites_out=rewrites_out, scheme=scheme):
-                from distill.labeling import label_rewrites
-
-                label_rewrites(eval_pairs, rewrites_out, self.generator(self.slm_cfg(outs["rewrite"])),
-                               language=self.language, variant=variant, params=cfg.teacher.rewrite)
-                return {"rows_out": len(read_rows(rewrites_out))}
-
-            self.stage(f"judge-quantized@answer.{scheme}", do_answer, inputs=[eval_pairs, outs["rewrite"] / "mga_quantize.json"],
-                       outputs=[rewrites_out], config=[cfg.teacher.rewrite.model_dump(), variant])
-            judged = self._judge(rewrites_out, rewrites_out.with_name("judged.eval.jsonl"), f"judge-quantized@{scheme}")
-            models[f"SLM final + {scheme}"] = read_rows(judged)
+            models[f"SLM final + {scheme}"] = self._judged_eval_rewrites(
+                outs["rewrite"], outs["rewrite"] / "mga_quantize.json", eval_pairs, variant,
+                folder=f"quantized-{scheme}", answer_stage=f"judge-quantized@answer.{scheme}",
+                judge_stage=f"judge-quantized@{scheme}")
             results.append({"scheme": scheme, **{stage: str(path) for stage, path in outs.items()}})
         return results
 
@@ -480,7 +471,14 @@ class Pipeline:
             return {}
         tag = f"variant-{variant}"
         checkpoint = self._train(tag, "rewrite", kept, train_docs, [])
-        out = self.path("slm", tag, "rewrites.eval.jsonl")
+        rows = self._judged_eval_rewrites(checkpoint, self.markers[checkpoint], eval_pairs, variant, folder=tag,
+                                          answer_stage=f"answer@eval.{tag}", judge_stage=f"judge-slm@eval.{tag}")
+        return {f"SLM · {variant}": rows}
+
+    def _judged_eval_rewrites(self, checkpoint: Path, marker: Path, eval_pairs: Path, variant: str, *,
+                              folder: str, answer_stage: str, judge_stage: str) -> list[dict[str, Any]]:
+        """An SLM-2 checkpoint rewrites the eval prompts (the teacher's pairs); the judge scores the rewrites."""
+        out = self.path("slm", folder, "rewrites.eval.jsonl")
 
         def do_answer():
             from distill.labeling import label_rewrites
@@ -489,10 +487,9 @@ class Pipeline:
                            variant=variant, params=self.cfg.teacher.rewrite)
             return {"rows_out": len(read_rows(out))}
 
-        self.stage(f"answer@eval.{tag}", do_answer, inputs=[eval_pairs, self.markers[checkpoint]], outputs=[out],
+        self.stage(answer_stage, do_answer, inputs=[eval_pairs, marker], outputs=[out],
                    config=[self.cfg.teacher.rewrite.model_dump(), variant])
-        judged_slm = self._judge(out, out.with_name("judged.eval.jsonl"), f"judge-slm@eval.{tag}")
-        return {f"SLM · {variant}": read_rows(judged_slm)}
+        return read_rows(self._judge(out, out.with_name("judged.eval.jsonl"), judge_stage))
 
     def _report(self, models, judged_teacher, slm_variants, loss_curves, rounds, quantized) -> None:
         cfg = self.cfg
