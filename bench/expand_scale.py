@@ -22,10 +22,11 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from distill.config import default_corpus_path  # noqa: E402
-from distill.expand import expand_corpus  # noqa: E402
-from distill.io import iter_rows, write_rows  # noqa: E402
-from distill.tiny_model import build_tiny_model  # noqa: E402
+from mga.distill.core.config import default_corpus_path  # noqa: E402
+from mga.distill.core.io import iter_rows, write_rows  # noqa: E402
+from mga.distill.expand.expand import expand_corpus  # noqa: E402
+from mga.distill.train.tiny_model import build_tiny_model  # noqa: E402
+
 from tests.fake_openai import FakeOpenAI, Reply  # noqa: E402
 
 PAIRS = json.dumps({"genres": ["poem", "essay", "letter", "dialogue", "story"],

@@ -87,10 +87,10 @@ def bare_loop(url: str, n: int, concurrency: int) -> tuple[float, float]:
 
 
 def toolkit_run(url: str, n: int, concurrency: int, cache_path: Path) -> tuple[float, float, int]:
-    from distill.accounting import Accounting
-    from distill.config import GenerationParams, TeacherConfig
-    from distill.generation import Request
-    from distill.teacher import make_generator
+    from mga.distill.core.config import GenerationParams, TeacherConfig
+    from mga.distill.generate.accounting import Accounting
+    from mga.distill.generate.protocol import Request
+    from mga.distill.generate.teacher import make_generator
 
     cfg = TeacherConfig(base_url=url, model="m", concurrency=concurrency, timeout_s=60, api_key_env="MGA_BENCH_NO_KEY")
     accounting = Accounting()
@@ -114,7 +114,7 @@ def kill_and_resume(url: str, n: int, concurrency: int, log_path: Path, work: Pa
                    "status": "ok"}
             f.write(json.dumps(row) + "\n")
     out = work / "run" / "rewrites.jsonl"
-    cmd = [sys.executable, "-c", "from distill.cli import main; main()", "label", "--stage", "rewrite",
+    cmd = [sys.executable, "-c", "from mga.distill.cli.main import main; main()", "label", "--stage", "rewrite",
            "--input", str(pairs), "--output", str(out), "--base-url", url, "--model", "m",
            "--concurrency", str(concurrency), "--set", "teacher.api_key_env=MGA_BENCH_NO_KEY"]
     start = len(read_log(log_path))

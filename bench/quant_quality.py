@@ -20,20 +20,20 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import distill  # noqa: E402,F401  (sets GPTQMODEL_CPU_WORKERS)
-from distill.config import default_corpus_path  # noqa: E402
-from distill.io import read_rows, write_rows  # noqa: E402
+from mga.distill.cli.main import configure_environment  # noqa: E402
+from mga.distill.core.config import default_corpus_path  # noqa: E402
+from mga.distill.core.io import read_rows, write_rows  # noqa: E402
 
 CACHE = Path(__file__).resolve().parent / ".cache"
+configure_environment()
 HOLDOUT = 10  # every 10th corpus document is held out of training and calibration
 
 
 def train(folder: Path, size: str, steps: int, batch: int = 16, length: int = 128, lr: float = 3e-3) -> Path:
     """Pretrain the tiny model on the sample corpus (held-out documents excluded); cached by size and steps."""
     import torch
+    from mga.distill.train.tiny_model import build_tiny_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from distill.tiny_model import build_tiny_model
 
     if (folder / "trained.json").exists():
         return folder
@@ -87,12 +87,17 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
+    from mga.quantize.calibration import build_calibration
+    from mga.quantize.evaluate import (
+        checkpoint_sizes,
+        compare,
+        linear_layer_names,
+        perplexity,
+        scored_example,
+    )
+    from mga.quantize.export import quantize_checkpoint
+    from mga.quantize.rtn import rtn_quantize_
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from quantize.calibration import build_calibration
-    from quantize.evaluate import checkpoint_sizes, compare, linear_layer_names, perplexity, scored_example
-    from quantize.export import quantize_checkpoint
-    from quantize.rtn import rtn_quantize_
 
     torch.set_num_threads(os.cpu_count() or 2)
     full = train(CACHE / f"qwen2-{args.size}-{args.steps}", args.size, args.steps)

@@ -33,7 +33,7 @@ def make_data(path: Path, n: int, seed: int) -> None:
     """Chat examples whose answers range from a sentence to a long passage (real text shipped with Python)."""
     from pydoc_data.topics import topics
 
-    from distill.io import write_rows
+    from mga.distill.core.io import write_rows
 
     rng = random.Random(seed)
     texts = [t for t in topics.values() if len(t) > 2000]
@@ -70,8 +70,8 @@ def run_one(name: str, data: str, student: str, out: str, settings: dict, thread
 
     if threads:
         torch.set_num_threads(threads)
-    from distill.sft import build_trainer
-    from distill.train_config import TrainConfig
+    from mga.distill.train.config import TrainConfig
+    from mga.distill.train.sft import build_trainer
 
     cfg = TrainConfig(**settings)
     trainer = build_trainer(data, None, out, cfg, student=student)
@@ -113,7 +113,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    from distill.tiny_model import build_tiny_model
+    from mga.distill.train.tiny_model import build_tiny_model
 
     work = Path(tempfile.mkdtemp(prefix="mga-sft-bench-"))
     student = build_tiny_model(work / "tiny", size=args.size, seed=args.seed)

@@ -12,15 +12,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from mga.distill.core.config import TeacherConfig
+from mga.distill.core.console import console
+from mga.distill.core.errors import MgaError
+from mga.distill.core.io import read_rows, write_rows
+from mga.distill.core.schema import rewrite_key, score_of
+from mga.distill.generate.protocol import Generator
+from mga.judge.config import JudgeConfig
 from rich.table import Table
-
-from distill.config import TeacherConfig
-from distill.console import console
-from distill.errors import MgaError
-from distill.generation import Generator
-from distill.io import read_rows, write_rows
-from distill.schema import rewrite_key, score_of
-from judge.config import JudgeConfig
 
 
 def agreement(reference: list[int], judged: list[int | None]) -> dict[str, Any]:
@@ -74,8 +73,8 @@ def calibrate(
     show: bool = True,
 ) -> dict[str, Any]:
     """Judge the reference rewrites with `cfg.backend` and return (and print) the agreement."""
-    from judge.judging import judge_file
-    from judge.reference import default_reference_path, reference_judged_rows
+    from mga.judge.judging import judge_file
+    from mga.judge.reference import default_reference_path, reference_judged_rows
 
     cfg = cfg or JudgeConfig()
     path = Path(reference_path) if reference_path else default_reference_path(language)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from mga.distill.core.config import Section, TeacherConfig
 from pydantic import Field, PositiveInt
-
-from distill.config import Section, TeacherConfig
 
 
 class JudgeConfig(Section):

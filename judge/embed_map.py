@@ -9,9 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from distill.errors import MgaError
-from distill.plotting import new_figure, save_figure
-from distill.schema import OK
+from mga.distill.core.errors import MgaError
+from mga.distill.core.plotting import new_figure, save_figure
+from mga.distill.core.schema import OK
 
 
 def _variant(row: dict[str, Any]) -> str:
@@ -40,9 +40,8 @@ def embedding_map(
     """t-SNE (scikit-learn) of the distinct originals and of the rewrites grouped by `group(row)`
     (default: the prompt variant)."""
     import numpy as np
+    from mga.judge.heuristic import embed
     from sklearn.manifold import TSNE
-
-    from judge.heuristic import embed
 
     groups = _groups(rows, group or _variant)
     n_total = sum(len(v) for v in groups.values())

@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from distill.errors import MgaError
-from distill.io import JsonlAppender, iter_rows
-from distill.schema import OK, score_of
-from judge.config import FilterConfig
-from judge.keywords import keyword_coverage
+from mga.distill.core.errors import MgaError
+from mga.distill.core.io import JsonlAppender, iter_rows
+from mga.distill.core.schema import OK, score_of
+from mga.judge.config import FilterConfig
+from mga.judge.keywords import keyword_coverage
 
 __all__ = [
     "boilerplate_patterns",
@@ -39,7 +38,7 @@ _LINE_PREFIX = re.compile(r"^[\s*_#>`~\-•\[\(（【「]*")
 
 @cache
 def _language_patterns(language: str) -> tuple[str, ...]:
-    from mga_data import data_path
+    from mga.data import data_path
 
     path = data_path("prompts", language, "boilerplate.yaml")
     if not path.is_file():

@@ -16,11 +16,11 @@ from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
-from distill.errors import MgaError
-from distill.io import iter_rows, write_rows
-from distill.schema import unjudgeable_reason
-from judge.keywords import keyword_coverage
-from judge.parse import unscored_verdict
+from mga.distill.core.errors import MgaError
+from mga.distill.core.io import iter_rows, write_rows
+from mga.distill.core.schema import unjudgeable_reason
+from mga.judge.keywords import keyword_coverage
+from mga.judge.parse import unscored_verdict
 
 # Share of the MiniLM cosine in the signal. On the reference set, leave-one-document-out agreement was
 # best for coverage alone and fell as the cosine's share grew (en exact/within-1: 0.0 -> 55%/95%,
@@ -30,7 +30,7 @@ SIGNAL_WEIGHT = 0.3
 # Thresholds (signal at which scores 2, 3, 4, 5 begin), per language. Fitted by `fit_bands` on the bundled
 # reference set (data/reference/<lang>.jsonl: 13 en / 5 zh documents x 5 rewrites with hand-assigned
 # scores): the monotone mapping with the least absolute error against the reference scores. Equal
-# neighbours mean that score is never given (en: 2). Refit with `python -m judge.heuristic en|zh` after
+# neighbours mean that score is never given (en: 2). Refit with `python -m mga.judge.heuristic en|zh` after
 # changing the reference set or SIGNAL_WEIGHT.
 BANDS: dict[str, tuple[float, float, float, float]] = {
     "en": (0.1341, 0.1341, 0.4533, 0.5519),
@@ -143,7 +143,7 @@ class HeuristicJudge:
 
 def judge_rows_heuristic(in_path: str | Path, out_path: str | Path, *, language: str = "en", batch: int = 256) -> Path:
     """Judge every rewrite row of a file with the heuristic judge (rows that failed generation: unscored)."""
-    from distill.console import progress_task
+    from mga.distill.core.console import progress_task
 
     judge = HeuristicJudge(language)
     rows = list(iter_rows(in_path))
@@ -166,8 +166,8 @@ def judge_rows_heuristic(in_path: str | Path, out_path: str | Path, *, language:
 
 def refit_bands(reference_path: str | Path | None = None, language: str = "en") -> tuple[float, float, float, float]:
     """Fit the bands anew on a reference set (default: the bundled one for the language)."""
-    from distill.schema import score_of
-    from judge.reference import default_reference_path, reference_judged_rows
+    from mga.distill.core.schema import score_of
+    from mga.judge.reference import default_reference_path, reference_judged_rows
 
     path = Path(reference_path) if reference_path else default_reference_path(language)
     rows = [r for r in reference_judged_rows(path) if score_of(r) is not None]

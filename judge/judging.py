@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from distill.config import GenerationParams, TeacherConfig
-from distill.errors import MgaError
-from distill.generation import Generator
-from judge.config import JudgeConfig
+from mga.distill.core.config import GenerationParams, TeacherConfig
+from mga.distill.core.errors import MgaError
+from mga.distill.generate.protocol import Generator
+from mga.judge.config import JudgeConfig
 
 
 def judge_generator(endpoint: TeacherConfig, cache_path: Path, accounting) -> Generator:
     """The teacher client for judge calls: same cache, retries and accounting as labeling (stage "judge")."""
-    from distill.teacher import make_generator
+    from mga.distill.generate.teacher import make_generator
 
     return make_generator(endpoint, cache_path=cache_path, accounting=accounting, stage="judge")
 
@@ -37,7 +37,7 @@ def judge_file(
     if not in_path.exists():
         raise MgaError(f"{in_path}: file not found")
     if cfg.backend == "heuristic":
-        from judge.heuristic import judge_rows_heuristic
+        from mga.judge.heuristic import judge_rows_heuristic
 
         return judge_rows_heuristic(in_path, out_path, language=language)
     endpoint = cfg.endpoint or teacher
@@ -45,8 +45,8 @@ def judge_file(
         if endpoint is None:
             raise MgaError("judge.backend is llm but no endpoint is set: set judge.endpoint or teacher.*, "
                            "or use judge.backend=heuristic (offline)")
-        from distill.accounting import Accounting
-        from distill.console import console
+        from mga.distill.core.console import console
+        from mga.distill.generate.accounting import Accounting
 
         folder = Path(work_dir) if work_dir else out_path.parent
         accounting = Accounting.for_teacher(endpoint)
@@ -60,7 +60,7 @@ def judge_file(
 
 
 def _judge_llm(in_path, out_path, cfg, generator, params, endpoint, language) -> Path:
-    from judge.llm_judge import judge_rows
+    from mga.judge.llm_judge import judge_rows
 
     if params is None:
         params = endpoint.judge if endpoint is not None else TeacherConfig().judge

@@ -1,6 +1,6 @@
 """The LLM judge: one Limited-Consistency call per (original, rewrite), through any `Generator`.
 
-Answers go through `judge.parse.parse_judgement`; an answer it refuses is asked again (the Generator's
+Answers go through `mga.judge.parse.parse_judgement`; an answer it refuses is asked again (the Generator's
 validate/max_attempts loop, a new request each time) and, after `max_parse_attempts`, stored as
 `unscored` with the reason, so reports count it as a failure. Judged rows stream to the output and a
 rerun skips the rewrites already judged (key: `rewrite_key`).
@@ -13,13 +13,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-from distill.config import GenerationParams
-from distill.console import console
-from distill.generation import Completion, Generator, Request, Result
-from distill.io import JsonlAppender, finalize_stream, open_stream, read_rows
-from distill.prompts import judge_messages
-from distill.schema import rewrite_key, unjudgeable_reason
-from judge.parse import parse_judgement, unscored_verdict
+from mga.distill.core.config import GenerationParams
+from mga.distill.core.console import console
+from mga.distill.core.io import JsonlAppender, finalize_stream, open_stream, read_rows
+from mga.distill.core.prompts import judge_messages
+from mga.distill.core.schema import rewrite_key, unjudgeable_reason
+from mga.distill.generate.protocol import Completion, Generator, Request, Result
+from mga.judge.parse import parse_judgement, unscored_verdict
 
 BACKEND = "llm"
 # the score value in the answer: JSON `"score": "4"` or a prose `Score: 4` line

@@ -13,9 +13,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from distill.errors import MgaError
-from distill.io import iter_rows, write_rows
-from distill.schema import OK, chunk_row
+from mga.distill.core.errors import MgaError
+from mga.distill.core.io import iter_rows, write_rows
+from mga.distill.core.schema import OK, chunk_row
 
 MODEL = "reference"
 _DOC_FIELDS = ("docid", "source", "text")
@@ -24,7 +24,7 @@ _PAIR_FIELDS = ("genre", "audience", "rewrite", "justification")
 
 def default_reference_path(language: str = "en") -> Path:
     """The bundled reference set of a language (en, zh)."""
-    from mga_data import data_path
+    from mga.data import data_path
 
     return data_path("reference", f"{language}.jsonl")
 

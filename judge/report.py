@@ -14,10 +14,10 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
-from distill.errors import MgaError
-from distill.io import read_rows, write_json
-from distill.plotting import new_figure, save_figure
-from distill.schema import score_of
+from mga.distill.core.errors import MgaError
+from mga.distill.core.io import read_rows, write_json
+from mga.distill.core.plotting import new_figure, save_figure
+from mga.distill.core.schema import score_of
 
 SCORES = (5, 4, 3, 2, 1)
 VARIANT_ORDER = ("base", "strict", "relaxed")
@@ -196,7 +196,7 @@ def write_report(
     or per model and variant); `variants` gives its lines explicitly (label -> judged rows). `images` and
     `sections` (title, markdown text) add the pipeline's other results; `embed_rows` (or `embed`: the
     models' own rows, grouped by model and variant) draws the t-SNE map."""
-    from judge.report_html import render_html
+    from mga.judge.report_html import render_html
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -229,7 +229,7 @@ def write_report(
     if show_table2:
         charts.append(score_chart(variant_summaries, out_dir / "variants.png", "Judge scores per prompt variant"))
     if embed_rows or embed:
-        from judge.embed_map import embedding_map
+        from mga.judge.embed_map import embedding_map
 
         if embed_rows:
             charts.append(embedding_map(embed_rows, out_dir / "embedding_map.png"))

@@ -12,8 +12,8 @@ import random
 from pathlib import Path
 from typing import Any
 
-from distill.errors import MgaError
-from distill.io import read_rows
+from mga.distill.core.errors import MgaError
+from mga.distill.core.io import read_rows
 
 
 def text_hash(text: str) -> str:

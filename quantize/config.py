@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from mga.distill.core.config import Section
 from pydantic import Field, PositiveInt
-
-from distill.config import Section
 
 Scheme = Literal["gptq-w4", "gptq-w8", "w8a8"]
 

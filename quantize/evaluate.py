@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from distill.console import track
-from distill.errors import MgaError
-from distill.io import read_rows, write_json
+from mga.distill.core.console import track
+from mga.distill.core.errors import MgaError
+from mga.distill.core.io import read_rows, write_json
 
 
 def _safetensors_sizes(folder: Path) -> dict[str, int]:

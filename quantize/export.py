@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from distill.console import console
-from distill.errors import MgaError
-from distill.io import write_json
-from quantize.calibration import text_hash
+from mga.distill.core.console import console
+from mga.distill.core.errors import MgaError
+from mga.distill.core.io import write_json
+from mga.quantize.calibration import text_hash
 
 MARKER = "mga_quantize.json"
 MIN_CALIBRATION_ROWS = 8
@@ -88,7 +88,7 @@ def check_checkpoint(checkpoint: Path) -> dict[str, Any]:
 def check_architecture(config: dict[str, Any], scheme: Scheme, group_size: int) -> None:
     model_type = config.get("model_type", "?")
     if scheme.method == "gptq":
-        from quantize.gptq import supported_model_types
+        from mga.quantize.gptq import supported_model_types
 
         if model_type not in supported_model_types():
             raise MgaError(f"architecture '{model_type}' is not supported by GPTQModel; "
@@ -140,8 +140,8 @@ def _carry_files(checkpoint: Path, out_dir: Path) -> list[str]:
 
 def default_calibration(checkpoint: Path, tokenizer, *, num_samples: int, max_length: int, seed: int):
     """The SFT rows `mga train` saved beside the checkpoint (`../data/train.jsonl`), with the sample corpus."""
-    from distill.config import default_corpus_path
-    from quantize.calibration import build_calibration
+    from mga.distill.core.config import default_corpus_path
+    from mga.quantize.calibration import build_calibration
 
     sft_train = checkpoint.parent / "data" / "train.jsonl"
     if not sft_train.exists():
@@ -168,7 +168,7 @@ def quantize_checkpoint(
 ) -> Path:
     """Quantize a full or merged checkpoint with `scheme` (gptq-w4, gptq-w8, w8a8) into `out_dir`; returns it.
 
-    `calibration` holds ready texts (see `quantize.calibration.build_calibration`, whose record can be passed
+    `calibration` holds ready texts (see `mga.quantize.calibration.build_calibration`, whose record can be passed
     as `calibration_record`); when None, the SFT rows beside the checkpoint and the sample corpus are used.
     At most `num_samples` texts are used, each cut to `max_length` tokens.
     """
@@ -217,12 +217,12 @@ def quantize_checkpoint(
     console.print(f"  quantizing {checkpoint} -> {out_dir} ({spec.name}, {len(texts)} calibration texts)", markup=False)
     started = time.time()
     if spec.method == "gptq":
-        from quantize.gptq import quantize_gptq
+        from mga.quantize.gptq import quantize_gptq
 
         timings = quantize_gptq(checkpoint, partial, texts, tokenizer=tokenizer, bits=spec.bits, group_size=group_size,
                                 desc_act=desc_act, max_length=max_length, device=device)
     else:
-        from quantize.w8a8 import quantize_w8a8
+        from mga.quantize.w8a8 import quantize_w8a8
 
         timings = quantize_w8a8(checkpoint, partial, texts, tokenizer=tokenizer, max_length=max_length,
                                 device=device, seed=seed)

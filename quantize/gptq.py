@@ -10,10 +10,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from distill.errors import MgaError
+from mga.distill.core.errors import MgaError
+
+
+def _gptqmodel_env() -> None:
+    """GPTQModel's CPU worker pool needs at least 2 workers even on a 2-core machine (read on first use)."""
+    os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(2, os.cpu_count() or 2)))
 
 
 def supported_model_types() -> set[str]:
+    _gptqmodel_env()
     with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):  # GPTQModel prints a banner on import
         from gptqmodel.models.auto import SUPPORTED_MODELS
 
@@ -24,6 +30,7 @@ def supported_model_types() -> set[str]:
 def _quiet_gptqmodel():
     """GPTQModel prints progress bars, tables and saved configs to stdout and writes timing logs to ./logs:
     keep all of it out of the user's way (its warnings and errors still surface as exceptions or on stderr)."""
+    _gptqmodel_env()
     with tempfile.TemporaryDirectory(prefix="mga-gptq-logs-") as tmp, open(os.devnull, "w") as sink, \
             contextlib.redirect_stdout(sink):
         from gptqmodel.looper import loop_processor

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from distill.errors import MgaError
+from mga.distill.core.errors import MgaError
 
 SMOOTHING_STRENGTH = 0.8  # llm-compressor's default and its W8A8 examples
 

@@ -12,6 +12,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # Tiny models run faster on one thread (no sync overhead), also in `mga` subprocesses started by tests.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+from mga.distill.cli.main import configure_environment  # noqa: E402
+
+configure_environment()  # what the `mga` command sets up; importing the package sets nothing
+
 
 @pytest.fixture(scope="session", autouse=True)
 def one_torch_thread():
@@ -27,7 +31,7 @@ def one_torch_thread():
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A tiny qwen2 model + ChatML tokenizer from `mga tiny-model` (random weights)."""
-    from distill.tiny_model import build_tiny_model
+    from mga.distill.train.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "qwen2-xs", arch="qwen2", size="xs", seed=0)
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from distill.chunking import chunk_corpus, estimate_tokens, split_document, token_counter
-from distill.config import CorpusConfig
-from distill.errors import MgaError
-from distill.io import read_rows
-from mga_data import data_path
+from mga.data import data_path
+from mga.distill.core.config import CorpusConfig
+from mga.distill.core.errors import MgaError
+from mga.distill.core.io import read_rows
+from mga.distill.label.chunk import (
+    chunk_corpus,
+    estimate_tokens,
+    split_document,
+    token_counter,
+)
 
 
 def paragraphs(n: int, words: int = 40) -> list[str]:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from mga.distill.cli.main import app
 from typer.testing import CliRunner
-
-from distill.cli import app
 
 COMMANDS = ["label", "judge", "train", "quantize", "report", "run", "expand", "tiny-model"]
 runner = CliRunner()

@@ -15,11 +15,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from mga.distill.cli.main import app
+from mga.distill.core.io import iter_rows, read_rows, write_rows
+from mga.distill.expand.expand import expand_corpus, shard_of
 from typer.testing import CliRunner
 
-from distill.cli import app
-from distill.expand import expand_corpus, shard_of
-from distill.io import iter_rows, read_rows, write_rows
 from tests.fake_openai import Reply
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "corpus.jsonl"

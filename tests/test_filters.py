@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import pytest
-
-from distill.errors import MgaError
-from distill.io import read_rows, write_rows
-from judge.config import FilterConfig
-from judge.filters import clean_rewrite, coverage_filter, filter_file, keyword_coverage, score_filter
+from mga.distill.core.errors import MgaError
+from mga.distill.core.io import read_rows, write_rows
+from mga.judge.config import FilterConfig
+from mga.judge.filters import (
+    clean_rewrite,
+    coverage_filter,
+    filter_file,
+    keyword_coverage,
+    score_filter,
+)
 
 ORIGINAL = ("Photosynthesis lets plants convert sunlight, water and carbon dioxide into glucose and oxygen. "
             "Chlorophyll in the leaves absorbs the light energy that drives the reaction.")
@@ -101,7 +106,7 @@ def test_unjudged_rewrites_get_cleaning_and_coverage_only(tmp_path):
 
 
 def test_lines_carried_over_from_the_original_are_not_boilerplate():
-    from judge.filters import clean_rewrite
+    from mga.judge.filters import clean_rewrite
 
     original = "Lambdas are small.\nNote: they cannot contain statements."
     rewrite = "Tiny functions!\nNote: they cannot contain statements.\nNote: this rewrite targets kids."

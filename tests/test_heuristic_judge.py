@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import pytest
+from mga.distill.cli.main import app
+from mga.distill.core.io import read_rows, write_rows
+from mga.distill.core.schema import score_of
+from mga.judge.calibrate import agreement, calibrate
+from mga.judge.config import JudgeConfig
+from mga.judge.heuristic import (
+    BANDS,
+    HeuristicJudge,
+    band_score,
+    fit_bands,
+    refit_bands,
+)
+from mga.judge.judging import judge_file
+from mga.judge.reference import (
+    default_reference_path,
+    load_reference,
+    reference_judged_rows,
+)
 from typer.testing import CliRunner
 
-from distill.cli import app
-from distill.io import read_rows, write_rows
-from judge.calibrate import agreement, calibrate
-from judge.config import JudgeConfig
-from distill.schema import score_of
-from judge.heuristic import BANDS, HeuristicJudge, band_score, fit_bands, refit_bands
-from judge.judging import judge_file
-from judge.reference import default_reference_path, load_reference, reference_judged_rows
 from tests.test_filters import FAITHFUL, ORIGINAL, UNRELATED, row
 
 needs_reference = pytest.mark.skipif(not default_reference_path("en").is_file(), reason="reference set not bundled yet")
@@ -49,8 +59,8 @@ def test_judge_file_heuristic_backend_labels_rows(tmp_path):
     assert verdicts[2]["status"] == "unscored" and "failed" in verdicts[2]["reason"]
     # a truncated rewrite is judged but stays marked, so the filters keep it out of the SFT data
     assert verdicts[3]["status"] == "scored" and rows[3]["status"] == "truncated"
-    from judge.config import FilterConfig
-    from judge.filters import filter_row
+    from mga.judge.config import FilterConfig
+    from mga.judge.filters import filter_row
 
     assert filter_row(rows[3], FilterConfig(min_score=1))[:2] == (False, "rewrite_truncated")
 
@@ -65,7 +75,7 @@ def test_agreement_metrics():
 
 @pytest.mark.parametrize("language", ["en", "zh"])
 def test_stored_bands_agree_with_the_reference_set_as_well_as_a_fresh_fit(language):
-    """Fails when the reference set changed enough that BANDS need `python -m judge.heuristic <lang>`."""
+    """Fails when the reference set changed enough that BANDS need `python -m mga.judge.heuristic <lang>`."""
     if not default_reference_path(language).is_file():
         pytest.skip(f"no {language} reference set bundled")
     rows = reference_judged_rows(default_reference_path(language))

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from distill.errors import MgaError
-from distill.io import JsonlAppender, done_keys, read_rows, write_rows
+from mga.distill.core.errors import MgaError
+from mga.distill.core.io import JsonlAppender, done_keys, read_rows, write_rows
 
 ROWS = [{"meta": {"docid": "a", "chunk_id": 0}, "text": "héllo"}, {"meta": {"docid": "b", "chunk_id": 1}, "text": "x"}]
 

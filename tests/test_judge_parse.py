@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from distill.prompts import judge_messages
-from judge.parse import parse_judgement
+from mga.distill.core.prompts import judge_messages
+from mga.judge.parse import parse_judgement
 
 
 @pytest.mark.parametrize(

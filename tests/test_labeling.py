@@ -14,16 +14,16 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from mga.data import data_path
+from mga.distill.core.config import CorpusConfig, GenerationParams, TeacherConfig
+from mga.distill.core.io import read_rows
+from mga.distill.core.prompts import pairs_messages, rewrite_messages
+from mga.distill.core.schema import chunk_key, rewrite_key
+from mga.distill.generate.accounting import Accounting
+from mga.distill.generate.teacher import make_generator
+from mga.distill.label.chunk import chunk_corpus
+from mga.distill.label.labeling import label_pairs, label_rewrites
 
-from distill.accounting import Accounting
-from distill.chunking import chunk_corpus
-from distill.config import CorpusConfig, GenerationParams, TeacherConfig
-from distill.io import read_rows
-from distill.labeling import label_pairs, label_rewrites
-from distill.prompts import pairs_messages, rewrite_messages
-from distill.schema import chunk_key, rewrite_key
-from distill.teacher import make_generator
-from mga_data import data_path
 from tests.fake_openai import Reply
 
 SECRET = "sk-test-SECRETKEY-labeling-0123456789"
@@ -178,7 +178,7 @@ def test_zh_prompts_render_and_ask_for_chinese():
 # In-process through typer where only the outcome matters; in a subprocess where the process itself is the point
 # (kill -9, the exit code and the one `error:` line printed by `main`).
 
-MGA = [sys.executable, "-c", "from distill.cli import main; main()"]
+MGA = [sys.executable, "-c", "from mga.distill.cli.main import main; main()"]
 
 
 def mga(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -187,9 +187,8 @@ def mga(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 
 def mga_inline(*args: str):
+    from mga.distill.cli.main import app
     from typer.testing import CliRunner
-
-    from distill.cli import app
 
     return CliRunner().invoke(app, list(args), env={"MGA_TEST_KEY": SECRET})
 
@@ -265,7 +264,7 @@ def test_bad_rows_and_failing_endpoints_via_the_command(fake_openai, tmp_path):
     assert "Traceback" not in bad.stderr
     assert out.read_bytes() == written, "rows already written must survive a failed run"
 
-    from distill.errors import MgaError
+    from mga.distill.core.errors import MgaError
 
     refused = mga_inline(*label_args(server.url, corpus, out), "--set", "teacher.api_key=sk-wrong-key-00000000")
     assert isinstance(refused.exception, MgaError), refused.output
@@ -279,7 +278,7 @@ def test_bad_rows_and_failing_endpoints_via_the_command(fake_openai, tmp_path):
 
 
 def test_rewrite_stage_via_the_command_with_variants(fake_openai, chunks, tmp_path):
-    from distill.errors import MgaError
+    from mga.distill.core.errors import MgaError
 
     server = fake_openai(teacher_reply)
     pairs = tmp_path / "pairs.jsonl"

@@ -7,17 +7,17 @@ import math
 import re
 
 import pytest
+from mga.distill.core.config import GenerationParams, TeacherConfig
+from mga.distill.core.io import read_rows, write_rows
+from mga.distill.core.schema import score_of
+from mga.distill.generate.teacher import make_generator
+from mga.judge.calibrate import calibrate
+from mga.judge.config import JudgeConfig
+from mga.judge.judging import judge_file
+from mga.judge.llm_judge import judge_rows, weighted_score
+from mga.judge.reference import default_reference_path, reference_judged_rows
+from mga.judge.report import summarize, write_report
 
-from distill.config import GenerationParams, TeacherConfig
-from distill.io import read_rows, write_rows
-from distill.schema import score_of
-from distill.teacher import make_generator
-from judge.calibrate import calibrate
-from judge.config import JudgeConfig
-from judge.judging import judge_file
-from judge.llm_judge import judge_rows, weighted_score
-from judge.reference import default_reference_path, reference_judged_rows
-from judge.report import summarize, write_report
 from tests.fake_openai import Reply
 
 ORIGINAL = "The assert statement inserts debugging assertions into a program; it is skipped when __debug__ is false."

@@ -7,11 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-
-from distill.config import GenerationParams
-from distill.errors import MgaError
-from distill.generation import Request
-from distill.local_generator import LocalGenerator
+from mga.distill.core.config import GenerationParams
+from mga.distill.core.errors import MgaError
+from mga.distill.generate.local import LocalGenerator
+from mga.distill.generate.protocol import Request
 
 GREEDY = GenerationParams(temperature=0.0, max_tokens=6)
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from distill.manifest import Manifest
+from mga.distill.pipeline.manifest import Manifest
 
 
 def test_skip_rerun_and_failure(tmp_path):

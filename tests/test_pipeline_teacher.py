@@ -6,11 +6,11 @@ import json
 import re
 
 import pytest
+from mga.distill.core.config import default_corpus_path
+from mga.distill.core.io import read_rows, write_rows
+from mga.distill.pipeline.pipeline import Pipeline
+from mga.distill.pipeline.recipe import validate_recipe
 
-from distill.config import default_corpus_path
-from distill.io import read_rows, write_rows
-from distill.pipeline import Pipeline
-from distill.recipe import validate_recipe
 from tests.fake_openai import Reply
 
 PAIRS = {"pairs": [{"genre": f"Genre {i}: a text of kind {i}. It has tone {i}.",

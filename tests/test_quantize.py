@@ -14,10 +14,9 @@ import time
 
 import pytest
 import torch
-
-from distill.config import default_corpus_path
-from distill.errors import MgaError
-from distill.io import read_rows, write_rows
+from mga.distill.core.config import default_corpus_path
+from mga.distill.core.errors import MgaError
+from mga.distill.core.io import read_rows, write_rows
 
 PPL_BOUND = {"gptq-w4": 1.05, "gptq-w8": 1.01, "w8a8": 1.01}
 # group size 32 costs ~0.05 of fp16 in scales and zeros over the 4/16 of the weights themselves
@@ -66,7 +65,7 @@ def sft_rows_from(docs: list[dict]) -> list[dict]:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """run/checkpoint (trained tiny qwen2 xs) with run/data/train.jsonl and run/data/eval.jsonl beside it."""
-    from distill.tiny_model import build_tiny_model
+    from mga.distill.train.tiny_model import build_tiny_model
 
     run = tmp_path_factory.mktemp("quant")
     checkpoint = train_tiny_lm(build_tiny_model(run / "checkpoint", arch="qwen2", size="xs", seed=0), steps=200)
@@ -78,9 +77,8 @@ def trained(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def calibration(trained):
+    from mga.quantize.calibration import build_calibration
     from transformers import AutoTokenizer
-
-    from quantize.calibration import build_calibration
 
     return build_calibration(AutoTokenizer.from_pretrained(trained), sft_rows=trained.parent / "data" / "train.jsonl",
                              corpus_path=default_corpus_path(), num_samples=SAMPLES, max_length=MAX_LENGTH)
@@ -89,7 +87,7 @@ def calibration(trained):
 @pytest.fixture(scope="module")
 def quantized(trained, calibration):
     """Each scheme's output folder, quantized once per module."""
-    from quantize.export import quantize_checkpoint
+    from mga.quantize.export import quantize_checkpoint
 
     texts, record = calibration
     cache = {}
@@ -105,9 +103,8 @@ def quantized(trained, calibration):
 
 
 def test_calibration_mixes_sft_and_corpus_and_records_rows(trained, calibration):
+    from mga.quantize.calibration import build_calibration, text_hash
     from transformers import AutoTokenizer
-
-    from quantize.calibration import build_calibration, text_hash
 
     texts, record = calibration
     tokenizer = AutoTokenizer.from_pretrained(trained)
@@ -130,9 +127,8 @@ def test_calibration_mixes_sft_and_corpus_and_records_rows(trained, calibration)
 
 @pytest.mark.parametrize("scheme", ["gptq-w4", "gptq-w8", "w8a8"])
 def test_scheme_loads_generates_and_keeps_perplexity(scheme, trained, quantized, tmp_path):
+    from mga.quantize.evaluate import compare
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from quantize.evaluate import compare
 
     out = quantized(scheme)
     for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json"):
@@ -171,7 +167,7 @@ def test_scheme_loads_generates_and_keeps_perplexity(scheme, trained, quantized,
 
 
 def test_finished_output_is_reused(trained, quantized, calibration):
-    from quantize.export import quantize_checkpoint
+    from mga.quantize.export import quantize_checkpoint
 
     out = quantized("gptq-w4")
     stamp = (out / "mga_quantize.json").stat().st_mtime_ns
@@ -184,7 +180,7 @@ def test_finished_output_is_reused(trained, quantized, calibration):
 
 
 def test_lora_adapter_alone_is_refused(tmp_path):
-    from quantize.export import quantize_checkpoint
+    from mga.quantize.export import quantize_checkpoint
 
     adapter = tmp_path / "adapter"
     adapter.mkdir()
@@ -195,7 +191,7 @@ def test_lora_adapter_alone_is_refused(tmp_path):
 
 
 def test_too_little_calibration_data(trained, tmp_path):
-    from quantize.export import quantize_checkpoint
+    from mga.quantize.export import quantize_checkpoint
 
     with pytest.raises(MgaError, match="too little calibration data: 3 non-empty texts"):
         quantize_checkpoint(trained, tmp_path / "out", "gptq-w4", calibration=["some text"] * 3 + ["", "  "])
@@ -205,7 +201,7 @@ def test_too_little_calibration_data(trained, tmp_path):
 def test_clear_errors_for_scheme_library_device_and_group(trained, tmp_path, monkeypatch):
     import importlib.util
 
-    from quantize import export
+    from mga.quantize import export
 
     texts = ["text"] * 16
     with pytest.raises(MgaError, match="unknown quantization scheme 'awq'"):
@@ -228,9 +224,8 @@ def test_clear_errors_for_scheme_library_device_and_group(trained, tmp_path, mon
 
 
 def test_cli_quantize_with_eval(trained, tmp_path):
+    from mga.distill.cli.main import app
     from typer.testing import CliRunner
-
-    from distill.cli import app
 
     out = tmp_path / "cli-w4"
     result = CliRunner().invoke(app, ["quantize", str(trained), "--scheme", "gptq-w4", "--group-size", "32",
@@ -247,9 +242,8 @@ def test_cli_quantize_with_eval(trained, tmp_path):
 
 
 def test_rtn_baseline_rounds_onto_the_grid(trained):
+    from mga.quantize.rtn import rtn_quantize_
     from transformers import AutoModelForCausalLM
-
-    from quantize.rtn import rtn_quantize_
 
     full = AutoModelForCausalLM.from_pretrained(trained)
     errors = {}

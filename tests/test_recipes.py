@@ -7,9 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from distill.errors import MgaError
-from distill.recipe import load_recipe
+from mga.distill.core.errors import MgaError
+from mga.distill.pipeline.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))

@@ -8,11 +8,11 @@ import re
 from collections import Counter
 
 import pytest
-
-from distill.errors import MgaError
-from distill.io import read_rows
-from distill.schema import OK, chunk_key, rewrite_key, score_of
-from judge.reference import (
+from mga.data import data_path
+from mga.distill.core.errors import MgaError
+from mga.distill.core.io import read_rows
+from mga.distill.core.schema import OK, chunk_key, rewrite_key, score_of
+from mga.judge.reference import (
     default_reference_path,
     load_reference,
     reference_chunk_rows,
@@ -21,7 +21,6 @@ from judge.reference import (
     reference_rewrite_rows,
     write_reference_labels,
 )
-from mga_data import data_path
 
 LANGUAGES = {"en": ("corpus.jsonl", 12), "zh": ("corpus_zh.jsonl", 4)}
 SENTENCE_END = re.compile(r"[.!?](?=\s|$)|[。！？]")
@@ -127,7 +126,7 @@ def test_write_reference_labels(tmp_path):
 
 
 def test_pairs_pass_the_stage1_check(reference):
-    pairs_check = pytest.importorskip("judge.pairs_check")
+    pairs_check = pytest.importorskip("mga.judge.pairs_check")
     for row in reference:
         pairs = [{"genre": p["genre"], "audience": p["audience"]} for p in row["pairs"]]
         parsed, reason = pairs_check.parse_pairs(json.dumps({"pairs": pairs}, ensure_ascii=False))

@@ -7,12 +7,11 @@ import json
 import re
 
 import pytest
+from mga.distill.cli.main import app
+from mga.distill.core.errors import MgaError
+from mga.distill.core.io import write_rows
+from mga.judge.report import summarize, write_report
 from typer.testing import CliRunner
-
-from distill.cli import app
-from distill.errors import MgaError
-from distill.io import write_rows
-from judge.report import summarize, write_report
 
 TOTAL = 15_355
 TABLE1 = {"labeler": (4120, 7143, 3034, 661, 214), "tool SLM": (3788, 7124, 3224, 736, 285)}
@@ -135,7 +134,7 @@ def test_unknown_reference_model_is_a_user_error(tmp_path):
 
 
 def test_embedding_map_draws_originals_and_each_variant(tmp_path):
-    from judge.embed_map import embedding_map
+    from mga.judge.embed_map import embedding_map
 
     topics = ["The heart pumps blood through arteries and veins.", "Volcanoes erupt when magma reaches the surface.",
               "Bees pollinate flowers while collecting nectar.", "Rivers carve valleys over thousands of years."]

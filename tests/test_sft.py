@@ -10,9 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from distill.io import write_json, write_rows
-from distill.train_config import TrainConfig
+from mga.distill.core.io import write_json, write_rows
+from mga.distill.train.config import TrainConfig
 
 ANSWERS = ["the cat sat on the mat", "a dog ran in the park", "birds sing at dawn", "fish swim in the sea"]
 PROMPTS = ["Cats and mats.", "Dogs in parks.", "Birds at dawn.", "Fish in the sea."]
@@ -52,7 +51,7 @@ def cfg(**overrides) -> TrainConfig:
 
 
 def run_cli(monkeypatch, capsys, args: list[str]) -> tuple[int, str]:
-    from distill.cli import main
+    from mga.distill.cli.main import main
 
     monkeypatch.setattr(sys, "argv", ["mga", *args])
     with pytest.raises(SystemExit) as exit_info:
@@ -95,7 +94,7 @@ def test_mga_train_full_lowers_loss_and_fills_the_run_dir(tiny_model_dir, tmp_pa
 
 
 def test_assistant_mask_is_exactly_the_answer_and_eos(tiny_model_dir, chat_data, tmp_path):
-    from distill.sft import build_trainer
+    from mga.distill.train.sft import build_trainer
 
     for packing in (False, True):
         trainer = build_trainer(chat_data, None, tmp_path / f"mask-{packing}", cfg(packing=packing),
@@ -120,10 +119,10 @@ def test_assistant_mask_is_exactly_the_answer_and_eos(tiny_model_dir, chat_data,
 
 
 def test_overfit_model_stops_with_eos_and_reproduces_answers(tiny_model_dir, chat_data, tmp_path):
-    from distill.config import GenerationParams
-    from distill.generation import Request
-    from distill.local_generator import LocalGenerator
-    from distill.sft import train_tool_model
+    from mga.distill.core.config import GenerationParams
+    from mga.distill.generate.local import LocalGenerator
+    from mga.distill.generate.protocol import Request
+    from mga.distill.train.sft import train_tool_model
 
     checkpoint = train_tool_model(chat_data, None, tmp_path / "run", cfg(num_train_epochs=80, logging_steps=10),
                                   student=str(tiny_model_dir), stage="rewrite")
@@ -140,10 +139,9 @@ def test_overfit_model_stops_with_eos_and_reproduces_answers(tiny_model_dir, cha
 
 def test_lora_lowers_loss_and_merge_equals_base_plus_adapter(tiny_model_dir, chat_data, tmp_path):
     import torch
+    from mga.distill.train.sft import merge_lora, train_tool_model
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
-
-    from distill.sft import merge_lora, train_tool_model
 
     lora = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "target_modules": "all-linear"}
     out = tmp_path / "lora"
@@ -162,7 +160,7 @@ def test_lora_lowers_loss_and_merge_equals_base_plus_adapter(tiny_model_dir, cha
     assert (adapted - plain).abs().max() > 1e-2  # the adapter learned something
     torch.testing.assert_close(merged, adapted, atol=1e-4, rtol=1e-4)
 
-    from distill.errors import MgaError
+    from mga.distill.core.errors import MgaError
 
     with pytest.raises(MgaError, match="not a LoRA adapter"):
         merge_lora(checkpoint, tmp_path / "again")

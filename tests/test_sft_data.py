@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-
-from distill.errors import MgaError
-from distill.io import read_rows, write_rows
-from distill.prompts import pairs_messages, rewrite_messages
-from distill.sft_data import build_sft_datasets, sft_messages
+from mga.distill.core.errors import MgaError
+from mga.distill.core.io import read_rows, write_rows
+from mga.distill.core.prompts import pairs_messages, rewrite_messages
+from mga.distill.train.sft_data import build_sft_datasets, sft_messages
 
 
 def pairs_row(doc: int, chunk: int = 0, status: str = "ok") -> dict:
@@ -74,12 +73,12 @@ def test_no_usable_rows_is_a_clear_error(tmp_path: Path):
 
 
 def test_reference_set_if_present(tmp_path: Path):
-    from mga_data import data_path
+    from mga.data import data_path
 
     path = data_path("reference", "en.jsonl")
     if not path.exists():
         pytest.skip("reference set not written yet")
-    from judge.reference import reference_pairs_rows, reference_rewrite_rows
+    from mga.judge.reference import reference_pairs_rows, reference_rewrite_rows
 
     for stage, rows in (("pairs", reference_pairs_rows(path)), ("rewrite", reference_rewrite_rows(path))):
         write_rows(tmp_path / f"{stage}.jsonl", rows)

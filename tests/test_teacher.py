@@ -10,15 +10,15 @@ import socket
 import time
 
 import pytest
+from mga.distill.core.config import GenerationParams, TeacherConfig
+from mga.distill.core.errors import MgaError
+from mga.distill.generate.accounting import Accounting
+from mga.distill.generate.cache import RequestCache
+from mga.distill.generate.protocol import Request
+from mga.distill.generate.ratelimit import TokenBucket
+from mga.distill.generate.teacher import OpenAIGenerator, make_generator
+from mga.judge.pairs_check import parse_pairs
 
-from distill.accounting import Accounting
-from distill.cache import RequestCache
-from distill.config import GenerationParams, TeacherConfig
-from distill.errors import MgaError
-from distill.generation import Request
-from distill.ratelimit import TokenBucket
-from distill.teacher import OpenAIGenerator, make_generator
-from judge.pairs_check import parse_pairs
 from tests.fake_openai import Reply, scripted
 
 PARAMS = GenerationParams(temperature=0.0, max_tokens=64)

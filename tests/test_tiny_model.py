@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
+from mga.distill.train.tiny_model import build_tiny_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
-
-from distill.tiny_model import build_tiny_model
 
 MESSAGES = [
     {"role": "system", "content": "You are helpful."},

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from distill.errors import MgaError
-from distill.tiny_model import CHAT_TEMPLATE
-from distill.tokenizer_check import check_tokenizer
+from mga.distill.core.errors import MgaError
+from mga.distill.train.tiny_model import CHAT_TEMPLATE
+from mga.distill.train.tokenizer_check import check_tokenizer
 
 
 @pytest.fixture

@@ -8,11 +8,10 @@ Run: python data/sample/build_sample.py
 import codecs
 import json
 import platform
-import sysconfig
-from pathlib import Path
-
 import pydoc_data.topics
+import sysconfig
 import this
+from pathlib import Path
 
 MIN_WORDS = 60
 VERSION = platform.python_version()

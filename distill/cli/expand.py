@@ -1,0 +1,63 @@
+"""`mga expand`: corpus expansion with the two tool models (one pairs call + five rewrites per document)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from mga.distill.expand.spec import DEFAULT_MIN_KEYWORD_COVERAGE
+
+
+def expand(
+    corpus: Annotated[Path, typer.Argument(help="Corpus .jsonl/.parquet with a text field.")],
+    pairs_model: Annotated[str, typer.Option(help="SLM-1 checkpoint or served model name.")],
+    rewrite_model: Annotated[str, typer.Option(help="SLM-2 checkpoint or served model name.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder (MGACorpus schema).")] = Path("expanded"),
+    backend: Annotated[str, typer.Option(help="transformers, vllm or openai.")] = "transformers",
+    pairs_backend: Annotated[str | None, typer.Option(help="Backend of the pairs model; default --backend.")] = None,
+    rewrite_backend: Annotated[
+        str | None, typer.Option(help="Backend of the rewrite model; default --backend.")
+    ] = None,
+    executor: Annotated[str, typer.Option(help="local or ray.")] = "local",
+    shard_index: Annotated[int, typer.Option(help="This shard's index (job arrays).")] = 0,
+    num_shards: Annotated[int, typer.Option(help="Number of shards.")] = 1,
+    language: Annotated[str, typer.Option(help="Prompt language (data/prompts/<language>).")] = "en",
+    variant: Annotated[str, typer.Option(help="Rewrite prompt: base, strict or relaxed.")] = "base",
+    num_pairs: Annotated[int, typer.Option(help="Genre-audience pairs (rewrites) per document chunk.")] = 5,
+    batch_size: Annotated[int, typer.Option(help="Prompts per generate() batch (local models).")] = 8,
+    max_new_tokens: Annotated[int, typer.Option(help="Max tokens per answer (paper: 4096).")] = 4096,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 = greedy, deterministic.")] = 0.0,
+    min_keyword_coverage: Annotated[
+        float, typer.Option(help="Drop rewrites keeping less than this share of the original's keywords.")
+    ] = DEFAULT_MIN_KEYWORD_COVERAGE,
+    chunk_tokens: Annotated[int, typer.Option(help="Split documents longer than this many tokens.")] = 4096,
+    text_field: Annotated[str, typer.Option(help="Corpus field holding the text.")] = "text",
+    id_field: Annotated[str, typer.Option(help="Corpus field holding the document id.")] = "id",
+    limit: Annotated[int | None, typer.Option(help="Expand only the first N documents.")] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="Endpoint serving both tool models (backend openai); default $OPENAI_BASE_URL.")
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster to join (executor ray); default: start Ray locally.")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Model actors per stage (executor ray); default: CPUs.")] = None,
+) -> None:
+    """Expand a corpus: per document 5 genre-audience pairs, then 5 rewrites, cleaned, with statistics."""
+    from mga.distill.core.config import CorpusConfig
+    from mga.distill.core.errors import MgaError
+    from mga.distill.expand.expand import expand_corpus
+    from pydantic import ValidationError
+
+    try:
+        corpus_cfg = CorpusConfig(path=corpus, chunk_tokens=chunk_tokens, text_field=text_field, id_field=id_field)
+    except ValidationError as e:
+        raise MgaError(f"--chunk-tokens {chunk_tokens}: {e.errors()[0]['msg']}") from None
+    expand_corpus(
+        corpus, output, pairs_model=pairs_model, rewrite_model=rewrite_model, backend=backend,
+        pairs_backend=pairs_backend, rewrite_backend=rewrite_backend, executor=executor,
+        language=language, variant=variant, num_pairs=num_pairs, shard_index=shard_index, num_shards=num_shards,
+        batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=temperature,
+        min_keyword_coverage=min_keyword_coverage, base_url=base_url, ray_address=ray_address, workers=workers,
+        limit=limit, corpus_cfg=corpus_cfg,
+    )

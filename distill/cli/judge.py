@@ -1,0 +1,77 @@
+"""`mga judge` and `mga report`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from mga.distill.cli.common import RecipeOpt, SetOpt, load_config
+from mga.distill.core.console import console
+from mga.distill.core.errors import MgaError
+
+
+def judge(
+    input: Annotated[Path | None, typer.Option("--input", "-i", help="Rewrites to score (.jsonl/.parquet).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Judged rows (resumable).")] = None,
+    backend: Annotated[str | None, typer.Option(help="llm (Limited Consistency) or heuristic (offline).")] = None,
+    calibrate: Annotated[bool, typer.Option(help="Report agreement with the reference scores.")] = False,
+    reference: Annotated[Path | None, typer.Option(help="Reference set for --calibrate; default: the bundled one.")] = None,
+    recipe: RecipeOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Score (original, rewrite) pairs 1-5 under Limited Consistency; unparseable answers become 'unscored'."""
+    overrides = list(set_ or [])
+    if backend is not None:
+        overrides.append(f"judge.backend={backend}")
+    cfg = load_config(recipe, overrides)
+    if calibrate:
+        from mga.judge.calibrate import calibrate as run_calibration
+
+        run_calibration(cfg.judge, reference, language=cfg.language, teacher=cfg.teacher)
+        return
+    if input is None or output is None:
+        raise MgaError("mga judge needs --input and --output (or --calibrate)")
+    from mga.judge.judging import judge_file
+    from mga.judge.report import summarize
+
+    out = judge_file(input, output, cfg.judge, language=cfg.language, teacher=cfg.teacher)
+    from mga.distill.core.io import read_rows
+
+    s = summarize(read_rows(out))
+    counts = " ".join(f"{k}:{v:,}" for k, v in s["counts"].items())
+    console.print(f"judged {s['total']:,} rows ({cfg.judge.backend}) -> {out}: {counts} unscored:{s['unscored']:,} "
+                  f"Rate(>=3) {s['rate_ge3']:.2f}%", markup=False)
+
+
+def _named(inputs: list[str]) -> dict[str, Path]:
+    models: dict[str, Path] = {}
+    for item in inputs:
+        name, sep, path = item.partition("=")
+        if not sep:
+            name, path = Path(item).stem, item
+        if not name or not path:
+            raise MgaError(f"report: expected NAME=PATH or PATH, got {item!r}")
+        if name in models:
+            raise MgaError(f"report: model name '{name}' given twice (use NAME=PATH to name them)")
+        if not Path(path).exists():
+            raise MgaError(f"report: file not found: {path}")
+        models[name] = Path(path)
+    return models
+
+
+def report(
+    inputs: Annotated[list[str], typer.Argument(help="Judged files, one per model (NAME=PATH to name them).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Report folder.")] = Path("report"),
+    embed: Annotated[bool, typer.Option(help="Draw the t-SNE embedding map.")] = False,
+    reference_model: Annotated[str | None, typer.Option(help="Model Diff is measured against (default: teacher, else the first).")] = None,
+    variants: Annotated[bool, typer.Option(help="Always add the Table 2 view (<=2, >=4, =5).")] = False,
+    judge_label: Annotated[str | None, typer.Option(help="Who scored (default: read from the rows).")] = None,
+) -> None:
+    """Write the Table 1 / Table 2 report (md, html, json, charts) from judged files."""
+    from mga.judge.report import write_report
+
+    path = write_report(_named(inputs), output, judge_label=judge_label, reference_model=reference_model,
+                        embed=embed, table2=True if variants else None)
+    console.print((path.parent / "report.md").read_text(encoding="utf-8").split("## Charts")[0], markup=False)
+    console.print(f"report written to {path.parent} (report.md, report.html, report.json, charts)", markup=False)

@@ -1,0 +1,57 @@
+"""The `mga` command: one typer app mapping subcommand names to plain functions."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import typer
+from mga.distill.cli import expand, judge, label, quantize, run, tiny_model, train
+from mga.distill.core.console import console
+from mga.distill.core.errors import MgaError
+
+app = typer.Typer(
+    name="mga",
+    help="MGA toolkit: distil a teacher LLM into small, quantized genre-audience reformulation tool models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command("label")(label.label)
+app.command("judge")(judge.judge)
+app.command("train")(train.train)
+app.command("quantize")(quantize.quantize)
+app.command("report")(judge.report)
+app.command("run")(run.run)
+app.command("expand")(expand.expand)
+app.command("tiny-model")(tiny_model.tiny_model)
+
+
+def configure_environment() -> None:
+    """Quiet, offline-friendly defaults set once by the command, never on import.
+
+    Nothing in the toolkit needs a hub; the toolkit shows its own progress per stage, so the per-file bars
+    of the hub/datasets libraries are noise; GPTQModel's CPU worker pool needs at least 2 workers even on a
+    2-core machine; torchao (pulled in by GPTQModel) logs CUDA-only kernels it cannot load on CPU machines.
+    """
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(2, os.cpu_count() or 2)))
+    for name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def main() -> None:
+    """Entry point: user mistakes (`MgaError`) print as `error: ...` lines and exit 2, without a traceback."""
+    configure_environment()
+    try:
+        app()
+    except MgaError as e:
+        for line in str(e).splitlines():
+            console.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
+        raise SystemExit(e.exit_code) from None
+    except KeyboardInterrupt:
+        console.print("interrupted: finished rows are saved; rerun the same command to resume", markup=False)
+        raise SystemExit(130) from None

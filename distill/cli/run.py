@@ -1,0 +1,34 @@
+"""`mga run`: the whole pipeline from one recipe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from mga.distill.cli.common import SetOpt
+from mga.distill.core.console import console
+from mga.distill.pipeline.pipeline import STAGES
+
+STAGE_HELP = ", ".join(STAGES)
+
+
+def run(
+    recipe: Annotated[Path, typer.Argument(help="YAML recipe, e.g. recipes/quickstart.yaml.")],
+    set_: SetOpt = None,
+    until: Annotated[str | None, typer.Option(help=f"Stop after this stage ({STAGE_HELP}).")] = None,
+    from_: Annotated[str | None, typer.Option("--from", help="Redo this stage and everything after it.")] = None,
+) -> None:
+    """Run a recipe end to end: chunk, label, judge, filter, SFT rounds, quantize, report.
+
+    Resumable: a rerun skips stages that finished with the same config and inputs and resumes a crashed
+    stage where it stopped. Results land in runs/<name>/ (report in runs/<name>/report/report.html).
+    """
+    from mga.distill.pipeline.pipeline import Pipeline
+    from mga.distill.pipeline.recipe import load_recipe
+
+    config = load_recipe(recipe, set_)
+    out = Pipeline(config, from_stage=from_, until=until).run()
+    report = out / "report" / "report.html"
+    if report.exists():
+        console.print(f"report: {report}", markup=False)

@@ -1,0 +1,1 @@
+"""Corpus expansion with the tool models (local or Ray), with the paper's cleaning."""

@@ -1,0 +1,288 @@
+"""The expand step on Ray Data: the same rows as the local executor, spread over a pool of model actors.
+
+Pipeline (Ray Data schedules it; this module writes no scheduler of its own):
+
+    chunk rows -> map_batches(PairsStage)    one SLM-1 actor per worker, the model loaded once per actor
+               -> flat_map(explode)          a pairs row -> one item per (chunk, pair) still to rewrite
+               -> map_batches(RewriteStage)  one SLM-2 actor per worker
+               -> the driver appends pairs rows and rewrite rows to the shard's pairs.jsonl / rewrites.jsonl
+
+Rows travel as JSON strings (one `item` column) so Arrow never has to unify nested schemas across blocks.
+The rows are built exactly as `mga.distill.label.labeling` builds them, so cleaning, statistics and resume are shared
+with the local executor: a rerun sends only the chunks and pairs that have no row yet, and starts no Ray at
+all when there are none. Locally, Ray starts with `num_cpus=workers`; give `ray_address` to join a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from mga.distill.core.console import console, progress_task
+from mga.distill.core.errors import MgaError
+from mga.distill.core.io import JsonlAppender, iter_rows, write_rows
+from mga.distill.core.prompts import pairs_messages, rewrite_messages
+from mga.distill.core.schema import OK, chunk_key, rewrite_key
+from mga.distill.expand.spec import REWRITE_ATTEMPTS, ExpandSpec
+from mga.distill.generate.protocol import Completion, Request, Result
+from mga.distill.label.labeling import (
+    FAILED,
+    failure_reason,
+    not_empty,
+    rewrite_status,
+    usage_fields,
+)
+from mga.judge.pairs_check import parse_pairs
+
+# logical CPUs, so that both stages' pools and the explode tasks fit in `workers` CPUs (SLM-2 makes 5x the calls)
+CPUS = {"pairs": 0.25, "explode": 0.25, "rewrite": 0.5}
+OBJECT_STORE_BYTES = 200 * 1024**2
+# forwarded to workers; secrets (OPENAI_API_KEY) are not: a runtime_env is stored and shown by the cluster
+_WORKER_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "OPENAI_BASE_URL")
+
+
+# ---- rows, as mga.distill.label.labeling writes them ---------------------------------------------------------------------
+
+
+def pairs_row(meta: dict[str, Any], result: Result, model: str) -> dict[str, Any]:
+    completion = result.completion
+    return {
+        "meta": meta,
+        "pairs": result.parsed if result.ok else [],
+        "status": OK if result.ok else FAILED,
+        "reason": failure_reason(result),
+        "model": model,
+        **usage_fields(completion),
+        "raw_output": completion.text if completion else None,
+        "attempts": result.attempts,
+    }
+
+
+def rewrite_row(meta: dict[str, Any], result: Result, variant: str, model: str, max_tokens: int) -> dict[str, Any]:
+    status, reason = rewrite_status(result, max_tokens)
+    completion = result.completion
+    return {
+        "meta": meta,
+        "content_split": completion.text if completion else "",
+        "variant": variant,
+        "status": status,
+        "reason": reason,
+        "model": model,
+        **usage_fields(completion),
+    }
+
+
+# ---- the Ray Data stages ---------------------------------------------------------------------------------------
+
+
+def _quiet_worker() -> None:
+    """One torch thread per CPU actor (the pool, not threads, uses the cores); no per-batch console output."""
+    console.quiet = True
+    torch = sys.modules.get("torch")  # loaded by a local model; an endpoint client never needs it
+    if torch is not None and not torch.cuda.is_available():
+        torch.set_num_threads(1)
+
+
+def _items(batch: dict[str, Any]) -> list[dict[str, Any]]:
+    return [json.loads(s) for s in batch["item"]]
+
+
+def _batch(items: list[dict[str, Any]]) -> dict[str, Any]:
+    import numpy as np
+
+    return {"item": np.array([json.dumps(it, ensure_ascii=False) for it in items], dtype=object)}
+
+
+class PairsStage:
+    """SLM-1 on one actor: a pairs row for every item that has a chunk and no pairs row yet."""
+
+    def __init__(self, spec: ExpandSpec):
+        self.spec = spec
+        self.generator = spec.generator("pairs")
+        _quiet_worker()
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        items = _items(batch)
+        todo = {chunk_key(it["chunk"]): it for it in items if it.get("pairs") is None}
+        requests = [
+            Request(key, pairs_messages(it["chunk"]["meta"]["raw_text"], self.spec.language, self.spec.num_pairs),
+                    self.spec.params())
+            for key, it in todo.items()
+        ]
+
+        def validate(completion: Completion) -> tuple[Any, str | None]:
+            return parse_pairs(completion.text, self.spec.num_pairs)
+
+        for result in self.generator.run(requests, validate=validate,
+                                         max_attempts=self.spec.max_validation_attempts, description="pairs"):
+            item = todo[result.request.key]
+            item["pairs"] = pairs_row(item["chunk"]["meta"], result, self.generator.model_name)
+            item["new"] = True
+        return _batch(items)
+
+
+def explode(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """A chunk with its pairs row -> the new pairs row (for the driver) + one job per pair still to rewrite."""
+    item = json.loads(row["item"])
+    prow = item["pairs"]
+    out: list[dict[str, Any]] = [{"kind": "pairs", "row": prow}] if item.get("new") else []
+    if prow["status"] == OK:
+        done = set(item.get("done_pair_ids", []))
+        for pair_id, pair in enumerate(prow["pairs"]):
+            if pair_id not in done:
+                meta = {**prow["meta"], "genre": pair["genre"], "audience": pair["audience"], "pair_id": pair_id}
+                out.append({"kind": "job", "meta": meta})
+    return [{"item": json.dumps(it, ensure_ascii=False)} for it in out]
+
+
+class RewriteStage:
+    """SLM-2 on one actor: a rewrite row for every (chunk, pair) job; pairs rows pass through."""
+
+    def __init__(self, spec: ExpandSpec):
+        self.spec = spec
+        self.generator = spec.generator("rewrite")
+        _quiet_worker()
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        items = _items(batch)
+        spec = self.spec
+        jobs = {rewrite_key({"meta": it["meta"], "variant": spec.variant}): it["meta"]
+                for it in items if it["kind"] == "job"}
+        out = [it for it in items if it["kind"] != "job"]
+        requests = [
+            Request(key, rewrite_messages(m["raw_text"], m["genre"], m["audience"], spec.variant, spec.language),
+                    spec.params())
+            for key, m in jobs.items()
+        ]
+        for result in self.generator.run(requests, validate=not_empty, max_attempts=REWRITE_ATTEMPTS,
+                                         description="rewrite"):
+            row = rewrite_row(jobs[result.request.key], result, spec.variant, self.generator.model_name,
+                              spec.max_new_tokens)
+            out.append({"kind": "rewrite", "row": row})
+        return _batch(out)
+
+
+# ---- the driver ------------------------------------------------------------------------------------------------
+
+
+def _start_ray(address: str | None, workers: int) -> bool:
+    """Join the cluster at `address`, or start a small local Ray; True when this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env.update({k: os.environ[k] for k in _WORKER_ENV if k in os.environ})
+    try:
+        if address:
+            ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES,
+                     runtime_env={"env_vars": env}, log_to_driver=False)
+    except (ConnectionError, ValueError, RuntimeError) as e:
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        raise MgaError(f"cannot start {where}: {e.__class__.__name__}: {e}") from None
+    return True
+
+
+def _resources(spec: ExpandSpec, which: str) -> dict[str, float]:
+    """A vLLM actor takes a GPU; a CPU model actor a share of a CPU (see `CPUS`)."""
+    return {"num_gpus": 1} if spec.backend(which) == "vllm" else {"num_cpus": CPUS[which]}
+
+
+def _todo(work_dir: Path, chunks: list[dict[str, Any]], spec: ExpandSpec) -> tuple[list[dict[str, Any]], int]:
+    """Input items for the chunks with work left (resume), and how many rewrite rows are still to come."""
+    pairs_path, rewrites_path = work_dir / "pairs.jsonl", work_dir / "rewrites.jsonl"
+    have_pairs = {chunk_key(r): r for r in iter_rows(pairs_path)} if pairs_path.exists() else {}
+    done_pairs: dict[str, set[int]] = {}
+    if rewrites_path.exists():
+        for r in iter_rows(rewrites_path):
+            if r.get("variant") == spec.variant:
+                done_pairs.setdefault(chunk_key(r), set()).add(r["meta"]["pair_id"])
+    items, expected = [], 0
+    for chunk in chunks:
+        key = chunk_key(chunk)
+        prow = have_pairs.get(key)
+        done = sorted(done_pairs.get(key, ()))
+        if prow is None:
+            items.append({"chunk": chunk, "pairs": None, "done_pair_ids": done})
+            expected += spec.num_pairs
+        elif prow["status"] == OK and len(done) < len(prow["pairs"]):
+            items.append({"chunk": chunk, "pairs": prow, "done_pair_ids": done})
+            expected += len(prow["pairs"]) - len(done)
+    return items, expected
+
+
+def _reorder(path: Path, rank: dict[str, int], key) -> None:
+    """Rewrite a streamed file in chunk order (one row per key), as the labeling stages leave theirs."""
+    rows: dict[str, dict[str, Any]] = {}
+    for row in iter_rows(path):
+        rows.setdefault(key(row), row)
+    ordered = sorted(rows.values(), key=lambda r: (rank.get(chunk_key(r), len(rank)), r["meta"].get("pair_id", 0)))
+    write_rows(path, ordered)
+
+
+def run_on_ray(
+    work_dir: Path, chunks: list[dict[str, Any]], spec: ExpandSpec, *, workers: int | None = None,
+    ray_address: str | None = None,
+) -> dict[str, Any]:
+    """Generate the missing pairs and rewrite rows of `chunks` on Ray Data into work_dir's JSONL files.
+
+    Returns timings: `startup_s` until the first row came back (Ray, actors, model loading) and `generate_s`
+    from the first row to the last (the steady state, where throughput scales with workers)."""
+    items, expected = _todo(work_dir, chunks, spec)
+    if not items:
+        console.print("expand (ray): every chunk already has its rows, nothing to generate", markup=False)
+        return {"workers": 0, "startup_s": 0.0, "generate_s": 0.0}
+    begun = time.perf_counter()
+    workers = workers or (None if ray_address else os.cpu_count() or 1)
+    started = _start_ray(ray_address, workers or 1)
+    try:
+        import ray
+        import ray.data
+
+        if workers is None:  # on a cluster, default to one worker per CPU it has
+            workers = max(1, int(ray.cluster_resources().get("CPU", 1) - CPUS["explode"]))
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        blocks = min(len(items), max(workers, -(-len(items) // spec.batch_size)))
+        ds = ray.data.from_items([{"item": json.dumps(it, ensure_ascii=False)} for it in items],
+                                 override_num_blocks=blocks)
+        ds = ds.map_batches(PairsStage, fn_constructor_kwargs={"spec": spec}, batch_size=spec.batch_size,
+                            compute=ray.data.ActorPoolStrategy(size=min(workers, blocks)), **_resources(spec, "pairs"))
+        ds = ds.flat_map(explode, num_cpus=CPUS["explode"])
+        ds = ds.map_batches(RewriteStage, fn_constructor_kwargs={"spec": spec}, batch_size=spec.batch_size,
+                            compute=ray.data.ActorPoolStrategy(size=workers), **_resources(spec, "rewrite"))
+        console.print(f"expand (ray): {len(items)} chunks, {workers} workers per stage", markup=False)
+        first = None
+        with (
+            JsonlAppender(work_dir / "pairs.jsonl") as pairs_out,
+            JsonlAppender(work_dir / "rewrites.jsonl") as rewrites_out,
+            progress_task(f"expand on ray ({workers} workers)", expected) as advance,
+        ):
+            for row in ds.iter_rows():
+                first = first or time.perf_counter()
+                item = json.loads(row["item"])
+                if item["kind"] == "pairs":
+                    pairs_out.write(item["row"])
+                    if item["row"]["status"] != OK:
+                        advance(spec.num_pairs)
+                else:
+                    rewrites_out.write(item["row"])
+                    advance()
+        last = time.perf_counter()
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+    rank = {chunk_key(c): i for i, c in enumerate(chunks)}
+    _reorder(work_dir / "pairs.jsonl", rank, chunk_key)
+    _reorder(work_dir / "rewrites.jsonl", rank, rewrite_key)
+    first = first or last
+    return {"workers": workers, "startup_s": round(first - begun, 3), "generate_s": round(last - first, 3)}

@@ -1,0 +1,86 @@
+"""What an expansion worker needs: the run's settings as plain values, the tool-model generators, sharding.
+
+Kept apart from `expand.py` so the local and the Ray executor both import it and neither imports the other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from mga.distill.core.config import GenerationParams, TeacherConfig
+from mga.distill.core.errors import MgaError
+from mga.distill.generate.protocol import Generator
+
+BACKENDS = ("transformers", "vllm", "openai")
+EXECUTORS = ("local", "ray")
+REWRITE_ATTEMPTS = 2  # an empty rewrite is asked once more (as `label_rewrites` does)
+DEFAULT_MIN_KEYWORD_COVERAGE = 0.05  # the paper: drop rewrites with "extremely low" keyword coverage
+Which = Literal["pairs", "rewrite"]
+
+
+@dataclass(frozen=True)
+class ExpandSpec:
+    """What a worker needs to run either half of the step; plain values, so it ships to Ray actors."""
+
+    pairs_model: str
+    rewrite_model: str
+    pairs_backend: str = "transformers"
+    rewrite_backend: str = "transformers"
+    language: str = "en"
+    variant: str = "base"
+    num_pairs: int = 5
+    batch_size: int = 8
+    max_new_tokens: int = 4096
+    temperature: float = 0.0
+    base_url: str | None = None
+    max_validation_attempts: int = 3
+    seed: int = 0  # local models re-ask a rejected answer by sampling: seeded, so reruns agree
+
+    def params(self) -> GenerationParams:
+        return GenerationParams(temperature=self.temperature, max_tokens=self.max_new_tokens, seed=self.seed)
+
+    def backend(self, which: Which) -> str:
+        return self.pairs_backend if which == "pairs" else self.rewrite_backend
+
+    def generator(self, which: Which, cache_path: Path | None = None) -> Generator:
+        """The tool model for one half of the step, on its backend."""
+        model = self.pairs_model if which == "pairs" else self.rewrite_model
+        backend = self.backend(which)
+        if backend == "openai":
+            from mga.distill.generate.teacher import make_generator
+
+            cfg = TeacherConfig(backend="openai", model=model, base_url=self.base_url, batch_size=self.batch_size)
+            return make_generator(cfg, cache_path=cache_path, stage=f"expand-{which}")
+        if not Path(model).exists():
+            raise MgaError(f"--{which}-model {model}: no such local checkpoint folder (backend {backend})")
+        from mga.distill.generate.local import LocalGenerator
+
+        return LocalGenerator(model, batch_size=self.batch_size, backend=backend)
+
+
+def shard_of(docid: str, num_shards: int) -> int:
+    """The shard a document belongs to: a hash of its id that is the same on every machine and run."""
+    digest = hashlib.sha1(str(docid).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % num_shards
+
+
+def shard_dir(out_dir: Path, shard_index: int, num_shards: int) -> Path:
+    return Path(out_dir) if num_shards == 1 else Path(out_dir) / f"shard-{shard_index}-of-{num_shards}"
+
+
+def token_counter(spec: ExpandSpec) -> tuple[Callable[[str], int], str]:
+    """Count tokens with the rewrite model's tokenizer when it is a local checkpoint, else by whitespace."""
+    if spec.rewrite_backend != "openai" and Path(spec.rewrite_model).is_dir():
+        from transformers import AutoTokenizer
+
+        try:
+            tok = AutoTokenizer.from_pretrained(spec.rewrite_model)
+        except (OSError, ValueError):
+            tok = None
+        if tok is not None:
+            return (lambda text: len(tok.encode(text, add_special_tokens=False))), f"tokenizer:{spec.rewrite_model}"
+    return (lambda text: len(text.split())), "whitespace"

@@ -1,0 +1,242 @@
+"""A local checkpoint (full, merged LoRA, LoRA adapter or GPTQ) as a `Generator`: the SLM answering prompts.
+
+Batched `generate` with left padding over the chat template (with the generation prompt), greedy at
+temperature 0 and seeded sampling otherwise; `finish_reason` is "stop" when EOS was produced and "length"
+otherwise, as an OpenAI-compatible server reports it. So `mga label --teacher-model PATH` writes rows with the
+same schema as the teacher's, and the judge and the report treat SLM and teacher outputs alike.
+With `backend="vllm"` (optional extra, CUDA only) the same requests go through vLLM's offline engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from mga.distill.core.config import GenerationParams
+from mga.distill.core.console import progress_task
+from mga.distill.core.errors import MgaError
+from mga.distill.generate.protocol import Completion, Request, Result, Validator
+
+RETRY_TEMPERATURE = 0.7  # a rejected greedy answer would come back identical: retries sample
+
+
+class _Job:
+    """One request in flight: its attempts and validation history."""
+
+    def __init__(self, request: Request):
+        self.request = request
+        self.attempt = 0
+        self.history: list[str] = []
+
+    def params(self) -> GenerationParams:
+        p = self.request.params
+        if self.attempt == 0:
+            return p
+        seed = None if p.seed is None else p.seed + self.attempt
+        return p.model_copy(update={"temperature": p.temperature or RETRY_TEMPERATURE, "seed": seed})
+
+
+def _params_key(p: GenerationParams) -> tuple:
+    return (p.temperature, p.top_p, p.max_tokens, p.seed)
+
+
+class LocalGenerator:
+    """`Generator` over a local checkpoint; see the module docstring."""
+
+    def __init__(self, model_path: str, *, batch_size: int = 8, backend: str = "transformers", device: str | None = None):
+        if backend not in ("transformers", "vllm"):
+            raise MgaError(f"unknown local backend '{backend}' (choose transformers or vllm)")
+        path = Path(model_path)
+        if not path.is_dir() or not ((path / "config.json").exists() or (path / "adapter_config.json").exists()):
+            raise MgaError(f"{model_path}: not a local checkpoint (no config.json or adapter_config.json)")
+        self.model_path = str(path)
+        self.model_name = path.name
+        self.batch_size = max(1, int(batch_size))
+        self.backend = backend
+        if backend == "vllm":
+            self._init_vllm()
+        else:
+            self._init_transformers(device)
+
+    # ---- loading -------------------------------------------------------------------------------------------
+
+    def _init_transformers(self, device: str | None) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        path = Path(self.model_path)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+            if (path / "adapter_config.json").exists():
+                from peft import AutoPeftModelForCausalLM
+
+                model = AutoPeftModelForCausalLM.from_pretrained(self.model_path, dtype=self._dtype(None))
+            else:
+                from transformers import AutoConfig
+
+                quantized = getattr(AutoConfig.from_pretrained(self.model_path), "quantization_config", None)
+                model = AutoModelForCausalLM.from_pretrained(
+                    self.model_path, dtype=self._dtype(quantized), **({"device_map": self.device} if quantized else {})
+                )
+        except (OSError, ValueError, ImportError) as e:
+            raise MgaError(f"cannot load the checkpoint {self.model_path}: {str(e).splitlines()[0]}") from None
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise MgaError(f"{self.model_path}: the tokenizer has no chat template; cannot format prompts")
+        self.model = model.to(self.device) if not getattr(model, "hf_device_map", None) else model
+        self.model.eval()
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        gen_eos = self.model.generation_config.eos_token_id
+        ids = gen_eos if isinstance(gen_eos, list) else [gen_eos]
+        self.eos_ids = [i for i in dict.fromkeys([*ids, self.tokenizer.eos_token_id]) if i is not None]
+        self.max_positions = getattr(self.model.config, "max_position_embeddings", None)
+
+    def _dtype(self, quantized: Any):
+        import torch
+
+        if quantized or self.device != "cpu":
+            return "auto"
+        return torch.float32  # CPU: half precision is slow or unsupported for many kernels
+
+    def _init_vllm(self) -> None:
+        import torch
+
+        try:
+            import vllm
+        except ImportError:
+            raise MgaError(
+                "backend vllm: vllm is not installed (pip install 'mga-toolkit[vllm]'), or use backend transformers"
+            ) from None
+        if not torch.cuda.is_available():
+            raise MgaError("backend vllm needs a CUDA GPU; on this machine use backend transformers")
+        self.llm = vllm.LLM(model=self.model_path)
+        self.tokenizer = self.llm.get_tokenizer()
+
+    # ---- generation ----------------------------------------------------------------------------------------
+
+    def _prompts(self, jobs: list[_Job]) -> list[str]:
+        return [
+            self.tokenizer.apply_chat_template(j.request.messages, tokenize=False, add_generation_prompt=True)
+            for j in jobs
+        ]
+
+    def _generate_transformers(self, jobs: list[_Job], params: GenerationParams) -> list[Completion]:
+        import torch
+
+        enc = self.tokenizer(self._prompts(jobs), return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = {k: v.to(self.model.device) for k, v in enc.items()}
+        prompt_len = enc["input_ids"].shape[1]
+        max_new = params.max_tokens
+        if self.max_positions:
+            max_new = min(max_new, self.max_positions - prompt_len)
+        if max_new <= 0:
+            raise ValueError(f"the prompt ({prompt_len} tokens) fills the model's {self.max_positions} positions")
+        sample = params.temperature > 0
+        if sample and params.seed is not None:
+            torch.manual_seed(params.seed)
+        options: dict[str, Any] = {"do_sample": sample, "max_new_tokens": max_new,
+                                   "eos_token_id": self.eos_ids, "pad_token_id": self.tokenizer.pad_token_id}
+        if sample:
+            options.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
+        else:
+            options.update(temperature=None, top_p=None, top_k=None)
+        with torch.inference_mode():
+            out = self.model.generate(**enc, **options)
+        completions = []
+        for row, mask in zip(out[:, prompt_len:].tolist(), enc["attention_mask"].tolist(), strict=True):
+            end = next((i for i, t in enumerate(row) if t in self.eos_ids), None)
+            tokens = row if end is None else row[:end]
+            completions.append(
+                Completion(
+                    text=self.tokenizer.decode(tokens, skip_special_tokens=True),
+                    finish_reason="length" if end is None else "stop",
+                    prompt_tokens=int(sum(mask)),
+                    completion_tokens=len(tokens) + (0 if end is None else 1),
+                )
+            )
+        return completions
+
+    def _generate_vllm(self, jobs: list[_Job], params: GenerationParams) -> list[Completion]:
+        from vllm import SamplingParams
+
+        sampling = SamplingParams(
+            temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_tokens, seed=params.seed
+        )
+        outputs = self.llm.chat([j.request.messages for j in jobs], sampling, use_tqdm=False)
+        return [
+            Completion(
+                text=o.outputs[0].text,
+                finish_reason=o.outputs[0].finish_reason,
+                prompt_tokens=len(o.prompt_token_ids or []),
+                completion_tokens=len(o.outputs[0].token_ids),
+            )
+            for o in outputs
+        ]
+
+    def _generate(self, jobs: list[_Job], params: GenerationParams) -> list[Completion | str]:
+        """Completions for a batch, or per request an error string; a failing batch is retried one by one."""
+        run = self._generate_vllm if self.backend == "vllm" else self._generate_transformers
+        try:
+            return list(run(jobs, params))
+        except Exception as e:  # noqa: BLE001 - one bad request must not end the run
+            if len(jobs) == 1:
+                return [f"generation failed: {e.__class__.__name__}: {e}"]
+            return [self._generate([j], params)[0] for j in jobs]
+
+    def _answer_batch(self, jobs: list[_Job], validate: Validator | None, max_attempts: int) -> Iterator[Result]:
+        """Generate for `jobs` (grouped by sampling parameters), validate, and re-ask rejected ones by sampling."""
+        attempts = max(1, max_attempts if validate is not None else 1)
+        pending = jobs
+        while pending:
+            groups: dict[tuple, list[_Job]] = {}
+            for job in pending:
+                groups.setdefault(_params_key(job.params()), []).append(job)
+            pending = []
+            for group in groups.values():
+                for job, outcome in zip(group, self._generate(group, group[0].params()), strict=True):
+                    job.attempt += 1
+                    if isinstance(outcome, str):
+                        yield Result(job.request, None, error=outcome, attempts=job.attempt, history=job.history)
+                        continue
+                    if validate is None:
+                        yield Result(job.request, outcome, attempts=job.attempt)
+                        continue
+                    try:
+                        parsed, reason = validate(outcome)
+                    except Exception as e:  # noqa: BLE001 - a validator bug must not kill the run
+                        parsed, reason = None, f"validator error: {e.__class__.__name__}: {e}"
+                    if reason is None:
+                        yield Result(job.request, outcome, attempts=job.attempt, parsed=parsed, history=job.history)
+                        continue
+                    job.history.append(reason)
+                    if job.attempt < attempts:
+                        pending.append(job)
+                    else:
+                        yield Result(job.request, outcome, error=reason, attempts=job.attempt, history=job.history)
+
+    def run(
+        self,
+        requests: Iterable[Request],
+        *,
+        validate: Validator | None = None,
+        max_attempts: int = 1,
+        description: str = "generate",
+    ) -> Iterator[Result]:
+        """Answer every request in batches of `batch_size`; yields each batch's results as it finishes."""
+        total = len(requests) if hasattr(requests, "__len__") else None  # type: ignore[arg-type]
+        with progress_task(f"{description} ({self.model_name})", total) as advance:
+            batch: list[_Job] = []
+            for request in requests:
+                batch.append(_Job(request))
+                if len(batch) == self.batch_size:
+                    for result in self._answer_batch(batch, validate, max_attempts):
+                        advance()
+                        yield result
+                    batch = []
+            if batch:
+                for result in self._answer_batch(batch, validate, max_attempts):
+                    advance()
+                    yield result

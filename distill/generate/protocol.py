@@ -1,0 +1,70 @@
+"""The one interface every text generator implements: the teacher endpoint, a local SLM, a judge.
+
+Stages (labeling, judging, SLM answers, expansion) only see `Generator.run`, so a teacher over an
+OpenAI-compatible API and a local checkpoint are interchangeable, and their outputs share one schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from mga.distill.core.config import GenerationParams
+
+
+@dataclass(frozen=True)
+class Request:
+    """One chat call. `key` identifies the row it belongs to (not part of the cache key)."""
+
+    key: str
+    messages: list[dict[str, str]]
+    params: GenerationParams
+    logprobs: bool = False
+
+
+@dataclass
+class Completion:
+    text: str
+    finish_reason: str | None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    # OpenAI-style `logprobs.content` entries (token, logprob, top_logprobs) when asked and available
+    logprobs: list[dict[str, Any]] | None = None
+    cached: bool = False
+
+
+@dataclass
+class Result:
+    """The outcome of a request: a completion that passed validation, or an error saying why not."""
+
+    request: Request
+    completion: Completion | None
+    error: str | None = None
+    attempts: int = 1
+    parsed: Any = None  # what `validate` extracted (e.g. the pairs list, the score)
+    history: list[str] = field(default_factory=list)  # validation errors of earlier attempts
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.completion is not None
+
+
+# validate(completion) -> (parsed, None) on success or (None, reason) to retry, up to max attempts
+Validator = Callable[[Completion], tuple[Any, str | None]]
+
+
+class Generator(Protocol):
+    model_name: str
+
+    def run(
+        self,
+        requests: Iterable[Request],
+        *,
+        validate: Validator | None = None,
+        max_attempts: int = 1,
+        description: str = "generate",
+    ) -> Iterator[Result]:
+        """Answer every request, yielding results as they finish (any order). Never raises for one bad
+        request: a request that still fails after its attempts is yielded with `error` set."""
+        ...

@@ -1,0 +1,158 @@
+"""Recipes: one YAML file whose keys are the fields of `RunConfig`, validated once at the edge.
+
+`load_recipe` turns every problem (missing file, bad YAML, unknown key, wrong type, bad value, missing input
+file) into an `MgaError` whose message names the key and the file, with a "did you mean" for typos.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from mga.distill.core.config import CorpusConfig, LabelConfig, Section, TeacherConfig
+from mga.distill.core.errors import MgaError
+from mga.distill.train.config import TrainConfig, passthrough_errors
+from mga.judge.config import FilterConfig, JudgeConfig, ReportConfig
+from mga.quantize.config import QuantizeConfig
+from pydantic import Field, PositiveInt, ValidationError
+
+
+class LoopConfig(Section):
+    """The iterative filtering loop (the paper's rounds of SLM answers, judging and retraining)."""
+
+    max_rounds: PositiveInt = 3
+    target_gap: float = Field(1.0, ge=0.0, description="stop when SLM Rate(>=3) is within this many points")
+    heldout_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="documents held out for the SLM-vs-teacher comparison")
+    pool_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="documents whose good SLM answers are added each round")
+
+
+class RunConfig(Section):
+    """A whole run: corpus -> teacher labels -> judge -> filter -> SFT rounds -> quantize -> report."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
+    run_dir: Path | None = Field(None, description="default: runs/<name>")
+    language: str = Field("en", description="prompt set: a folder under data/prompts/")
+    seed: int = 0
+    corpus: CorpusConfig = CorpusConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    label: LabelConfig = LabelConfig()
+    judge: JudgeConfig = JudgeConfig()
+    filter: FilterConfig = FilterConfig()
+    train: TrainConfig = TrainConfig()
+    loop: LoopConfig = LoopConfig()
+    quantize: QuantizeConfig = QuantizeConfig()
+    report: ReportConfig = ReportConfig()
+
+    @property
+    def out_dir(self) -> Path:
+        return self.run_dir or Path("runs") / self.name
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads `1e-4` as a string; recipes mean a float."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d[\d_]*)?(?:\.\d*)?[eE][-+]?\d+$|^[-+]?\d[\d_]*\.\d*$|^[-+]?\.\d+$"),
+    list("-+0123456789."),
+)
+
+
+def parse_value(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)
+
+
+def apply_override(data: dict[str, Any], assignment: str, source: str = "--set") -> None:
+    """Apply `a.b.c=value` (value parsed as YAML) to nested recipe data."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key.strip():
+        raise MgaError(f"{source} {assignment!r}: expected KEY=VALUE, e.g. train.learning_rate=1e-4")
+    parts = key.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise MgaError(f"{source} {assignment!r}: '{part}' is not a section")
+        node = child
+    node[parts[-1]] = parse_value(raw)
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[Section] | None:
+    model: Any = RunConfig
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return None
+        ann = field.annotation
+        model = next((a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, Section)), ann)
+    return model if isinstance(model, type) and issubclass(model, Section) else None
+
+
+def format_errors(error: ValidationError) -> list[str]:
+    """One line per problem: `key.path: message`, with a "did you mean" for unknown keys."""
+    lines = []
+    for err in error.errors():
+        loc = tuple(err["loc"])
+        path = ".".join(str(p) for p in loc) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            parent = _model_at(loc[:-1])
+            choices = list(parent.model_fields) if parent else []
+            close = difflib.get_close_matches(str(loc[-1]), choices, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            lines.append(f"{path}: unknown key{hint}")
+        elif err["type"] == "missing":
+            lines.append(f"{path}: required key is missing")
+        else:
+            got = err.get("input")
+            shown = "" if isinstance(got, dict) else f" (got {got!r})"
+            lines.append(f"{path}: {err['msg']}{shown}")
+    return lines
+
+
+def validate_recipe(data: Any, source: str = "recipe") -> RunConfig:
+    if not isinstance(data, dict):
+        raise MgaError(f"{source}: a recipe must be a YAML mapping of sections, got {type(data).__name__}")
+    try:
+        config = RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise MgaError("\n".join(f"{source}: {line}" for line in format_errors(e))) from None
+    problems = passthrough_errors(config.train)
+    from mga.data import data_path
+
+    if not data_path("prompts", config.language).is_dir():
+        available = sorted(p.name for p in data_path("prompts").iterdir() if p.is_dir())
+        problems.append(f"language: no prompt set for language '{config.language}' (available: {', '.join(available)})")
+    for key, path in (("corpus.path", config.corpus.path), ("label.reference", config.label.reference)):
+        if path is not None and str(path) != "bundled" and not Path(path).exists():
+            problems.append(f"{key}: file not found: {path}")
+    if problems:
+        raise MgaError("\n".join(f"{source}: {line}" for line in problems))
+    return config
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read, override and validate a recipe; every user mistake becomes one `MgaError` line per problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise MgaError(f"recipe not found: {path}")
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise MgaError(f"{path}: invalid YAML{where}: {getattr(e, 'problem', e)}") from None
+    except UnicodeDecodeError:
+        raise MgaError(f"{path}: not UTF-8 text") from None
+    if isinstance(data, dict):
+        for assignment in overrides or []:
+            apply_override(data, assignment)
+    return validate_recipe(data, source=str(path))
+
+
+def dump_recipe(config: RunConfig) -> str:
+    """The resolved recipe as YAML, secrets masked (for the run directory)."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

@@ -1,0 +1,306 @@
+"""SFT of one tool model (stage `pairs` or `rewrite`) with TRL's `SFTTrainer`: full fine-tune, LoRA or QLoRA.
+
+Loss on assistant tokens only (the template's `{% generation %}` span, which includes the end-of-turn EOS, so
+the model learns to stop); the tokenizer is checked before any weights load (`mga.distill.train.tokenizer_check`).
+`SFTConfig` fields come straight from the recipe's `train:` section; on CPU `use_cpu=True, bf16=False` are
+filled in, on CUDA bf16 where the GPU supports it.
+
+Run directory (`out_dir`):
+    model/             the checkpoint to use downstream: full fine-tune, or LoRA merged into the base
+    adapter/           the LoRA adapter (LoRA runs); it is the checkpoint when `merge` is off
+    trainer/           trainer checkpoints while training (a rerun resumes from them; removed when done)
+    train_config.json  the training config (secrets masked), student, stage, data files
+    split.json         train/eval document ids (copied from the SFT data folder)
+    log_history.json   the trainer's log; loss.png its loss curve
+    train_done.json    finished marker: a rerun with the same config and data returns at once
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from mga.distill.core.console import console
+from mga.distill.core.errors import MgaError
+from mga.distill.core.io import read_rows, write_json
+from mga.distill.train.config import TrainConfig
+
+DONE = "train_done.json"
+STARTED = "train_started.json"
+_SECRET_KEY = re.compile(r"token|secret|password|api_key", re.IGNORECASE)
+_NOT_SECRET = {"eos_token", "pad_token", "bos_token", "unk_token"}
+
+
+def _file_digest(path: Path | None) -> str | None:
+    if path is None or not Path(path).exists():
+        return None
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _fingerprint(cfg: TrainConfig, student: str, stage: str, train_path: Path, eval_path: Path | None) -> str:
+    payload = {
+        "config": cfg.model_dump(mode="json"),
+        "student": student,
+        "stage": stage,
+        "train": _file_digest(train_path),
+        "eval": _file_digest(eval_path),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _public_config(cfg: TrainConfig) -> dict[str, Any]:
+    """The config for the run directory: string values of secret-looking keys (hub_token, ...) masked."""
+    data = cfg.model_dump(mode="json")
+    return {
+        k: "***" if isinstance(v, str) and _SECRET_KEY.search(k) and k not in _NOT_SECRET else v
+        for k, v in data.items()
+    }
+
+
+def _load_messages(path: Path | None):
+    from datasets import Dataset
+
+    if path is None or not Path(path).exists():
+        return None
+    rows = [{"messages": r["messages"]} for r in read_rows(path)]
+    return Dataset.from_list(rows) if rows else None
+
+
+def _load_tokenizer(student: str):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(student)
+    except (OSError, ValueError) as e:
+        raise MgaError(f"cannot load the student's tokenizer from '{student}': {str(e).splitlines()[0]}") from None
+
+
+def _sft_kwargs(cfg: TrainConfig, out_dir: Path, has_eval: bool) -> dict[str, Any]:
+    """`cfg.sft_kwargs()` plus run-directory paths and device-safe defaults (recipe values always win)."""
+    import torch
+
+    kwargs = cfg.sft_kwargs()
+    kwargs["output_dir"] = str(out_dir / "trainer")
+    cuda = torch.cuda.is_available() and not kwargs.get("use_cpu")
+    if cuda:
+        kwargs.setdefault("bf16", torch.cuda.is_bf16_supported())
+    else:
+        kwargs.setdefault("use_cpu", True)
+        kwargs.setdefault("bf16", False)
+    kwargs.setdefault("report_to", "none")
+    kwargs.setdefault("save_total_limit", 2)
+    if has_eval:
+        kwargs.setdefault("eval_strategy", "epoch")
+    elif kwargs.get("eval_strategy", "no") != "no":
+        console.print("note: no evaluation examples; eval_strategy set to 'no'", markup=False, soft_wrap=True)
+        kwargs["eval_strategy"] = "no"
+    if kwargs.get("padding_free") and not kwargs.get("packing"):
+        # TRL enforces no max_length when padding-free without packing; BFD packing is padding-free *and*
+        # respects max_length (sequences are concatenated without padding, attention stays per sequence).
+        kwargs["packing"] = True
+        kwargs.setdefault("packing_strategy", "bfd")
+    return kwargs
+
+
+def _load_model(student: str, cfg: TrainConfig, bf16: bool):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    extra: dict[str, Any] = {}
+    if cfg.qlora:
+        if cfg.lora is None:
+            raise MgaError("train.qlora needs train.lora (QLoRA trains a LoRA adapter on a 4-bit base)")
+        if not torch.cuda.is_available():
+            raise MgaError("train.qlora needs a CUDA GPU (bitsandbytes 4-bit); on CPU use LoRA or a full fine-tune")
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            raise MgaError("train.qlora needs bitsandbytes: pip install -c constraints.txt bitsandbytes") from None
+        from transformers import BitsAndBytesConfig
+
+        extra["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16 if bf16 else torch.float16,
+        )
+    try:
+        model = AutoModelForCausalLM.from_pretrained(student, dtype=torch.bfloat16 if bf16 else torch.float32, **extra)
+    except (OSError, ValueError) as e:
+        raise MgaError(f"cannot load the student model from '{student}': {str(e).splitlines()[0]}") from None
+    if cfg.qlora:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+    return model
+
+
+def _sync_special_tokens(model: Any, tokenizer: Any) -> None:
+    """The model stops on the tokenizer's eos (after the tokenizer check may have changed it) and pads with its pad."""
+    model.config.eos_token_id = tokenizer.eos_token_id
+    model.config.pad_token_id = tokenizer.pad_token_id
+    gen = model.generation_config
+    old = gen.eos_token_id if isinstance(gen.eos_token_id, list) else [gen.eos_token_id]
+    others = [i for i in old if i is not None and i != tokenizer.eos_token_id]
+    gen.eos_token_id = [tokenizer.eos_token_id, *others] if others else tokenizer.eos_token_id
+    gen.pad_token_id = tokenizer.pad_token_id
+
+
+def build_trainer(
+    train_path: str | Path,
+    eval_path: str | Path | None,
+    out_dir: str | Path,
+    cfg: TrainConfig,
+    *,
+    student: str,
+):
+    """A ready `SFTTrainer` (tokenizer checked, model loaded, LoRA applied): what `train_tool_model` runs."""
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    out_dir = Path(out_dir)
+    train_ds = _load_messages(Path(train_path))
+    if train_ds is None:
+        raise MgaError(f"{train_path}: no training examples")
+    eval_ds = _load_messages(Path(eval_path)) if eval_path else None
+    kwargs = _sft_kwargs(cfg, out_dir, eval_ds is not None)
+    tokenizer = _load_tokenizer(student)
+    for name in ("eos_token", "pad_token"):  # recipe overrides first, so the check sees what training uses
+        if kwargs.get(name):
+            setattr(tokenizer, name, kwargs[name])
+    from mga.distill.train.tokenizer_check import check_tokenizer
+
+    check_tokenizer(tokenizer, assistant_only_loss=bool(kwargs.get("assistant_only_loss")))
+    try:
+        args = SFTConfig(**kwargs)
+    except (ValueError, TypeError) as e:
+        raise MgaError(f"train: invalid SFT settings: {str(e).splitlines()[0]}") from None
+    try:
+        peft_config = LoraConfig(**{"task_type": "CAUSAL_LM", **cfg.lora}) if cfg.lora is not None else None
+    except (ValueError, TypeError) as e:
+        raise MgaError(f"train.lora: {str(e).splitlines()[0]}") from None
+    model = _load_model(student, cfg, bool(args.bf16))
+    _sync_special_tokens(model, tokenizer)
+    try:
+        return SFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=train_ds,
+            eval_dataset=eval_ds,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+        )
+    except ValueError as e:
+        raise MgaError(f"train: {str(e).splitlines()[0]}") from None
+
+
+def _final_checkpoint(trainer: Any, out_dir: Path, cfg: TrainConfig) -> Path:
+    tokenizer = trainer.processing_class
+    if cfg.lora is None:
+        model_dir = out_dir / "model"
+        _sync_special_tokens(trainer.model, tokenizer)
+        trainer.save_model(str(model_dir))
+        tokenizer.save_pretrained(model_dir)
+        return model_dir
+    adapter_dir = out_dir / "adapter"
+    trainer.save_model(str(adapter_dir))
+    tokenizer.save_pretrained(adapter_dir)
+    if not cfg.merge:
+        return adapter_dir
+    return merge_lora(adapter_dir, out_dir / "model")
+
+
+def train_tool_model(
+    train_path: str | Path,
+    eval_path: str | Path | None,
+    out_dir: str | Path,
+    cfg: TrainConfig,
+    *,
+    student: str,
+    stage: str,
+) -> Path:
+    """Fine-tune `student` on the SFT files; returns the checkpoint to use downstream (out_dir/model, or
+    out_dir/adapter for LoRA without merge). Resumes from trainer checkpoints; a finished run is not redone."""
+    from mga.distill.train.loss_plot import plot_loss
+    from mga.distill.train.tiny_model import resolve_student
+
+    train_path, out_dir = Path(train_path), Path(out_dir)
+    eval_path = Path(eval_path) if eval_path else None
+    student = resolve_student(student, out_dir / "students")
+    fingerprint = _fingerprint(cfg, student, stage, train_path, eval_path)
+    done_file, started_file, trainer_dir = out_dir / DONE, out_dir / STARTED, out_dir / "trainer"
+    if done_file.exists():
+        done = json.loads(done_file.read_text())
+        if done.get("fingerprint") == fingerprint and Path(done["checkpoint"]).exists():
+            console.print(f"train ({stage}): already trained with this config -> {done['checkpoint']}", markup=False, soft_wrap=True)
+            return Path(done["checkpoint"])
+        done_file.unlink()
+    if started_file.exists() and json.loads(started_file.read_text()).get("fingerprint") != fingerprint:
+        shutil.rmtree(trainer_dir, ignore_errors=True)  # checkpoints of another config: start over
+    resume = any(trainer_dir.glob("checkpoint-*"))
+
+    trainer = build_trainer(train_path, eval_path, out_dir, cfg, student=student)
+    write_json(started_file, {"fingerprint": fingerprint})
+    write_json(
+        out_dir / "train_config.json",
+        {"stage": stage, "student": student, "train": str(train_path), "eval": str(eval_path) if eval_path else None,
+         "config": _public_config(cfg)},
+    )
+    if (split := train_path.parent / "split.json").exists():
+        shutil.copyfile(split, out_dir / "split.json")
+    if resume:
+        console.print(f"train ({stage}): resuming from {trainer_dir}", markup=False, soft_wrap=True)
+    kind = "LoRA" if cfg.lora is not None else "full"
+    if len(trainer.train_dataset) == 0:
+        raise MgaError(
+            f"{train_path}: every example lost its answer to truncation at train.max_length={cfg.max_length} "
+            "tokens; raise train.max_length"
+        )
+    console.print(f"train ({stage}): {kind} fine-tune of {student}, {len(trainer.train_dataset)} examples", markup=False, soft_wrap=True)
+    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    log_history = trainer.state.log_history
+    write_json(out_dir / "log_history.json", log_history)
+    plot_loss(log_history, out_dir / "loss.png", title=f"SFT loss ({stage}, {kind})")
+    checkpoint = _final_checkpoint(trainer, out_dir, cfg)
+    shutil.rmtree(trainer_dir, ignore_errors=True)
+    write_json(done_file, {"fingerprint": fingerprint, "checkpoint": str(checkpoint), "metrics": result.metrics})
+    started_file.unlink(missing_ok=True)
+    console.print(f"train ({stage}): checkpoint -> {checkpoint}", markup=False, soft_wrap=True)
+    return checkpoint
+
+
+def merge_lora(adapter_dir: str | Path, out_dir: str | Path) -> Path:
+    """Merge a LoRA adapter into its full-precision base and save a plain checkpoint (model + tokenizer).
+    A GPTQ (or other quantized) base is refused: merge into the full-precision base first, quantize after."""
+    import torch
+    from peft import PeftConfig, PeftModel
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
+    if not (adapter_dir / "adapter_config.json").exists():
+        raise MgaError(f"{adapter_dir}: not a LoRA adapter (no adapter_config.json)")
+    peft_config = PeftConfig.from_pretrained(str(adapter_dir))
+    if peft_config.peft_type != "LORA":
+        raise MgaError(f"{adapter_dir}: a {peft_config.peft_type} adapter, not LoRA")
+    base = peft_config.base_model_name_or_path
+    try:
+        base_config = AutoConfig.from_pretrained(base)
+    except (OSError, ValueError) as e:
+        raise MgaError(f"cannot load the adapter's base model '{base}': {str(e).splitlines()[0]}") from None
+    if getattr(base_config, "quantization_config", None):
+        raise MgaError(
+            f"cannot merge LoRA into the quantized base '{base}': merge into the full-precision base, then quantize"
+        )
+    dtype = getattr(base_config, "dtype", None) or torch.float32
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    merged = merged.to(dtype if isinstance(dtype, torch.dtype) else getattr(torch, str(dtype), torch.float32))
+    tokenizer_src = adapter_dir if (adapter_dir / "tokenizer_config.json").exists() else base
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_src))
+    _sync_special_tokens(merged, tokenizer)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    merged.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
