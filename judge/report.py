@@ -1,80 +1,30 @@
 """The SLM-versus-LLM report: the paper's Table 1 (and Table 2 for prompt variants) from judged files.
 
-Conventions of the paper: Total counts every item, unscored ones included, and unscored items count as
-failures (Table 1's counts sum to less than its Total, yet the rates divide by the Total). Rates are
-percentages rounded half-up to 2 decimals; Diff is the difference of Rate(>=3) to the reference model in
-percentage points. The share "<=2" counts scores 1 and 2 only (unscored is its own column).
+The shares and their conventions are defined once in `mga.judge.scores`.
 """
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Iterable, Sequence
-from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import read_rows, write_json
+from mga.distill.core.markdown import markdown_table
 from mga.distill.core.plotting import new_figure, save_figure
-from mga.distill.core.schema import score_of
+from mga.distill.core.prompts import VARIANTS
+from mga.judge.scores import SCORES, diff_points, percent, summarize
 
-SCORES = (5, 4, 3, 2, 1)
-VARIANT_ORDER = ("base", "strict", "relaxed")
 HEURISTIC_NOTE = (
     "Scores come from the offline heuristic judge (MiniLM similarity + keyword coverage), not from an LLM "
     "judge under Limited Consistency: they show that the pipeline works, not how a model compares in the paper's terms."
 )
 
 
-def percent(part: int, total: int) -> float:
-    """100 * part / total rounded half-up to 2 decimals (0.0 for an empty total)."""
-    if total <= 0:
-        return 0.0
-    return float((Decimal(100 * part) / Decimal(total)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
-
-
-def summarize_counts(counts: dict[int, int], total: int | None = None) -> dict[str, Any]:
-    """Summary from score counts; items of `total` beyond the counted ones are unscored (failures)."""
-    counts = {s: int(counts.get(s, 0)) for s in SCORES}
-    scored = sum(counts.values())
-    total = scored if total is None else int(total)
-    if total < scored:
-        raise MgaError(f"total {total} is smaller than the {scored} scored items")
-    mean = sum(s * n for s, n in counts.items()) / scored if scored else None
-    return {
-        "total": total,
-        "counts": counts,
-        "unscored": total - scored,
-        "rate_ge3": percent(counts[5] + counts[4] + counts[3], total),
-        "le2": percent(counts[2] + counts[1], total),
-        "ge4": percent(counts[5] + counts[4], total),
-        "eq5": percent(counts[5], total),
-        "mean_score": None if mean is None else round(mean, 3),
-        "_exact_rate_ge3": 100 * (counts[5] + counts[4] + counts[3]) / total if total else 0.0,
-    }
-
-
-def summarize(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """Total (unscored included), counts of 5..1, unscored, Rate(>=3), <=2, >=4, =5 (percent of Total)."""
-    counts = {s: 0 for s in SCORES}
-    total = 0
-    for row in rows:
-        total += 1
-        score = score_of(row)
-        if score is not None:
-            counts[score] += 1
-    return summarize_counts(counts, total)
-
-
 def _public(summary: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in summary.items() if not k.startswith("_")}
-
-
-def diff_points(summary: dict[str, Any], reference: dict[str, Any]) -> float:
-    """Rate(>=3) minus the reference's, in percentage points, rounded half-up to 2 decimals."""
-    value = Decimal(repr(summary["_exact_rate_ge3"] - reference["_exact_rate_ge3"]))
-    return float(value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
 def judges_of(rows: Iterable[dict[str, Any]]) -> list[str]:
@@ -94,7 +44,7 @@ def _variant_groups(models: dict[str, list[dict[str, Any]]]) -> list[tuple[str, 
         by_variant: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
             by_variant.setdefault(row.get("variant") or "base", []).append(row)
-        order = sorted(by_variant, key=lambda v: (VARIANT_ORDER.index(v) if v in VARIANT_ORDER else 99, v))
+        order = sorted(by_variant, key=lambda v: (VARIANTS.index(v) if v in VARIANTS else 99, v))
         for variant in order:
             groups.append((name if len(by_variant) == 1 else f"{name} / {variant}", by_variant[variant]))
     return groups
@@ -128,13 +78,6 @@ TABLE2_HEADER = ["model / variant", "Total", "5", "4", "3", "2", "1", "unscored"
 def table2_rows(summaries: dict[str, dict[str, Any]]) -> list[list[str]]:
     return [[name, _fmt_int(s["total"]), *(_fmt_int(s["counts"][k]) for k in SCORES), _fmt_int(s["unscored"]),
              _fmt_pct(s["le2"]), _fmt_pct(s["ge4"]), _fmt_pct(s["eq5"])] for name, s in summaries.items()]
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    align = ["---"] + ["---:"] * (len(header) - 1)
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def score_chart(summaries: dict[str, dict[str, Any]], out_png: Path, title: str) -> Path:

@@ -16,7 +16,8 @@ from mga.judge.config import JudgeConfig
 from mga.judge.judging import judge_file
 from mga.judge.llm_judge import judge_rows, weighted_score
 from mga.judge.reference import default_reference_path, reference_judged_rows
-from mga.judge.report import summarize, write_report
+from mga.judge.report import write_report
+from mga.judge.scores import summarize
 
 from tests.fake_openai import Reply
 

@@ -10,7 +10,8 @@ import pytest
 from mga.distill.cli.main import app
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import write_rows
-from mga.judge.report import summarize, write_report
+from mga.judge.report import write_report
+from mga.judge.scores import summarize
 from typer.testing import CliRunner
 
 TOTAL = 15_355

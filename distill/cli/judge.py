@@ -33,7 +33,7 @@ def judge(
     if input is None or output is None:
         raise MgaError("mga judge needs --input and --output (or --calibrate)")
     from mga.judge.judging import judge_file
-    from mga.judge.report import summarize
+    from mga.judge.scores import summarize
 
     out = judge_file(input, output, cfg.judge, language=cfg.language, teacher=cfg.teacher)
     from mga.distill.core.io import read_rows
