@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import re
 import string
+from pathlib import Path
 from typing import Any
+
+from mga.distill.core.io import read_rows, write_rows
 
 _PUNCT = str.maketrans({c: " " for c in string.punctuation + "，。、；：！？（）【】《》“”‘’"})
 _GENRE_KEYS = ("genre", "genres", "体裁", "类型", "文体")
@@ -110,3 +113,17 @@ def parse_pairs(text: str, num_pairs: int = 5) -> tuple[list[dict[str, str]] | N
                 return None, f"pair {number} repeats the {field} of pair {seen[norm]}"
             seen[norm] = number
     return pairs, None
+
+
+def check_pairs_file(pairs: Path, kept: Path, rejected: Path, num_pairs: int = 5) -> dict[str, int]:
+    """The stage-1 rule check over a labels file: rows with exactly `num_pairs` valid, distinct pairs go to
+    `kept`; the others go to `rejected` with their reason (a failed request keeps the request's reason)."""
+    good, bad = [], []
+    for row in read_rows(pairs):
+        reason = row.get("reason") if row.get("status") != "ok" else None
+        if reason is None:
+            _, reason = parse_pairs(json.dumps({"pairs": row.get("pairs") or []}), num_pairs)
+        (bad if reason else good).append({**row, "reason": reason} if reason else row)
+    write_rows(kept, good)
+    write_rows(rejected, bad)
+    return {"rows_in": len(good) + len(bad), "rows_out": len(good)}

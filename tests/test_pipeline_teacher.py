@@ -8,7 +8,7 @@ import re
 import pytest
 from mga.distill.core.config import default_corpus_path
 from mga.distill.core.io import read_rows, write_rows
-from mga.distill.pipeline.pipeline import Pipeline
+from mga.distill.pipeline.pipeline import run_pipeline
 from mga.distill.pipeline.recipe import validate_recipe
 
 from tests.fake_openai import Reply
@@ -50,7 +50,7 @@ def test_run_with_teacher_endpoint_stops_when_within_target_gap(tmp_path, short_
         "quantize": {"schemes": []},
         "report": {"embed": False},
     })
-    run_dir = Pipeline(config).run()
+    run_dir = run_pipeline(config)
     sent = len(server.requests)
     # 5 documents: 5 pairs calls, 5 rewrites for each train/eval document, and the judge on each rewrite
     assert sum("content-creation" in r["messages"][0]["content"] for r in server.requests) == 5
@@ -67,5 +67,5 @@ def test_run_with_teacher_endpoint_stops_when_within_target_gap(tmp_path, short_
     for path in run_dir.rglob("*"):
         if path.is_file() and path.suffix in {".json", ".jsonl", ".yaml", ".md", ".html", ".sqlite"}:
             assert b"sk-test-secret-123" not in path.read_bytes(), path
-    Pipeline(config).run()
+    run_pipeline(config)
     assert len(server.requests) == sent  # a rerun sends no request

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from mga.distill.cli.common import SetOpt
 from mga.distill.core.console import console
-from mga.distill.pipeline.pipeline import STAGES
+from mga.distill.pipeline.runner import STAGES
 
 STAGE_HELP = ", ".join(STAGES)
 
@@ -24,11 +24,11 @@ def run(
     Resumable: a rerun skips stages that finished with the same config and inputs and resumes a crashed
     stage where it stopped. Results land in runs/<name>/ (report in runs/<name>/report/report.html).
     """
-    from mga.distill.pipeline.pipeline import Pipeline
+    from mga.distill.pipeline.pipeline import run_pipeline
     from mga.distill.pipeline.recipe import load_recipe
 
     config = load_recipe(recipe, set_)
-    out = Pipeline(config, from_stage=from_, until=until).run()
+    out = run_pipeline(config, from_stage=from_, until=until)
     report = out / "report" / "report.html"
     if report.exists():
         console.print(f"report: {report}", markup=False)

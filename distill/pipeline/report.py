@@ -1,0 +1,74 @@
+"""The run's report stage: Table 1 of every judged model, Table 2 of the prompt variants, the rounds, the
+quantized-vs-full comparisons, loss curves and the embedding map, with notes that say what the numbers are."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mga.distill.core.io import read_rows
+from mga.distill.core.markdown import records_table
+from mga.distill.core.schema import score_of
+from mga.distill.pipeline.recipe import RunConfig
+from mga.distill.pipeline.runner import Runner
+from mga.judge.embed_map import embedding_map
+from mga.judge.report import write_report
+
+COMPARED = ("perplexity", "total_bytes", "linear_bytes", "load_s", "tokens_per_s")
+
+
+def compare_table(path: Path) -> str:
+    """`mga.quantize.evaluate.compare` output as a Markdown table: metric, full, quantized, ratio."""
+    data = json.loads(path.read_text())
+    rows = [{"metric": m, "full": data["full"][m], "quantized": data["quantized"].get(m, ""),
+             "ratio": data.get("ratios", {}).get(m, "")} for m in COMPARED if m in data.get("full", {})]
+    return records_table(rows) + f"\n\nHeld-out rows: {data.get('rows', '?')} ({data.get('heldout', '')})"
+
+
+def notes_for(cfg: RunConfig) -> list[str]:
+    notes = []
+    if cfg.judge.backend == "heuristic":
+        notes.append("Scores come from the offline heuristic judge, not an LLM: they show the pipeline works, not model quality.")
+    if cfg.train.student.startswith("tiny:"):
+        notes.append(f"The student is a tiny randomly initialised model ({cfg.train.student}) trained for minutes on CPU: "
+                     "expect it to fall far short of the teacher.")
+    if cfg.label.reference:
+        notes.append("Teacher labels are the bundled reference labels (written for this toolkit), not a live teacher.")
+    return notes
+
+
+def judge_label(cfg: RunConfig) -> str:
+    if cfg.judge.backend == "heuristic":
+        return "heuristic judge (MiniLM cosine + keyword coverage; NOT an LLM judge)"
+    return f"LLM judge ({(cfg.judge.endpoint or cfg.teacher).model}, Limited Consistency)"
+
+
+def write_run_report(out_dir: Path, cfg: RunConfig, models: dict[str, list[dict[str, Any]]], judged_teacher: dict[str, Path],
+                     table2: dict[str, list[dict[str, Any]]], loss_curves: list[Path], rounds: list[dict[str, Any]],
+                     quantized: list[dict[str, Any]], notes: list[str]) -> dict[str, Any]:
+    sections = [("Rounds", records_table(rounds))]
+    for q in quantized:
+        for stage in ("pairs", "rewrite"):
+            compare = Path(q[stage]) / "compare.json"
+            if compare.exists():
+                sections.append((f"Quantized vs full: {stage} model, {q['scheme']}", compare_table(compare)))
+    images = list(loss_curves)
+    if cfg.report.embed:
+        rows = [row for path in judged_teacher.values() for row in read_rows(path)]
+        images.append(embedding_map(rows, out_dir / "embedding_map.png"))
+    variants = None
+    if len(judged_teacher) > 1:
+        variants = {f"teacher · {v}": read_rows(p) for v, p in judged_teacher.items()} | table2
+    write_report(models, out_dir, judge_label=judge_label(cfg), reference_model=next(iter(models)),
+                 notes=[*notes, *notes_for(cfg)], images=images, sections=sections,
+                 **({"variants": variants} if variants else {}))
+    return {"report": str(out_dir / "report.html")}
+
+
+def report(runner: Runner, cfg: RunConfig, models, judged_teacher, table2, loss_curves, rounds, quantized, notes) -> None:
+    out_dir = runner.dir / "report"
+    judged_scores = {name: [score_of(r) for r in rows] for name, rows in {**models, **table2}.items()}
+    runner.stage("report", write_run_report, out_dir, cfg, models, judged_teacher, table2, loss_curves, rounds, quantized,
+                 notes, inputs=[runner.dir / "rounds.json", *judged_teacher.values()], outputs=[out_dir / "report.html"],
+                 config=[cfg.report.model_dump(mode="json"), [q["scheme"] for q in quantized], judged_scores])

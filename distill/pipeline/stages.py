@@ -1,0 +1,126 @@
+"""The stages of `mga run` as plain functions: input paths and config in, output files written, a small
+info dict (rows, rates) out for the summary. Each one calls its step's own module; `pipeline.py` chains
+them and the runner decides whether they run. Generators come as factories, so a stage that is skipped
+loads no model and sends no request."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from mga.distill.core.errors import MgaError
+from mga.distill.core.io import read_rows, write_rows
+from mga.distill.label.chunk import chunk_corpus
+from mga.distill.label.labeling import label_pairs, label_rewrites
+from mga.distill.pipeline.recipe import RunConfig
+from mga.distill.pipeline.runner import GeneratorFactory
+from mga.distill.train.sft import train_tool_model
+from mga.distill.train.sft_data import build_sft_datasets
+from mga.distill.train.split import only_docs, read_split
+from mga.distill.train.tiny_model import resolve_student
+from mga.judge.filters import filter_file
+from mga.judge.judging import judge_file
+from mga.judge.reference import reference_rewrite_rows
+from mga.judge.scores import rate_ge3
+
+
+def copy_rows(rows: list[dict[str, Any]], out: Path) -> dict[str, Any]:
+    write_rows(out, rows)
+    return {"rows_out": len(rows)}
+
+
+def chunk(corpus: Path, out: Path, cfg: RunConfig) -> dict[str, Any]:
+    chunk_corpus(corpus, out, cfg.corpus, seed=cfg.seed)
+    return {"rows_out": len(read_rows(out))}
+
+
+def pairs(chunks: Path, out: Path, cfg: RunConfig, model: GeneratorFactory, *, max_validation_attempts: int) -> dict[str, Any]:
+    """Stage-1 labels: 5 (genre, audience) pairs per chunk, from the teacher or an SLM-1."""
+    label_pairs(chunks, out, model(), language=cfg.language, num_pairs=cfg.label.num_pairs, params=cfg.teacher.pairs,
+                max_validation_attempts=max_validation_attempts)
+    rows = read_rows(out)
+    return {"rows_in": len(read_rows(chunks)), "rows_out": len(rows),
+            "pairs_valid": sum(row.get("status") == "ok" for row in rows), "pairs_total": len(rows)}
+
+
+def rewrites(prompts: Path, out: Path, cfg: RunConfig, model: GeneratorFactory, variant: str) -> dict[str, Any]:
+    """Stage-2 labels: one rewrite per (document, pair) of `prompts`, from the teacher or an SLM-2."""
+    label_rewrites(prompts, out, model(), language=cfg.language, variant=variant, params=cfg.teacher.rewrite)
+    return {"rows_out": len(read_rows(out))}
+
+
+def teacher_rewrites(kept_pairs: Path, split: Path, subset: Path, out: Path, cfg: RunConfig, teacher: GeneratorFactory,
+                     variant: str, reference: Path | None) -> dict[str, Any]:
+    """Teacher rewrites for train + eval documents (pool documents only need prompts)."""
+    parts = read_split(split)
+    docs = parts["train"] | parts["eval"]
+    if reference is not None:
+        if variant != "base":
+            raise MgaError(f"reference labels hold Base rewrites only; variant '{variant}' needs a teacher")
+        return copy_rows(only_docs(reference_rewrite_rows(reference, variant=variant), docs), out)
+    write_rows(subset, only_docs(read_rows(kept_pairs), docs))
+    return rewrites(subset, out, cfg, teacher, variant)
+
+
+def judge(rows: Path, out: Path, cfg: RunConfig, judge_model: GeneratorFactory | None) -> dict[str, Any]:
+    generator = judge_model() if judge_model is not None else None
+    judge_file(rows, out, cfg.judge, language=cfg.language, generator=generator, params=cfg.teacher.judge)
+    judged = read_rows(out)
+    return {"rows_in": len(judged), "rows_out": len(judged), "rate_ge3": round(rate_ge3(judged), 2)}
+
+
+def filter_(judged: Path, kept: Path, rejected: Path, cfg: RunConfig) -> dict[str, Any]:
+    stats = filter_file(judged, kept, rejected, cfg.filter, language=cfg.language)
+    return {"rows_in": len(read_rows(judged)), "rows_out": len(read_rows(kept)), "rejected": stats}
+
+
+def train(teacher_rows: Path, extra: list[dict[str, Any]], train_docs: set[str], rows_out: Path, out_dir: Path,
+          marker: Path, cfg: RunConfig, stage: str, students: Path) -> dict[str, Any]:
+    """SFT of one tool model on the teacher's kept rows of the train documents plus `extra` (good SLM answers)."""
+    from mga.distill.core.schema import chunk_key, rewrite_key
+
+    key = chunk_key if stage == "pairs" else rewrite_key
+    rows = {key(row): row for row in only_docs(read_rows(teacher_rows), train_docs)}
+    rows.update({key(row): row for row in extra})
+    write_rows(rows_out, list(rows.values()))
+    train_file, eval_file = build_sft_datasets(rows_out, stage, out_dir / "data", language=cfg.language,
+                                               eval_fraction=cfg.train.eval_fraction, seed=cfg.seed,
+                                               num_pairs=cfg.label.num_pairs)
+    checkpoint = train_tool_model(train_file, eval_file, out_dir, cfg.train,
+                                  student=resolve_student(cfg.train.student, students), stage=stage)
+    # the marker changes on every retraining, so stages that use the checkpoint see a new input
+    marker.write_text(f"{checkpoint}\n{time.time()}\n")
+    return {"rows_in": len(rows), "checkpoint": str(checkpoint)}
+
+
+def quantize(checkpoint: Path, out_dir: Path, scheme: str, cfg: RunConfig, corpus: Path) -> dict[str, Any]:
+    """A quantized export of one tool model, calibrated on its SFT rows and the corpus, compared with it."""
+    from mga.quantize.calibration import build_calibration
+    from mga.quantize.evaluate import compare
+    from mga.quantize.export import quantize_checkpoint
+    from transformers import AutoTokenizer
+
+    q = cfg.quantize
+    sft_train, sft_eval = checkpoint.parent / "data" / "train.jsonl", checkpoint.parent / "data" / "eval.jsonl"
+    texts, record = build_calibration(
+        AutoTokenizer.from_pretrained(checkpoint), sft_rows=sft_train if sft_train.exists() else None,
+        corpus_path=corpus, num_samples=q.calibration_samples, max_length=q.calibration_max_length,
+        corpus_fraction=q.corpus_fraction, seed=cfg.seed)
+    quantize_checkpoint(checkpoint, out_dir, scheme, group_size=q.group_size, desc_act=q.desc_act, calibration=texts,
+                        calibration_record=record, num_samples=q.calibration_samples,
+                        max_length=q.calibration_max_length, seed=cfg.seed)
+    info: dict[str, Any] = {"checkpoint": str(out_dir)}
+    heldout = sft_eval if sft_eval.exists() and read_rows(sft_eval) else sft_train
+    if q.eval and heldout.exists():
+        info["compare"] = compare(checkpoint, out_dir, heldout, out_dir / "compare.json")
+    return info
+
+
+def slm_answers(prompts: Path, chunks: Path, pairs_out: Path, rewrites_out: Path, cfg: RunConfig,
+                pairs_model: GeneratorFactory, rewrite_model: GeneratorFactory, variant: str) -> dict[str, Any]:
+    """The SLMs answer held-out prompts: SLM-1 proposes pairs for each document (one attempt, as it would
+    in bulk), SLM-2 rewrites the teacher's pairs, so teacher and SLM answer the very same prompts."""
+    write_rows(chunks, [{"meta": row["meta"]} for row in read_rows(prompts)])
+    info = pairs(chunks, pairs_out, cfg, pairs_model, max_validation_attempts=1)
+    return {**info, **rewrites(prompts, rewrites_out, cfg, rewrite_model, variant)}
