@@ -75,7 +75,7 @@ def run_one(name: str, data: str, student: str, out: str, settings: dict, thread
 
     cfg = TrainConfig(**settings)
     trainer = build_trainer(data, None, out, cfg, student=student)
-    useful = sum(len(x) for x in trainer.train_dataset["input_ids"]) if not cfg.packing else sum(
+    useful = sum(len(x) for x in trainer.train_dataset["input_ids"]) if not trainer.args.packing else sum(
         sum(x) for x in trainer.train_dataset["seq_lengths"])
     processed = sum(batch["input_ids"].numel() for batch in trainer.get_train_dataloader())
     if torch.cuda.is_available():
@@ -83,7 +83,7 @@ def run_one(name: str, data: str, student: str, out: str, settings: dict, thread
     started = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - started
-    epochs = cfg.num_train_epochs
+    epochs = trainer.args.num_train_epochs
     queue.put({
         "name": name,
         "useful_tokens": int(useful * epochs),

@@ -20,7 +20,7 @@ from mga.distill.core.errors import MgaError
 from mga.distill.core.io import iter_rows, write_rows
 from mga.distill.core.schema import unjudgeable_reason
 from mga.judge.keywords import keyword_coverage
-from mga.judge.parse import unscored_verdict
+from mga.judge.parse import unscored_verdict, verdict
 
 # Share of the MiniLM cosine in the signal. On the reference set, leave-one-document-out agreement was
 # best for coverage alone and fell as the cosine's share grew (en exact/within-1: 0.0 -> 55%/95%,
@@ -156,8 +156,7 @@ def judge_rows_heuristic(in_path: str | Path, out_path: str | Path, *, language:
             for row in chunk:
                 if id(row) in scored:
                     score, analysis = scored[id(row)]
-                    row["judge"] = {"score": score, "status": "scored", "reason": None, "analysis": analysis,
-                                    "backend": judge.backend, "model": judge.model_name, "weighted_score": None}
+                    row["judge"] = verdict(score, analysis, judge.backend, judge.model_name)
                 else:
                     row["judge"] = unscored_verdict(unjudgeable_reason(row), judge.backend, judge.model_name)
             advance(len(chunk))

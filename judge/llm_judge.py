@@ -20,6 +20,7 @@ from mga.distill.core.prompts import judge_messages
 from mga.distill.core.schema import rewrite_key, unjudgeable_reason
 from mga.distill.generate.protocol import Completion, Generator, Request, Result
 from mga.judge.parse import parse_judgement, unscored_verdict
+from mga.judge.parse import verdict as scored_verdict
 
 BACKEND = "llm"
 # the score value in the answer: JSON `"score": "4"` or a prose `Score: 4` line
@@ -61,8 +62,8 @@ def _verdict(result: Result, model: str) -> dict[str, Any]:
         verdict = unscored_verdict(result.error or "no answer", BACKEND, model)
     else:
         parsed = result.parsed
-        verdict = {"score": parsed["score"], "status": "scored", "reason": None, "analysis": parsed["analysis"],
-                   "backend": BACKEND, "model": model, "weighted_score": weighted_score(result.completion.logprobs)}
+        verdict = scored_verdict(parsed["score"], parsed["analysis"], BACKEND, model,
+                                 weighted_score(result.completion.logprobs))
     verdict["attempts"] = result.attempts
     verdict["history"] = list(result.history)
     return verdict

@@ -121,6 +121,13 @@ def parse_judgement(text: str | None) -> tuple[dict[str, Any] | None, str | None
     return {"analysis": analysis, "score": scores[0]}, None
 
 
+def verdict(score: int, analysis: str | None, backend: str, model: str | None,
+            weighted_score: float | None = None) -> dict[str, Any]:
+    """The `judge` record of a scored row (schema in `mga.distill.core.schema`), whoever judged it."""
+    return {"score": score, "status": "scored", "reason": None, "analysis": analysis,
+            "backend": backend, "model": model, "weighted_score": weighted_score}
+
+
 def unscored_verdict(reason: str, backend: str, model: str | None) -> dict[str, Any]:
     """The `judge` record of a row that got no score (it counts as a failure in reports)."""
     return {"score": None, "status": "unscored", "reason": reason, "analysis": None,

@@ -15,7 +15,8 @@ from typing import Any
 
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import iter_rows, write_rows
-from mga.distill.core.schema import OK, chunk_row
+from mga.distill.core.schema import OK, chunk_row, pairs_row, rewrite_row
+from mga.judge.parse import verdict
 
 MODEL = "reference"
 _DOC_FIELDS = ("docid", "source", "text")
@@ -89,17 +90,9 @@ def reference_pairs_rows(path: str | Path, model: str = MODEL) -> list[dict[str,
     for row in load_reference(path):
         pairs = [{"genre": p["genre"], "audience": p["audience"]} for p in row["pairs"]]
         raw_output = json.dumps({"pairs": pairs}, ensure_ascii=False)
-        rows.append({
-            **_chunk(row),
-            "pairs": pairs,
-            "status": OK,
-            "reason": None,
-            "model": model,
-            "finish_reason": "stop",
-            "prompt_tokens": _tokens(row["text"]),
-            "completion_tokens": _tokens(raw_output),
-            "raw_output": raw_output,
-        })
+        usage = {"finish_reason": "stop", "prompt_tokens": _tokens(row["text"]), "completion_tokens": _tokens(raw_output)}
+        rows.append(pairs_row(_chunk(row)["meta"], pairs, status=OK, reason=None, model=model, usage=usage,
+                              raw_output=raw_output))
     return rows
 
 
@@ -108,17 +101,10 @@ def _rewrites(rows: list[dict[str, Any]], variant: str, model: str) -> list[tupl
     for row in rows:
         meta = _chunk(row)["meta"]
         for pair_id, pair in enumerate(row["pairs"]):
-            rewrite = {
-                "meta": {**meta, "genre": pair["genre"], "audience": pair["audience"], "pair_id": pair_id},
-                "content_split": pair["rewrite"],
-                "variant": variant,
-                "status": OK,
-                "reason": None,
-                "model": model,
-                "finish_reason": "stop",
-                "prompt_tokens": _tokens(row["text"]) + _tokens(pair["genre"]) + _tokens(pair["audience"]),
-                "completion_tokens": _tokens(pair["rewrite"]),
-            }
+            usage = {"finish_reason": "stop", "completion_tokens": _tokens(pair["rewrite"]),
+                     "prompt_tokens": _tokens(row["text"]) + _tokens(pair["genre"]) + _tokens(pair["audience"])}
+            rewrite = rewrite_row({**meta, "genre": pair["genre"], "audience": pair["audience"], "pair_id": pair_id},
+                                  pair["rewrite"], variant=variant, status=OK, reason=None, model=model, usage=usage)
             out.append((rewrite, pair))
     return out
 
@@ -131,9 +117,7 @@ def reference_rewrite_rows(path: str | Path, variant: str = "base", model: str =
 def reference_judged_rows(path: str | Path, variant: str = "base") -> list[dict[str, Any]]:
     """Judged rows: the stage-2 rows plus the reference score and its justification as the verdict."""
     return [
-        {**rewrite, "judge": {"score": pair["score"], "status": "scored", "reason": None,
-                              "analysis": pair["justification"], "backend": MODEL, "model": MODEL,
-                              "weighted_score": None}}
+        {**rewrite, "judge": verdict(pair["score"], pair["justification"], MODEL, MODEL)}
         for rewrite, pair in _rewrites(load_reference(path), variant, MODEL)
     ]
 

@@ -10,11 +10,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from mga.distill.core.config import VARIANTS
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import read_rows, write_json
 from mga.distill.core.markdown import markdown_table
 from mga.distill.core.plotting import new_figure, save_figure
-from mga.distill.core.prompts import VARIANTS
 from mga.judge.scores import SCORES, diff_points, percent, summarize
 
 HEURISTIC_NOTE = (

@@ -139,7 +139,8 @@ def test_overfit_model_stops_with_eos_and_reproduces_answers(tiny_model_dir, cha
 
 def test_lora_lowers_loss_and_merge_equals_base_plus_adapter(tiny_model_dir, chat_data, tmp_path):
     import torch
-    from mga.distill.train.sft import merge_lora, train_tool_model
+    from mga.distill.train.merge import merge_lora
+    from mga.distill.train.sft import train_tool_model
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 

@@ -9,8 +9,7 @@ from typing import Annotated
 import typer
 from mga.distill.cli.common import RecipeOpt, SetOpt, load_config
 from mga.distill.core.errors import MgaError
-
-STAGES = ("pairs", "rewrite")
+from mga.distill.core.schema import TOOL_MODELS
 
 
 def _is_chunks_file(path: Path) -> bool:
@@ -52,7 +51,7 @@ def label(
     from mga.distill.generate.teacher import make_generator
     from mga.distill.label.labeling import label_pairs, label_rewrites
 
-    if stage not in STAGES:
+    if stage not in TOOL_MODELS:
         raise MgaError(f"--stage {stage!r}: choose pairs or rewrite")
     cfg = load_config(recipe, set_)
     teacher = cfg.teacher

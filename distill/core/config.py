@@ -6,6 +6,7 @@ key's full path and a "did you mean" by `mga.distill.pipeline.recipe`.
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 from typing import Literal
 
@@ -20,7 +21,7 @@ from pydantic import (
 )
 
 Variant = Literal["base", "strict", "relaxed"]
-VARIANTS: tuple[str, ...] = ("base", "strict", "relaxed")
+VARIANTS: tuple[str, ...] = typing.get_args(Variant)  # the prompt variants, named once
 
 
 class Section(BaseModel):

@@ -11,9 +11,8 @@ from __future__ import annotations
 from functools import cache
 
 import jinja2
+from mga.distill.core.config import VARIANTS  # noqa: F401  (re-exported: prompt files per variant)
 from mga.distill.core.errors import MgaError
-
-VARIANTS = ("base", "strict", "relaxed")
 
 
 @cache

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 OK = "ok"
+TOOL_MODELS = ("pairs", "rewrite")  # the two tool models (SLM-1: stage 1 pairs, SLM-2: stage 2 rewrites)
 
 
 def chunk_row(docid: str, chunk_id: int, text: str, source: str = "") -> dict[str, Any]:
@@ -54,3 +55,17 @@ def score_of(row: dict[str, Any]) -> int | None:
     """The judge's score of a judged row, None when unscored (which counts as a failure in reports)."""
     verdict = row.get("judge") or {}
     return verdict.get("score") if verdict.get("status") == "scored" else None
+
+
+def pairs_row(meta: dict[str, Any], pairs: list[dict[str, str]], *, status: str, reason: str | None, model: str,
+              usage: dict[str, Any], raw_output: str | None, **extra: Any) -> dict[str, Any]:
+    """A stage-1 row (schema above), whoever wrote it: the teacher, an SLM-1, or the reference set."""
+    return {"meta": meta, "pairs": pairs, "status": status, "reason": reason, "model": model, **usage,
+            "raw_output": raw_output, **extra}
+
+
+def rewrite_row(meta: dict[str, Any], content: str, *, variant: str, status: str, reason: str | None, model: str,
+                usage: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A stage-2 row (schema above; `content_split` is the rewrite), whoever wrote it."""
+    return {"meta": meta, "content_split": content, "variant": variant, "status": status, "reason": reason,
+            "model": model, **usage, **extra}

@@ -29,14 +29,8 @@ from mga.distill.core.io import JsonlAppender, iter_rows, write_rows
 from mga.distill.core.prompts import pairs_messages, rewrite_messages
 from mga.distill.core.schema import OK, chunk_key, rewrite_key
 from mga.distill.expand.spec import REWRITE_ATTEMPTS, ExpandSpec
-from mga.distill.generate.protocol import Completion, Request, Result
-from mga.distill.label.labeling import (
-    FAILED,
-    failure_reason,
-    not_empty,
-    rewrite_status,
-    usage_fields,
-)
+from mga.distill.generate.protocol import Completion, Request
+from mga.distill.label.labeling import not_empty, pairs_result_row, rewrite_result_row
 from mga.judge.pairs_check import parse_pairs
 
 # logical CPUs, so that both stages' pools and the explode tasks fit in `workers` CPUs (SLM-2 makes 5x the calls)
@@ -44,37 +38,6 @@ CPUS = {"pairs": 0.25, "explode": 0.25, "rewrite": 0.5}
 OBJECT_STORE_BYTES = 200 * 1024**2
 # forwarded to workers; secrets (OPENAI_API_KEY) are not: a runtime_env is stored and shown by the cluster
 _WORKER_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "OPENAI_BASE_URL")
-
-
-# ---- rows, as mga.distill.label.labeling writes them ---------------------------------------------------------------------
-
-
-def pairs_row(meta: dict[str, Any], result: Result, model: str) -> dict[str, Any]:
-    completion = result.completion
-    return {
-        "meta": meta,
-        "pairs": result.parsed if result.ok else [],
-        "status": OK if result.ok else FAILED,
-        "reason": failure_reason(result),
-        "model": model,
-        **usage_fields(completion),
-        "raw_output": completion.text if completion else None,
-        "attempts": result.attempts,
-    }
-
-
-def rewrite_row(meta: dict[str, Any], result: Result, variant: str, model: str, max_tokens: int) -> dict[str, Any]:
-    status, reason = rewrite_status(result, max_tokens)
-    completion = result.completion
-    return {
-        "meta": meta,
-        "content_split": completion.text if completion else "",
-        "variant": variant,
-        "status": status,
-        "reason": reason,
-        "model": model,
-        **usage_fields(completion),
-    }
 
 
 # ---- the Ray Data stages ---------------------------------------------------------------------------------------
@@ -121,7 +84,7 @@ class PairsStage:
         for result in self.generator.run(requests, validate=validate,
                                          max_attempts=self.spec.max_validation_attempts, description="pairs"):
             item = todo[result.request.key]
-            item["pairs"] = pairs_row(item["chunk"]["meta"], result, self.generator.model_name)
+            item["pairs"] = pairs_result_row(item["chunk"]["meta"], result, self.generator.model_name)
             item["new"] = True
         return _batch(items)
 
@@ -161,7 +124,7 @@ class RewriteStage:
         ]
         for result in self.generator.run(requests, validate=not_empty, max_attempts=REWRITE_ATTEMPTS,
                                          description="rewrite"):
-            row = rewrite_row(jobs[result.request.key], result, spec.variant, self.generator.model_name,
+            row = rewrite_result_row(jobs[result.request.key], result, spec.variant, self.generator.model_name,
                               spec.max_new_tokens)
             out.append({"kind": "rewrite", "row": row})
         return _batch(out)

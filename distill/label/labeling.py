@@ -18,7 +18,7 @@ from mga.distill.core.console import console
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import JsonlAppender, finalize_stream, iter_rows, open_stream
 from mga.distill.core.prompts import pairs_messages, rewrite_messages
-from mga.distill.core.schema import OK, chunk_key, rewrite_key
+from mga.distill.core.schema import OK, chunk_key, pairs_row, rewrite_key, rewrite_row
 from mga.distill.generate.protocol import Completion, Generator, Request, Result
 from mga.judge.pairs_check import parse_pairs
 
@@ -54,6 +54,22 @@ def failure_reason(result: Result) -> str | None:
     if len(result.history) > 1:
         return f"{result.error} (after {result.attempts} attempts: {' | '.join(result.history)})"
     return result.error
+
+
+def pairs_result_row(meta: dict[str, Any], result: Result, model: str) -> dict[str, Any]:
+    """The stage-1 row of one answered request (a failed one keeps its reason and raw answer)."""
+    completion = result.completion
+    return pairs_row(meta, result.parsed if result.ok else [], status=OK if result.ok else FAILED,
+                     reason=failure_reason(result), model=model, usage=usage_fields(completion),
+                     raw_output=completion.text if completion else None, attempts=result.attempts)
+
+
+def rewrite_result_row(meta: dict[str, Any], result: Result, variant: str, model: str, max_tokens: int) -> dict[str, Any]:
+    """The stage-2 row of one answered request."""
+    status, reason = rewrite_status(result, max_tokens)
+    completion = result.completion
+    return rewrite_row(meta, completion.text if completion else "", variant=variant, status=status, reason=reason,
+                       model=model, usage=usage_fields(completion))
 
 
 def _summary(stage: str, rows: list[dict[str, Any]], out_path: Path) -> None:
@@ -114,19 +130,7 @@ def label_pairs(
         for result in generator.run(
             requests, validate=validate, max_attempts=max_validation_attempts, description="stage 1: pairs"
         ):
-            completion = result.completion
-            out.write(
-                {
-                    "meta": todo[result.request.key]["meta"],
-                    "pairs": result.parsed if result.ok else [],
-                    "status": OK if result.ok else FAILED,
-                    "reason": failure_reason(result),
-                    "model": generator.model_name,
-                    **usage_fields(completion),
-                    "raw_output": completion.text if completion else None,
-                    "attempts": result.attempts,
-                }
-            )
+            out.write(pairs_result_row(todo[result.request.key]["meta"], result, generator.model_name))
     rows = finalize_stream(out_path, stream, [chunk_key(c) for c in chunks], chunk_key)
     _summary("stage 1 pairs", rows, out_path)
     return out_path
@@ -194,19 +198,7 @@ def label_rewrites(
         for result in generator.run(
             requests, validate=not_empty, max_attempts=max_attempts, description=f"stage 2: rewrite ({variant})"
         ):
-            status, reason = rewrite_status(result, params.max_tokens)
-            completion = result.completion
-            out.write(
-                {
-                    "meta": todo[result.request.key],
-                    "content_split": completion.text if completion else "",
-                    "variant": variant,
-                    "status": status,
-                    "reason": reason,
-                    "model": generator.model_name,
-                    **usage_fields(completion),
-                }
-            )
+            out.write(rewrite_result_row(todo[result.request.key], result, variant, generator.model_name, params.max_tokens))
     rows = finalize_stream(out_path, stream, list(jobs), rewrite_key)
     _summary(f"stage 2 rewrites ({variant})", rows, out_path)
     return out_path

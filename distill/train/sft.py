@@ -28,6 +28,7 @@ from mga.distill.core.console import console
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import read_rows, write_json
 from mga.distill.train.config import TrainConfig
+from mga.distill.train.tokenizer_check import check_tokenizer, sync_special_tokens
 
 DONE = "train_done.json"
 STARTED = "train_started.json"
@@ -106,10 +107,11 @@ def _sft_kwargs(cfg: TrainConfig, out_dir: Path, has_eval: bool) -> dict[str, An
     return kwargs
 
 
-def _load_model(student: str, cfg: TrainConfig, bf16: bool):
+def _load_model(student: str, cfg: TrainConfig, args: Any):
     import torch
     from transformers import AutoModelForCausalLM
 
+    bf16 = bool(args.bf16)
     extra: dict[str, Any] = {}
     if cfg.qlora:
         if cfg.lora is None:
@@ -133,19 +135,8 @@ def _load_model(student: str, cfg: TrainConfig, bf16: bool):
     if cfg.qlora:
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=args.gradient_checkpointing)
     return model
-
-
-def _sync_special_tokens(model: Any, tokenizer: Any) -> None:
-    """The model stops on the tokenizer's eos (after the tokenizer check may have changed it) and pads with its pad."""
-    model.config.eos_token_id = tokenizer.eos_token_id
-    model.config.pad_token_id = tokenizer.pad_token_id
-    gen = model.generation_config
-    old = gen.eos_token_id if isinstance(gen.eos_token_id, list) else [gen.eos_token_id]
-    others = [i for i in old if i is not None and i != tokenizer.eos_token_id]
-    gen.eos_token_id = [tokenizer.eos_token_id, *others] if others else tokenizer.eos_token_id
-    gen.pad_token_id = tokenizer.pad_token_id
 
 
 def build_trainer(
@@ -157,8 +148,9 @@ def build_trainer(
     student: str,
 ):
     """A ready `SFTTrainer` (tokenizer checked, model loaded, LoRA applied): what `train_tool_model` runs."""
+    from mga.distill.train.sft_args import sft_config
     from peft import LoraConfig
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTTrainer
 
     out_dir = Path(out_dir)
     train_ds = _load_messages(Path(train_path))
@@ -170,19 +162,17 @@ def build_trainer(
     for name in ("eos_token", "pad_token"):  # recipe overrides first, so the check sees what training uses
         if kwargs.get(name):
             setattr(tokenizer, name, kwargs[name])
-    from mga.distill.train.tokenizer_check import check_tokenizer
-
-    check_tokenizer(tokenizer, assistant_only_loss=bool(kwargs.get("assistant_only_loss")))
     try:
-        args = SFTConfig(**kwargs)
+        args = sft_config(kwargs)
     except (ValueError, TypeError) as e:
         raise MgaError(f"train: invalid SFT settings: {str(e).splitlines()[0]}") from None
+    check_tokenizer(tokenizer, assistant_only_loss=args.assistant_only_loss)
     try:
         peft_config = LoraConfig(**{"task_type": "CAUSAL_LM", **cfg.lora}) if cfg.lora is not None else None
     except (ValueError, TypeError) as e:
         raise MgaError(f"train.lora: {str(e).splitlines()[0]}") from None
-    model = _load_model(student, cfg, bool(args.bf16))
-    _sync_special_tokens(model, tokenizer)
+    model = _load_model(student, cfg, args)
+    sync_special_tokens(model, tokenizer)
     try:
         return SFTTrainer(
             model=model,
@@ -200,7 +190,7 @@ def _final_checkpoint(trainer: Any, out_dir: Path, cfg: TrainConfig) -> Path:
     tokenizer = trainer.processing_class
     if cfg.lora is None:
         model_dir = out_dir / "model"
-        _sync_special_tokens(trainer.model, tokenizer)
+        sync_special_tokens(trainer.model, tokenizer)
         trainer.save_model(str(model_dir))
         tokenizer.save_pretrained(model_dir)
         return model_dir
@@ -209,6 +199,8 @@ def _final_checkpoint(trainer: Any, out_dir: Path, cfg: TrainConfig) -> Path:
     tokenizer.save_pretrained(adapter_dir)
     if not cfg.merge:
         return adapter_dir
+    from mga.distill.train.merge import merge_lora
+
     return merge_lora(adapter_dir, out_dir / "model")
 
 
@@ -255,7 +247,7 @@ def train_tool_model(
     kind = "LoRA" if cfg.lora is not None else "full"
     if len(trainer.train_dataset) == 0:
         raise MgaError(
-            f"{train_path}: every example lost its answer to truncation at train.max_length={cfg.max_length} "
+            f"{train_path}: every example lost its answer to truncation at train.max_length={trainer.args.max_length} "
             "tokens; raise train.max_length"
         )
     console.print(f"train ({stage}): {kind} fine-tune of {student}, {len(trainer.train_dataset)} examples", markup=False, soft_wrap=True)
@@ -269,38 +261,3 @@ def train_tool_model(
     started_file.unlink(missing_ok=True)
     console.print(f"train ({stage}): checkpoint -> {checkpoint}", markup=False, soft_wrap=True)
     return checkpoint
-
-
-def merge_lora(adapter_dir: str | Path, out_dir: str | Path) -> Path:
-    """Merge a LoRA adapter into its full-precision base and save a plain checkpoint (model + tokenizer).
-    A GPTQ (or other quantized) base is refused: merge into the full-precision base first, quantize after."""
-    import torch
-    from peft import PeftConfig, PeftModel
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
-    if not (adapter_dir / "adapter_config.json").exists():
-        raise MgaError(f"{adapter_dir}: not a LoRA adapter (no adapter_config.json)")
-    peft_config = PeftConfig.from_pretrained(str(adapter_dir))
-    if peft_config.peft_type != "LORA":
-        raise MgaError(f"{adapter_dir}: a {peft_config.peft_type} adapter, not LoRA")
-    base = peft_config.base_model_name_or_path
-    try:
-        base_config = AutoConfig.from_pretrained(base)
-    except (OSError, ValueError) as e:
-        raise MgaError(f"cannot load the adapter's base model '{base}': {str(e).splitlines()[0]}") from None
-    if getattr(base_config, "quantization_config", None):
-        raise MgaError(
-            f"cannot merge LoRA into the quantized base '{base}': merge into the full-precision base, then quantize"
-        )
-    dtype = getattr(base_config, "dtype", None) or torch.float32
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
-    merged = merged.to(dtype if isinstance(dtype, torch.dtype) else getattr(torch, str(dtype), torch.float32))
-    tokenizer_src = adapter_dir if (adapter_dir / "tokenizer_config.json").exists() else base
-    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_src))
-    _sync_special_tokens(merged, tokenizer)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    merged.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    return out_dir

@@ -17,13 +17,11 @@ from mga.distill.core.console import console
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import iter_rows, write_json, write_rows
 from mga.distill.core.prompts import pairs_messages, rewrite_messages
-from mga.distill.core.schema import OK, chunk_key, rewrite_key
-
-STAGES = ("pairs", "rewrite")
+from mga.distill.core.schema import OK, TOOL_MODELS, chunk_key, rewrite_key
 
 
 def _check_stage(stage: str) -> None:
-    if stage not in STAGES:
+    if stage not in TOOL_MODELS:
         raise MgaError(f"unknown SFT stage '{stage}' (choose pairs or rewrite)")
 
 

@@ -143,3 +143,14 @@ def check_tokenizer(tokenizer: Any, *, assistant_only_loss: bool) -> None:
         console.print(f"tokenizer: pad token set to {tokenizer.pad_token!r}", markup=False, soft_wrap=True)
     elif tokenizer.pad_token_id == tokenizer.eos_token_id:
         console.print("note: pad == eos; TRL masks padding by position, so EOS is still learned", markup=False)
+
+
+def sync_special_tokens(model: Any, tokenizer: Any) -> None:
+    """The model stops on the tokenizer's eos (after the tokenizer check may have changed it) and pads with its pad."""
+    model.config.eos_token_id = tokenizer.eos_token_id
+    model.config.pad_token_id = tokenizer.pad_token_id
+    gen = model.generation_config
+    old = gen.eos_token_id if isinstance(gen.eos_token_id, list) else [gen.eos_token_id]
+    others = [i for i in old if i is not None and i != tokenizer.eos_token_id]
+    gen.eos_token_id = [tokenizer.eos_token_id, *others] if others else tokenizer.eos_token_id
+    gen.pad_token_id = tokenizer.pad_token_id
