@@ -73,6 +73,7 @@ def calibrate(
     show: bool = True,
 ) -> dict[str, Any]:
     """Judge the reference rewrites with `cfg.backend` and return (and print) the agreement."""
+    from mga.judge.controls import control_verdict, verdict_line
     from mga.judge.judging import judge_file
     from mga.judge.reference import default_reference_path, reference_judged_rows
 
@@ -90,10 +91,13 @@ def calibrate(
         out = folder / f"reference-judged-{cfg.backend}.jsonl"
         judge_file(folder / "reference-rewrites.jsonl", out, cfg, language=language, generator=generator,
                    teacher=teacher, work_dir=folder)
-        judged = {rewrite_key(r): score_of(r) for r in read_rows(out)}
-        judge_names = sorted({f"{r['judge']['backend']} ({r['judge'].get('model')})" for r in read_rows(out)})
+        judged_rows = read_rows(out)
+        judged = {rewrite_key(r): score_of(r) for r in judged_rows}
+        judge_names = sorted({f"{r['judge']['backend']} ({r['judge'].get('model')})" for r in judged_rows})
     result = agreement([score_of(r) for r in reference_rows], [judged.get(rewrite_key(r)) for r in reference_rows])
-    result.update({"judge": ", ".join(judge_names), "backend": cfg.backend, "reference": str(path), "language": language})
+    result.update({"judge": ", ".join(judge_names), "backend": cfg.backend, "reference": str(path), "language": language,
+                   "controls": control_verdict(judged_rows, cfg)})
     if show:
         console.print(calibration_table(result))
+        console.print(verdict_line(result["controls"]), markup=False)
     return result

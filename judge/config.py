@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from mga.distill.core.config import Section, TeacherConfig
-from pydantic import Field, PositiveInt
+from pydantic import Field, NonNegativeInt, PositiveInt
 
 
 class JudgeConfig(Section):
@@ -13,6 +13,11 @@ class JudgeConfig(Section):
     endpoint: TeacherConfig | None = Field(None, description="judge endpoint; default: the teacher's")
     max_parse_attempts: PositiveInt = Field(3, description="tries before an answer is stored as unscored")
     logprobs: bool = Field(False, description="also record the probability-weighted score where available")
+    controls: NonNegativeInt = Field(20, description="documents sampled for the judge's controls (all if fewer; 0 = off)")
+    min_positive_ge3: float = Field(0.8, ge=0.0, le=1.0, description="share of positive controls that must score >= 3")
+    min_negative_le2: float = Field(0.8, ge=0.0, le=1.0, description="share of negative controls that must score <= 2")
+    min_control_separation: float = Field(2.0, ge=0.0, le=4.0,
+                                          description="mean score of positive minus negative controls, at least")
 
 
 class FilterConfig(Section):

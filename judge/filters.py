@@ -1,7 +1,8 @@
 """Filters between the judge and training (and after bulk expansion): each returns (keep, reason).
 
-Order for one row: the rewrite must have been generated (status ok); if the row is judged, its score
-must reach `min_score` (unscored rows are rejected, as the paper counts them as failures); boilerplate
+Order for one row: a judge's control row (`mga.judge.controls`) is always rejected (`judge_control`); the
+rewrite must have been generated (status ok); if the row is judged, its score must reach `min_score`
+(unscored rows are rejected, as the paper counts them as failures); boilerplate
 lines are stripped from `content_split` and recorded; an empty remainder is rejected; finally the
 rewrite must keep `min_keyword_coverage` of the original's keywords. Unjudged rewrite rows (as `mga
 expand` produces) go through the same path without the score check.
@@ -18,7 +19,7 @@ from typing import Any
 import yaml
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import JsonlAppender, iter_rows
-from mga.distill.core.schema import OK, score_of
+from mga.distill.core.schema import OK, is_control, score_of
 from mga.judge.config import FilterConfig
 from mga.judge.keywords import keyword_coverage
 
@@ -110,6 +111,9 @@ def filter_row(
     row = dict(row)
     record: dict[str, Any] = {"keep": False, "reason": None, "removed_lines": [], "keyword_coverage": None}
     row["filter"] = record
+    if is_control(row):  # tests the judge; no model wrote it
+        record["reason"] = "judge_control"
+        return False, record["reason"], row
     if row.get("status", OK) != OK:
         record["reason"] = f"rewrite_{row.get('status')}"
         return False, record["reason"], row

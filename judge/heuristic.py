@@ -141,12 +141,13 @@ class HeuristicJudge:
         return [self._verdict(s) for s in self.signals(originals, rewrites)]
 
 
-def judge_rows_heuristic(in_path: str | Path, out_path: str | Path, *, language: str = "en", batch: int = 256) -> Path:
-    """Judge every rewrite row of a file with the heuristic judge (rows that failed generation: unscored)."""
+def judge_rows_heuristic(in_path: str | Path | list[dict], out_path: str | Path, *, language: str = "en",
+                         batch: int = 256) -> Path:
+    """Judge every rewrite row of a file (or rows) with the heuristic judge (failed generations: unscored)."""
     from mga.distill.core.console import progress_task
 
     judge = HeuristicJudge(language)
-    rows = list(iter_rows(in_path))
+    rows = [dict(row) for row in in_path] if isinstance(in_path, list) else list(iter_rows(in_path))
     with progress_task("heuristic judge", len(rows)) as advance:
         for start in range(0, len(rows), batch):
             chunk = rows[start : start + batch]

@@ -27,19 +27,26 @@ def judge_file(
     params: GenerationParams | None = None,
     teacher: TeacherConfig | None = None,
     work_dir: str | Path | None = None,
+    seed: int = 0,
 ) -> Path:
     """Judge the rewrite rows of `in_path` into `out_path` with `cfg.backend` (llm or heuristic).
 
+    The judge's controls (`cfg.controls` documents sampled with `seed`, see `mga.judge.controls`) are judged
+    with the real rows, by the same judge and cache, and written after them, marked `control`.
     The LLM backend uses `generator` when given, else a client for `cfg.endpoint` (default: `teacher`)
     whose request cache and accounting.json live in `work_dir` (default: the output's folder)."""
+    from mga.distill.core.io import read_rows
+    from mga.judge.controls import with_controls
+
     cfg = cfg or JudgeConfig()
     in_path, out_path = Path(in_path), Path(out_path)
     if not in_path.exists():
         raise MgaError(f"{in_path}: file not found")
+    rows = with_controls(read_rows(in_path), cfg.controls, seed=seed, language=language)
     if cfg.backend == "heuristic":
         from mga.judge.heuristic import judge_rows_heuristic
 
-        return judge_rows_heuristic(in_path, out_path, language=language)
+        return judge_rows_heuristic(rows, out_path, language=language)
     endpoint = cfg.endpoint or teacher
     if generator is None:
         if endpoint is None:
@@ -52,17 +59,17 @@ def judge_file(
         accounting = Accounting.for_teacher(endpoint)
         generator = judge_generator(endpoint, folder / "cache" / "judge.sqlite", accounting)
         try:
-            return _judge_llm(in_path, out_path, cfg, generator, params, endpoint, language)
+            return _judge_llm(rows, out_path, cfg, generator, params, endpoint, language)
         finally:
             accounting.write(folder / "accounting.json")
             console.print(accounting.table("judge accounting"))
-    return _judge_llm(in_path, out_path, cfg, generator, params, endpoint, language)
+    return _judge_llm(rows, out_path, cfg, generator, params, endpoint, language)
 
 
-def _judge_llm(in_path, out_path, cfg, generator, params, endpoint, language) -> Path:
+def _judge_llm(rows, out_path, cfg, generator, params, endpoint, language) -> Path:
     from mga.judge.llm_judge import judge_rows
 
     if params is None:
         params = endpoint.judge if endpoint is not None else TeacherConfig().judge
-    return judge_rows(in_path, out_path, generator, language=language, params=params,
+    return judge_rows(rows, out_path, generator, language=language, params=params,
                       max_parse_attempts=cfg.max_parse_attempts, logprobs=cfg.logprobs)

@@ -25,6 +25,11 @@ def _english_stop_words() -> frozenset[str]:
     return frozenset(ENGLISH_STOP_WORDS)
 
 
+def stop_words(language: str = "en") -> frozenset[str]:
+    """Words (en) or Han characters (zh) that carry no content of their own."""
+    return frozenset(_ZH_STOP) if language.startswith("zh") else _english_stop_words()
+
+
 def _fold(word: str) -> str:
     if len(word) > 4 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
         return word[:-1]

@@ -70,7 +70,7 @@ def _verdict(result: Result, model: str) -> dict[str, Any]:
 
 
 def judge_rows(
-    in_path: str | Path,
+    in_path: str | Path | list[dict[str, Any]],
     out_path: str | Path,
     generator: Generator,
     *,
@@ -79,10 +79,10 @@ def judge_rows(
     max_parse_attempts: int = 3,
     logprobs: bool = False,
 ) -> Path:
-    """Judge every rewrite row of `in_path` into `out_path` (resumable); returns `out_path`."""
-    in_path, out_path = Path(in_path), Path(out_path)
+    """Judge every rewrite row of `in_path` (a file or rows) into `out_path` (resumable); returns `out_path`."""
+    out_path = Path(out_path)
     params = params or GenerationParams(temperature=0.0, max_tokens=2048)
-    rows = read_rows(in_path)
+    rows = in_path if isinstance(in_path, list) else read_rows(in_path)
     work, done = open_stream(out_path, rewrite_key)
     todo = {rewrite_key(r): r for r in rows if rewrite_key(r) not in done}
     if done:

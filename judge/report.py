@@ -14,6 +14,7 @@ from mga.distill.core.config import VARIANTS
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import read_rows, write_json
 from mga.distill.core.markdown import markdown_table
+from mga.distill.core.schema import is_control
 from mga.distill.core.plotting import new_figure, save_figure
 from mga.judge.scores import SCORES, diff_points, percent, summarize
 
@@ -131,6 +132,7 @@ def write_report(
     table2: bool | None = None,
     variants: dict[str, Path | str | list[dict[str, Any]]] | None = None,
     title: str = "MGA tool models vs teacher",
+    judge_controls: dict[str, dict[str, Any] | None] | None = None,
 ) -> Path:
     """Write report.md, report.html (self-contained), report.json and PNG charts; returns report.md.
 
@@ -138,12 +140,18 @@ def write_report(
     against. Table 2 is added when rows carry several variants or when `table2` is True (one line per model,
     or per model and variant); `variants` gives its lines explicitly (label -> judged rows). `images` and
     `sections` (title, markdown text) add the pipeline's other results; `embed_rows` (or `embed`: the
-    models' own rows, grouped by model and variant) draws the t-SNE map."""
+    models' own rows, grouped by model and variant) draws the t-SNE map. The report leads with the judge's
+    control figures: `judge_controls` (judged stage -> `control_verdict`), by default those of each model's
+    rows; control rows themselves enter no table, chart or map."""
+    from mga.judge.controls import CONTROLS_TITLE, control_verdict, controls_markdown, failed_stages
     from mga.judge.report_html import render_html
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     loaded = _load(models)
+    if judge_controls is None:
+        judge_controls = {name: control_verdict(rows) for name, rows in loaded.items()}
+    loaded = {name: [row for row in rows if not is_control(row)] for name, rows in loaded.items()}
     if reference_model is None:
         reference_model = "teacher" if "teacher" in loaded else next(iter(loaded))
     if reference_model not in loaded:
@@ -155,7 +163,7 @@ def write_report(
         s["judges"] = judges_of(loaded[name])
     groups = _variant_groups(loaded)
     if variants:
-        groups = list(_load(variants).items())
+        groups = [(label, [row for row in rows if not is_control(row)]) for label, rows in _load(variants).items()]
     show_table2 = bool(variants) or (table2 if table2 is not None else len(groups) > len(loaded))
     variant_summaries = {label: summarize(rows) for label, rows in groups} if show_table2 else {}
 
@@ -163,6 +171,9 @@ def write_report(
     if judge_label is None:
         judge_label = ", ".join(all_judges) or "unknown judge"
     notes = list(notes)
+    if failed := failed_stages(judge_controls):
+        notes.insert(0, f"The judge FAILED its controls in: {', '.join(failed)}. It cannot be shown to tell a faithful "
+                        "rewrite from an unrelated text, so the scores below are not evidence (see Judge health).")
     if any(j.startswith("heuristic") for j in all_judges) and not any("heuristic" in n.lower() for n in notes):
         notes.insert(0, HEURISTIC_NOTE)
     notes.append("Total includes unscored outputs, which count as failures (the paper's convention); "
@@ -195,6 +206,8 @@ def write_report(
     t2 = table2_rows(variant_summaries) if show_table2 else []
     md = [f"# {title}", "", f"**Judge:** {judge_label}", "", f"**Reference model (Diff):** {reference_model}", ""]
     md += [f"> {note}" for note in notes] + [""]
+    leading = [(CONTROLS_TITLE, controls_markdown(judge_controls))]
+    md += [f"## {CONTROLS_TITLE}", "", leading[0][1], ""]
     md += ["## Table 1: judge scores per model", "", markdown_table(header1, t1), ""]
     if show_table2:
         md += ["## Table 2: prompt variants", "", markdown_table(TABLE2_HEADER, t2), ""]
@@ -213,6 +226,7 @@ def write_report(
         notes=notes,
         table1=(header1, t1),
         table2=(TABLE2_HEADER, t2) if show_table2 else None,
+        leading=leading,
         sections=[(t, b) for t, b in sections],
         images=[(p.stem, _data_uri(p)) for p in pictures],
     )
@@ -222,6 +236,7 @@ def write_report(
         "judge": judge_label,
         "reference_model": reference_model,
         "notes": notes,
+        "judge_controls": judge_controls,
         "models": {name: _public(s) for name, s in summaries.items()},
         "variants": {name: _public(s) for name, s in variant_summaries.items()},
         "sections": [{"title": t, "body": b} for t, b in sections],

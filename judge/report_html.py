@@ -39,6 +39,9 @@ TEMPLATE = """<!doctype html>
 <p class="meta"><strong>Reference model (Diff):</strong> {{ reference_model }}</p>
 {% for note in notes %}<div class="note">{{ note }}</div>
 {% endfor %}
+{% for section_title, body in leading %}<h2>{{ section_title }}</h2>
+{{ body }}
+{% endfor %}
 <h2>Table 1: judge scores per model</h2>
 {{ table(table1, reference_model) }}
 {% if table2 %}<h2>Table 2: prompt variants</h2>
@@ -74,5 +77,6 @@ def render_html(**context: Any) -> str:
     from markdown_it import MarkdownIt
 
     md = MarkdownIt("commonmark", {"html": False}).enable("table")
-    context["sections"] = [(title, Markup(md.render(body))) for title, body in context.get("sections", ())]
+    for part in ("leading", "sections"):
+        context[part] = [(title, Markup(md.render(body))) for title, body in context.get(part, ())]
     return _env.from_string(TEMPLATE).render(table=_table, **context)

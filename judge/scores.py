@@ -4,6 +4,7 @@ Conventions of the paper: Total counts every item, unscored ones included, and u
 failures (Table 1's counts sum to less than its Total, yet the rates divide by the Total). Rates are
 percentages rounded half-up to 2 decimals; Diff is the difference of Rate(>=3) to the reference model in
 percentage points. The share "<=2" counts scores 1 and 2 only (unscored is its own column).
+The judge's control rows (`mga.judge.controls`) are never items: `summarize` leaves them out unless asked.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from mga.distill.core.errors import MgaError
-from mga.distill.core.schema import score_of
+from mga.distill.core.schema import is_control, score_of
 
 SCORES = (5, 4, 3, 2, 1)
 
@@ -46,11 +47,15 @@ def summarize_counts(counts: dict[int, int], total: int | None = None) -> dict[s
     }
 
 
-def summarize(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """Total (unscored included), counts of 5..1, unscored, Rate(>=3), <=2, >=4, =5 (percent of Total)."""
+def summarize(rows: Iterable[dict[str, Any]], *, include_controls: bool = False) -> dict[str, Any]:
+    """Total (unscored included), counts of 5..1, unscored, Rate(>=3), <=2, >=4, =5 (percent of Total).
+
+    Control rows are skipped (they test the judge, they are no model's output) unless `include_controls`."""
     counts = {s: 0 for s in SCORES}
     total = 0
     for row in rows:
+        if is_control(row) and not include_controls:
+            continue
         total += 1
         score = score_of(row)
         if score is not None:
@@ -65,5 +70,5 @@ def diff_points(summary: dict[str, Any], reference: dict[str, Any]) -> float:
 
 
 def rate_ge3(rows: Iterable[dict[str, Any]]) -> float:
-    """Rate(>=3) in percent of all rows, unscored rows counting as failures (unrounded)."""
+    """Rate(>=3) in percent of all rows but controls, unscored rows counting as failures (unrounded)."""
     return summarize(rows)["_exact_rate_ge3"]

@@ -51,7 +51,7 @@ def test_judge_file_heuristic_backend_labels_rows(tmp_path):
     src = write_rows(tmp_path / "rewrites.jsonl", [row(FAITHFUL), row(UNRELATED, pair_id=1),
                                                    row("", status="failed", pair_id=2),
                                                    row(FAITHFUL[:60], status="truncated", pair_id=3)])
-    out = judge_file(src, tmp_path / "judged.jsonl", JudgeConfig(backend="heuristic"))
+    out = judge_file(src, tmp_path / "judged.jsonl", JudgeConfig(backend="heuristic", controls=0))
     rows = read_rows(out)
     verdicts = [r["judge"] for r in rows]
     assert [v["backend"] for v in verdicts] == ["heuristic"] * 4
@@ -110,7 +110,8 @@ def test_calibration_runs_offline_on_the_reference_set(tmp_path):
 def test_cli_judge_file_with_heuristic_backend(tmp_path):
     src = write_rows(tmp_path / "rewrites.jsonl", [row(FAITHFUL), row(UNRELATED, pair_id=1)])
     out = tmp_path / "judged.jsonl"
-    result = CliRunner().invoke(app, ["judge", "-i", str(src), "-o", str(out), "--backend", "heuristic"])
+    result = CliRunner().invoke(app, ["judge", "-i", str(src), "-o", str(out), "--backend", "heuristic",
+                                      "--set", "judge.controls=0"])  # one document: no negative control possible
     assert result.exit_code == 0, result.output
     assert [r["judge"]["backend"] for r in read_rows(out)] == ["heuristic", "heuristic"]
     missing = CliRunner().invoke(app, ["judge", "--backend", "heuristic"])

@@ -94,7 +94,7 @@ def test_answers_end_parsed_or_retried_then_unscored(fake_openai, rewrites, tmp_
 
 def test_resume_and_cache_through_judge_file(fake_openai, rewrites, tmp_path):
     server = fake_openai(responder)
-    cfg = JudgeConfig(endpoint=teacher(server), max_parse_attempts=2)
+    cfg = JudgeConfig(endpoint=teacher(server), max_parse_attempts=2, controls=0)  # controls: test_judge_controls
     out = tmp_path / "run" / "judged.jsonl"
     judge_file(rewrites, out, cfg)
     first = len(server.requests)
@@ -137,7 +137,7 @@ def test_calibrate_llm_backend_against_reference_scores(fake_openai):
         return Reply(json.dumps({"analysis": "compared", "score": min(score, 4)}))
 
     server = fake_openai(judge_like_reference)
-    result = calibrate(JudgeConfig(backend="llm"), language="en", show=False,
+    result = calibrate(JudgeConfig(backend="llm", controls=0), language="en", show=False,
                        generator=make_generator(teacher(server), stage="judge"))
     fives = sum(s == 5 for s in truth.values())
     assert result["n"] == len(truth) == len(server.requests)

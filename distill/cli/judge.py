@@ -17,6 +17,7 @@ def judge(
     backend: Annotated[str | None, typer.Option(help="llm (Limited Consistency) or heuristic (offline).")] = None,
     calibrate: Annotated[bool, typer.Option(help="Report agreement with the reference scores.")] = False,
     reference: Annotated[Path | None, typer.Option(help="Reference set for --calibrate; default: the bundled one.")] = None,
+    allow_weak_judge: Annotated[bool, typer.Option(help="Exit 0 even when the judge fails its controls.")] = False,
     recipe: RecipeOpt = None,
     set_: SetOpt = None,
 ) -> None:
@@ -35,13 +36,21 @@ def judge(
     from mga.judge.judging import judge_file
     from mga.judge.scores import summarize
 
-    out = judge_file(input, output, cfg.judge, language=cfg.language, teacher=cfg.teacher)
+    out = judge_file(input, output, cfg.judge, language=cfg.language, teacher=cfg.teacher, seed=cfg.seed)
     from mga.distill.core.io import read_rows
+    from mga.judge.controls import control_verdict, verdict_line
 
-    s = summarize(read_rows(out))
+    rows = read_rows(out)
+    s = summarize(rows)
     counts = " ".join(f"{k}:{v:,}" for k, v in s["counts"].items())
     console.print(f"judged {s['total']:,} rows ({cfg.judge.backend}) -> {out}: {counts} unscored:{s['unscored']:,} "
                   f"Rate(>=3) {s['rate_ge3']:.2f}%", markup=False)
+    verdict = control_verdict(rows, cfg.judge)
+    console.print(verdict_line(verdict), markup=False)
+    if verdict is not None and not verdict["passed"] and not allow_weak_judge:
+        raise MgaError("the judge failed its controls (" + "; ".join(verdict["failures"]) + "): its scores do not tell "
+                       "a faithful rewrite from an unrelated text; fix the judge (model, prompt, chat template), or rerun "
+                       "with --allow-weak-judge (or --set judge.controls=0 to skip the controls)")
 
 
 def _named(inputs: list[str]) -> dict[str, Path]:

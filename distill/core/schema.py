@@ -12,6 +12,9 @@ rewrite (stage 2 labels; `content_split` is the rewrite, as in MGACorpus):
 judged (a rewrite row plus the judge's verdict):
     {..., "judge": {"score": 1..5 | None, "status": "scored" | "unscored", "reason", "analysis",
                     "backend": "llm" | "heuristic", "model", "weighted_score": float | None}}
+control (a judged row that tests the judge, never a model's rewrite; see mga.judge.controls):
+    a judged row whose `meta.pair_id` is "control:<kind>", plus {"control": {"kind", "expect": "high" | "low",
+    "donor"}}; every table, filter and SFT builder leaves it out.
 """
 
 from __future__ import annotations
@@ -69,3 +72,8 @@ def rewrite_row(meta: dict[str, Any], content: str, *, variant: str, status: str
     """A stage-2 row (schema above; `content_split` is the rewrite), whoever wrote it."""
     return {"meta": meta, "content_split": content, "variant": variant, "status": status, "reason": reason,
             "model": model, **usage, **extra}
+
+
+def is_control(row: dict[str, Any]) -> bool:
+    """Whether a row is one of the judge's controls (never a model's rewrite: no table, filter or SFT data)."""
+    return bool(row.get("control"))

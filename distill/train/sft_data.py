@@ -17,7 +17,7 @@ from mga.distill.core.console import console
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import iter_rows, write_json, write_rows
 from mga.distill.core.prompts import pairs_messages, rewrite_messages
-from mga.distill.core.schema import OK, TOOL_MODELS, chunk_key, rewrite_key
+from mga.distill.core.schema import OK, TOOL_MODELS, chunk_key, is_control, rewrite_key
 
 
 def _check_stage(stage: str) -> None:
@@ -30,6 +30,8 @@ def unusable_reason(row: dict[str, Any], stage: str) -> str | None:
     meta = row.get("meta")
     if not isinstance(meta, dict) or not isinstance(meta.get("raw_text"), str) or "docid" not in meta:
         return "no meta.raw_text/meta.docid"
+    if is_control(row):
+        return "a judge control (never training data)"
     if row.get("status", OK) != OK:
         return f"status {row.get('status')}"
     if stage == "pairs":
