@@ -96,8 +96,12 @@ def _control(row: dict[str, Any], kind: str, text: str, donor: dict[str, Any] | 
                        control={"kind": kind, "expect": EXPECT[kind], "donor": chunk_key(donor) if donor else None})
 
 
-def control_rows(rows: Iterable[dict[str, Any]], n: int, *, seed: int = 0, language: str = "en") -> list[dict[str, Any]]:
-    """Control rows for a seeded sample of `n` of the documents behind `rows` (all if fewer; none for 0)."""
+def control_rows(rows: Iterable[dict[str, Any]], n: int, *, seed: int = 0, language: str = "en",
+                 donors: Iterable[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+    """Control rows for a seeded sample of `n` of the documents behind `rows` (all if fewer; none for 0).
+
+    The negatives' other documents come from the documents of `rows` and of `donors` (rows with a
+    `meta.raw_text`: the run's corpus chunks, say), so a file of few documents still finds an unrelated one."""
     docs: dict[str, dict[str, Any]] = {}
     for row in rows:
         if not is_control(row) and unjudgeable_reason(row) is None:
@@ -106,8 +110,12 @@ def control_rows(rows: Iterable[dict[str, Any]], n: int, *, seed: int = 0, langu
         return []
     keys = sorted(docs)
     sample = sorted(random.Random(seed).sample(keys, min(n, len(keys))))
-    by_length = sorted((len(row["meta"]["raw_text"]), key, row) for key, row in docs.items())
-    vocabulary = cache(lambda key: frozenset(terms(docs[key]["meta"]["raw_text"], language)))
+    pool = dict(docs)
+    for row in donors:
+        if (row.get("meta") or {}).get("raw_text"):
+            pool.setdefault(chunk_key(row), row)
+    by_length = sorted((len(row["meta"]["raw_text"]), key, row) for key, row in pool.items())
+    vocabulary = cache(lambda key: frozenset(terms(pool[key]["meta"]["raw_text"], language)))
     out = []
     for number, key in enumerate(sample):
         doc = docs[key]
@@ -120,10 +128,11 @@ def control_rows(rows: Iterable[dict[str, Any]], n: int, *, seed: int = 0, langu
     return out
 
 
-def with_controls(rows: Sequence[dict[str, Any]], n: int, *, seed: int = 0, language: str = "en") -> list[dict[str, Any]]:
+def with_controls(rows: Sequence[dict[str, Any]], n: int, *, seed: int = 0, language: str = "en",
+                  donors: Iterable[dict[str, Any]] = ()) -> list[dict[str, Any]]:
     """The real rows (controls of an earlier judging dropped) followed by fresh control rows."""
     real = [row for row in rows if not is_control(row)]
-    return real + control_rows(real, n, seed=seed, language=language)
+    return real + control_rows(real, n, seed=seed, language=language, donors=donors)
 
 
 def control_figures(rows: Iterable[dict[str, Any]]) -> dict[str, Any] | None:

@@ -28,11 +28,13 @@ def judge_file(
     teacher: TeacherConfig | None = None,
     work_dir: str | Path | None = None,
     seed: int = 0,
+    donors: str | Path | None = None,
 ) -> Path:
     """Judge the rewrite rows of `in_path` into `out_path` with `cfg.backend` (llm or heuristic).
 
-    The judge's controls (`cfg.controls` documents sampled with `seed`, see `mga.judge.controls`) are judged
-    with the real rows, by the same judge and cache, and written after them, marked `control`.
+    The judge's controls (`cfg.controls` documents sampled with `seed`, see `mga.judge.controls`; other
+    documents also drawn from the `donors` file) are judged with the real rows, by the same judge and cache,
+    and written after them, marked `control`.
     The LLM backend uses `generator` when given, else a client for `cfg.endpoint` (default: `teacher`)
     whose request cache and accounting.json live in `work_dir` (default: the output's folder)."""
     from mga.distill.core.io import read_rows
@@ -42,7 +44,8 @@ def judge_file(
     in_path, out_path = Path(in_path), Path(out_path)
     if not in_path.exists():
         raise MgaError(f"{in_path}: file not found")
-    rows = with_controls(read_rows(in_path), cfg.controls, seed=seed, language=language)
+    rows = with_controls(read_rows(in_path), cfg.controls, seed=seed, language=language,
+                         donors=read_rows(donors) if donors and cfg.controls else ())
     if cfg.backend == "heuristic":
         from mga.judge.heuristic import judge_rows_heuristic
 

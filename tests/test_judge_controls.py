@@ -4,9 +4,7 @@ and never part of a table, a filter's output or SFT data."""
 from __future__ import annotations
 
 import json
-import random
 import re
-import threading
 
 import pytest
 from mga.distill.cli.main import app
@@ -14,6 +12,8 @@ from mga.distill.core.config import TeacherConfig, default_corpus_path
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import read_rows, write_rows
 from mga.distill.core.schema import chunk_row, is_control, rewrite_key
+from mga.distill.pipeline.pipeline import run_pipeline
+from mga.distill.pipeline.recipe import validate_recipe
 from mga.distill.train.sft_data import build_sft_datasets
 from mga.judge.config import JudgeConfig
 from mga.judge.controls import control_rows, control_verdict, destroy
@@ -25,9 +25,8 @@ from mga.judge.report import write_report
 from mga.judge.scores import summarize
 from typer.testing import CliRunner
 
-from tests.fake_openai import Reply
-
-_WORDS = re.compile(r"[a-z]{4,}")
+from tests.judges import blind_judge, judged_texts, overlap_judge
+from tests.test_pipeline_teacher import live_teacher, short_corpus  # noqa: F401 (a fixture)
 
 
 def documents(n: int = 24) -> list[dict]:
@@ -39,33 +38,6 @@ def documents(n: int = 24) -> list[dict]:
         rows.append({**chunk, "meta": {**chunk["meta"], "genre": "g", "audience": "a", "pair_id": 0},
                      "content_split": text[: len(text) // 2], "variant": "base", "status": "ok", "reason": None})
     return rows
-
-
-def _block(user: str, name: str) -> str:
-    match = re.search(rf"<{name}[^>]*>\n?(.*?)\n?</{name}", user, re.S)
-    assert match, f"no {name} block in the judge prompt"
-    return match.group(1)
-
-
-def overlap_judge(request) -> Reply:
-    """A judge with a fixed rule: the share of the original's words (4+ letters) found in the rewrite."""
-    user = request["messages"][-1]["content"]
-    original, rewrite = _block(user, "original_document"), _block(user, "rewritten_document")
-    wanted = set(_WORDS.findall(original.lower()))
-    share = len(wanted & set(_WORDS.findall(rewrite.lower()))) / max(1, len(wanted))
-    score = 1 + sum(share >= t for t in (0.4, 0.55, 0.7, 0.85))
-    return Reply(json.dumps({"analysis": f"{share:.2f} of the original's words kept", "score": score}))
-
-
-def random_judge(seed: int = 0):
-    """A judge whose scores do not depend on the texts."""
-    rng, lock = random.Random(seed), threading.Lock()
-
-    def respond(request) -> Reply:
-        with lock:
-            return Reply(json.dumps({"analysis": "looks fine", "score": rng.randint(1, 5)}))
-
-    return respond
 
 
 def endpoint(server) -> TeacherConfig:
@@ -102,8 +74,8 @@ def test_controls_come_from_a_seeded_sample_and_destroy_the_information():
     assert kept and set(kept) <= {"bees", "gather", "nectar", "clover", "fields", "farmers", "harvest", "wheat", "barley"}
 
 
-def test_a_judge_that_answers_random_scores_fails_and_mga_judge_refuses_it(fake_openai, tmp_path):
-    server = fake_openai(random_judge())
+def test_a_judge_blind_to_the_texts_fails_and_mga_judge_refuses_it(fake_openai, tmp_path):
+    server = fake_openai(blind_judge)
     src = write_rows(tmp_path / "rewrites.jsonl", documents(24))
     out = tmp_path / "judged.jsonl"
     args = ["judge", "-i", str(src), "-o", str(out), "--set", f"teacher.base_url={server.url}",
@@ -174,7 +146,7 @@ def test_controls_enter_no_table_no_filter_output_and_no_sft_data(heuristic_refe
 
 
 def test_a_report_on_a_judge_that_failed_says_so_first(fake_openai, tmp_path):
-    server = fake_openai(random_judge(1))
+    server = fake_openai(lambda request: blind_judge(request, salt="1"))
     src = write_rows(tmp_path / "rewrites.jsonl", documents(12))
     out = judge_file(src, tmp_path / "judged.jsonl", JudgeConfig(endpoint=endpoint(server)))
     md = write_report({"teacher": out}, tmp_path / "report").read_text()
@@ -183,3 +155,60 @@ def test_a_report_on_a_judge_that_failed_says_so_first(fake_openai, tmp_path):
     off = judge_file(src, tmp_path / "judged-off.jsonl", JudgeConfig(endpoint=endpoint(server), controls=0))
     assert control_verdict(read_rows(off)) is None
     assert "controls were off" in write_report({"teacher": off}, tmp_path / "report-off").read_text()
+
+
+def run_recipe(tmp_path, corpus, server, **loop) -> dict:
+    return {
+        "name": "controls", "run_dir": str(tmp_path / "run"), "corpus": {"path": str(corpus)},
+        "teacher": {"base_url": server.url, "model": "fake-teacher", "api_key_env": "MGA_TEST_NO_KEY", "timeout_s": 30,
+                    "rewrite": {"temperature": 0.0, "max_tokens": 16}, "pairs": {"temperature": 0.0, "max_tokens": 16}},
+        "judge": {"backend": "llm"},
+        "train": {"student": "tiny:qwen2:xs", "num_train_epochs": 1, "max_length": 2048, "eval_fraction": 0.0,
+                  "learning_rate": 1e-3, "save_strategy": "no", "report_to": "none"},
+        "loop": {"max_rounds": 3, "target_gap": 100.0, "heldout_fraction": 0.2, "pool_fraction": 0.2, **loop},
+        "quantize": {"schemes": []}, "report": {"embed": False},
+    }
+
+
+def test_mga_run_with_a_blind_judge_refuses_to_stop_on_the_gap(tmp_path, short_corpus, fake_openai):
+    """target_gap 100: any gap stops the loop, unless the judge fails its controls."""
+    server = fake_openai(live_teacher(blind_judge))
+    config = validate_recipe(run_recipe(tmp_path, short_corpus, server))
+    with pytest.raises(MgaError, match="judge failed its controls in judge@teacher.base"):
+        run_pipeline(config)
+    run_dir = tmp_path / "run"
+    assert json.loads((run_dir / "rounds.json").read_text()) == []  # no round trained on a meaningless filter
+    assert not (run_dir / "models").exists()
+    md = (run_dir / "report" / "report.md").read_text()
+    head = md.split("## Table 1")[0]
+    assert "The judge FAILED its controls in: judge@teacher.base" in head and "stopped before round 1" in head
+    assert "| judge@teacher.base | 4 |" in head and "FAILED:" in head
+    report = json.loads((run_dir / "report" / "report.json").read_text())
+    assert report["judge_controls"]["judge@teacher.base"]["passed"] is False
+    assert list(report["models"]) == ["teacher (fake-teacher)"]
+
+
+def test_the_loop_stops_on_a_judge_that_fails_in_an_slm_round_whatever_the_gap(tmp_path, short_corpus, fake_openai):
+    """The judge discriminates except on the pool documents: the teacher's labels pass, the first SLM round's
+    pool judging fails, and the loop stops there with that reason although the gap is within target."""
+    run_dir = tmp_path / "run"
+
+    def pool_texts() -> set[str]:
+        pool = set(json.loads((run_dir / "split.json").read_text())["pool"])
+        return {r["meta"]["raw_text"] for r in read_rows(run_dir / "corpus" / "chunks.jsonl") if r["meta"]["docid"] in pool}
+
+    def judge(request):
+        original, _ = judged_texts(request)
+        return blind_judge(request) if original in pool_texts() else overlap_judge(request)
+
+    server = fake_openai(live_teacher(judge))
+    config = validate_recipe(run_recipe(tmp_path, short_corpus, server))
+    with pytest.raises(MgaError, match=r"judge failed its controls in judge-slm@pool\.round-1"):
+        run_pipeline(config)
+    rounds = json.loads((run_dir / "rounds.json").read_text())
+    assert len(rounds) == 1 and rounds[0]["gap"] <= 100.0 and rounds[0]["stop"] == "judge failed its controls"
+    report = json.loads((run_dir / "report" / "report.json").read_text())
+    verdicts = report["judge_controls"]
+    assert verdicts["judge@teacher.base"]["passed"] and verdicts["judge-slm@eval.round-1"]["passed"]
+    assert not verdicts["judge-slm@pool.round-1"]["passed"]
+    assert "SLM round 1" in report["models"] and not (run_dir / "models" / "round-2").exists()

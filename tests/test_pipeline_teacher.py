@@ -12,19 +12,29 @@ from mga.distill.pipeline.pipeline import run_pipeline
 from mga.distill.pipeline.recipe import validate_recipe
 
 from tests.fake_openai import Reply
+from tests.judges import is_judge_request, overlap_judge
 
 PAIRS = {"pairs": [{"genre": f"Genre {i}: a text of kind {i}. It has tone {i}.",
                     "audience": f"Readers of group {i}. They are {i * 10} years old."} for i in range(5)]}
 
 
-def teacher(request):
-    user = request["messages"][-1]["content"]
-    if "<rewritten_document>" in user:
-        return Reply(content='{"analysis": "same information points", "score": 4}')
-    if "content-creation" in request["messages"][0]["content"]:
-        return Reply(content=json.dumps(PAIRS))
-    document = re.search(r"<document>\n(.*?)\n</document>", user, re.S)
-    return Reply(content=document.group(1) if document else "")
+def live_teacher(judge=overlap_judge):
+    """A teacher endpoint: fixed pairs, the document itself as its rewrite, and `judge` for judge prompts
+    (by default one that discriminates, so it passes its controls)."""
+
+    def respond(request):
+        user = request["messages"][-1]["content"]
+        if is_judge_request(request):
+            return judge(request)
+        if "content-creation" in request["messages"][0]["content"]:
+            return Reply(content=json.dumps(PAIRS))
+        document = re.search(r"<document>\n(.*?)\n</document>", user, re.S)
+        return Reply(content=document.group(1) if document else "")
+
+    return respond
+
+
+teacher = live_teacher()
 
 
 @pytest.fixture

@@ -5,6 +5,10 @@
          points of the teacher (Rate(>=3) on held-out documents) or `loop.max_rounds`
       -> quantize -> judge-quantized -> report
 
+Every judged stage also judges the judge's controls (`mga.judge.controls`). While the judge fails them, the
+loop never stops on the gap: it stops with "judge failed its controls", nothing more is trained or
+quantized, the report says so first and the run ends with an error.
+
 Every stage is a plain function of `stages.py` (files in, files out) run through the `Runner`, which records
 it in `manifest.json`; this module only says which stage reads which file. Documents are split once into
 train / eval / pool (see `mga.distill.train.split`).
@@ -18,6 +22,7 @@ from typing import Any
 
 from mga.distill.core.config import default_corpus_path
 from mga.distill.core.console import console
+from mga.distill.core.errors import MgaError
 from mga.distill.core.io import read_rows
 from mga.distill.pipeline import stages
 from mga.distill.pipeline.layout import RunLayout
@@ -25,6 +30,7 @@ from mga.distill.pipeline.recipe import RunConfig, dump_recipe
 from mga.distill.pipeline.report import report
 from mga.distill.pipeline.runner import Runner, timed
 from mga.distill.train.split import only_docs, read_split, split_documents, write_parts
+from mga.judge.controls import control_verdict, failed_stages
 from mga.judge.pairs_check import check_pairs_file
 from mga.judge.reference import (
     default_reference_path,
@@ -32,6 +38,8 @@ from mga.judge.reference import (
     reference_pairs_rows,
 )
 from mga.judge.scores import rate_ge3
+
+JUDGE_FAILED = "judge failed its controls"
 
 
 def run_pipeline(cfg: RunConfig, *, from_stage: str | None = None, until: str | None = None) -> Path:
@@ -50,6 +58,7 @@ class Pipeline:
         self.judge_model = runner.generator(cfg.judge.endpoint or cfg.teacher) if cfg.judge.backend == "llm" else None
         self.notes: list[str] = []  # said in the report
         self.markers: dict[Path, Path] = {}  # checkpoint -> the marker its training wrote
+        self.controls: dict[str, dict[str, Any] | None] = {}  # judged stage -> the judge's control verdict
 
     def run(self) -> None:
         cfg, at = self.cfg, self.at
@@ -69,12 +78,18 @@ class Pipeline:
         checkpoints, rounds, loss_curves = self.loop(kept_pairs, kept_rewrites, parts, eval_pairs, pool_pairs, main,
                                                      models, rate_ge3(teacher_eval))
         table2: dict[str, list[dict[str, Any]]] = {}
-        if len(variants) > 1:  # the paper's Table 2: one SLM-2 per prompt variant, judged on the same prompts
-            table2 = {f"SLM · {main}": models[f"SLM round {len(rounds)}"]}
-            for variant in variants[1:]:
-                table2.update(self.variant_slm(variant, judged[variant], parts["train"], eval_pairs))
-        quantized = self.quantize(checkpoints, eval_pairs, main, models)
-        report(self.runner, cfg, models, judged, table2, loss_curves, rounds, quantized, self.notes)
+        quantized: list[dict[str, Any]] = []
+        if not failed_stages(self.controls):
+            if len(variants) > 1:  # the paper's Table 2: one SLM-2 per prompt variant, judged on the same prompts
+                table2 = {f"SLM · {main}": models[f"SLM round {len(rounds)}"]}
+                for variant in variants[1:]:
+                    table2.update(self.variant_slm(variant, judged[variant], parts["train"], eval_pairs))
+            quantized = self.quantize(checkpoints, eval_pairs, main, models)
+        report(self.runner, cfg, models, judged, table2, loss_curves, rounds, quantized, self.notes, self.controls)
+        if failed := failed_stages(self.controls):
+            raise MgaError(f"{JUDGE_FAILED} in {', '.join(failed)}: its scores do not tell a faithful rewrite from an "
+                           f"unrelated text, so no comparison was made (see {self.runner.dir / 'report' / 'report.md'}); "
+                           "fix the judge (model, prompt, chat template) and rerun, or set judge.controls=0 to skip the check")
 
     # -- teacher labels -----------------------------------------------------------------------------------
 
@@ -124,8 +139,11 @@ class Pipeline:
     def judge(self, rows: Path, out: Path, name: str) -> Path:
         cfg = self.cfg
         judge_name = (cfg.judge.endpoint or cfg.teacher).model if cfg.judge.backend == "llm" else "heuristic"
-        self.runner.stage(name, stages.judge, rows, out, cfg, self.judge_model, inputs=[rows], outputs=[out],
-                          config=[cfg.judge.model_dump(mode="json"), cfg.teacher.judge.model_dump(), cfg.language, judge_name])
+        chunks = self.at.file("corpus", "chunks.jsonl")  # the controls' other documents come from the corpus
+        self.runner.stage(name, stages.judge, rows, out, cfg, self.judge_model, chunks, inputs=[rows, chunks], outputs=[out],
+                          config=[cfg.judge.model_dump(mode="json"), cfg.teacher.judge.model_dump(), cfg.language, judge_name,
+                                  cfg.seed])
+        self.controls[name] = control_verdict(read_rows(out), cfg.judge)
         return out
 
     def filter(self, judged: Path, name: str) -> Path:
@@ -160,6 +178,12 @@ class Pipeline:
         extra: dict[str, list[dict[str, Any]]] = {"pairs": [], "rewrite": []}
         rounds: list[dict[str, Any]] = []
         loss_curves: list[Path] = []
+        checkpoints: dict[str, Path] = {}
+        if failed := failed_stages(self.controls):  # the teacher's filter rests on a judge that failed: train nothing
+            self.notes.insert(0, f"The loop stopped before round 1: {JUDGE_FAILED} ({', '.join(failed)}).")
+            console.print(f"  loop: {JUDGE_FAILED} ({', '.join(failed)}): no round trained", markup=False)
+            self.at.write_json("rounds.json", rounds)
+            return checkpoints, rounds, loss_curves
         for r in range(1, cfg.loop.max_rounds + 1):
             teacher_rows = {"pairs": kept_pairs, "rewrite": kept_rewrites}
             checkpoints = {s: self.train(f"round-{r}", s, teacher_rows[s], parts["train"], extra[s]) for s in teacher_rows}
@@ -173,10 +197,16 @@ class Pipeline:
             slm_rate = rate_ge3(slm_eval)
             models[f"SLM round {r}"] = slm_eval
             gap = teacher_rate - slm_rate
+            failed = failed_stages(self.controls)  # a gap measured by a judge that fails its controls means nothing
+            stop = JUDGE_FAILED if failed else "within target gap" if gap <= cfg.loop.target_gap else \
+                "max rounds" if r == cfg.loop.max_rounds else None
             rounds.append({"round": r, "teacher_rate": round(teacher_rate, 2), "slm_rate": round(slm_rate, 2),
-                           "gap": round(gap, 2), "pairs_valid_rate": answers["eval"]["pairs_valid_rate"]})
-            console.print(f"  round {r}: teacher {teacher_rate:.2f}% vs SLM {slm_rate:.2f}% (gap {gap:+.2f} points)", markup=False)
-            if gap <= cfg.loop.target_gap or r == cfg.loop.max_rounds:
+                           "gap": round(gap, 2), "pairs_valid_rate": answers["eval"]["pairs_valid_rate"], "stop": stop or ""})
+            console.print(f"  round {r}: teacher {teacher_rate:.2f}% vs SLM {slm_rate:.2f}% (gap {gap:+.2f} points)"
+                          + (f"; stop: {stop}" + (f" ({', '.join(failed)})" if failed else "") if stop else ""), markup=False)
+            if failed:
+                self.notes.insert(0, f"The loop stopped at round {r}: {JUDGE_FAILED} ({', '.join(failed)}).")
+            if stop:
                 break
             kept = self.filter(answers["pool"]["judged"], f"slm-pool.round-{r}")  # augment: good pool answers
             new_pairs = [row for row in read_rows(answers["pool"]["pairs"]) if row.get("status") == "ok"]

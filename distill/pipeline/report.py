@@ -9,7 +9,7 @@ from typing import Any
 
 from mga.distill.core.io import read_rows
 from mga.distill.core.markdown import records_table
-from mga.distill.core.schema import score_of
+from mga.distill.core.schema import is_control, score_of
 from mga.distill.pipeline.recipe import RunConfig
 from mga.distill.pipeline.runner import Runner
 from mga.judge.embed_map import embedding_map
@@ -46,7 +46,8 @@ def judge_label(cfg: RunConfig) -> str:
 
 def write_run_report(out_dir: Path, cfg: RunConfig, models: dict[str, list[dict[str, Any]]], judged_teacher: dict[str, Path],
                      table2: dict[str, list[dict[str, Any]]], loss_curves: list[Path], rounds: list[dict[str, Any]],
-                     quantized: list[dict[str, Any]], notes: list[str]) -> dict[str, Any]:
+                     quantized: list[dict[str, Any]], notes: list[str],
+                     judge_controls: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
     sections = [("Rounds", records_table(rounds))]
     for q in quantized:
         for stage in ("pairs", "rewrite"):
@@ -55,20 +56,23 @@ def write_run_report(out_dir: Path, cfg: RunConfig, models: dict[str, list[dict[
                 sections.append((f"Quantized vs full: {stage} model, {q['scheme']}", compare_table(compare)))
     images = list(loss_curves)
     if cfg.report.embed:
-        rows = [row for path in judged_teacher.values() for row in read_rows(path)]
+        rows = [row for path in judged_teacher.values() for row in read_rows(path) if not is_control(row)]
         images.append(embedding_map(rows, out_dir / "embedding_map.png"))
     variants = None
     if len(judged_teacher) > 1:
         variants = {f"teacher · {v}": read_rows(p) for v, p in judged_teacher.items()} | table2
     write_report(models, out_dir, judge_label=judge_label(cfg), reference_model=next(iter(models)),
-                 notes=[*notes, *notes_for(cfg)], images=images, sections=sections,
+                 notes=[*notes, *notes_for(cfg)], images=images, sections=sections, judge_controls=judge_controls,
                  **({"variants": variants} if variants else {}))
     return {"report": str(out_dir / "report.html")}
 
 
-def report(runner: Runner, cfg: RunConfig, models, judged_teacher, table2, loss_curves, rounds, quantized, notes) -> None:
+def report(runner: Runner, cfg: RunConfig, models, judged_teacher, table2, loss_curves, rounds, quantized, notes,
+           judge_controls) -> None:
     out_dir = runner.dir / "report"
     judged_scores = {name: [score_of(r) for r in rows] for name, rows in {**models, **table2}.items()}
     runner.stage("report", write_run_report, out_dir, cfg, models, judged_teacher, table2, loss_curves, rounds, quantized,
-                 notes, inputs=[runner.dir / "rounds.json", *judged_teacher.values()], outputs=[out_dir / "report.html"],
-                 config=[cfg.report.model_dump(mode="json"), [q["scheme"] for q in quantized], judged_scores])
+                 notes, judge_controls, inputs=[runner.dir / "rounds.json", *judged_teacher.values()],
+                 outputs=[out_dir / "report.html"],
+                 config=[cfg.report.model_dump(mode="json"), [q["scheme"] for q in quantized], judged_scores, judge_controls,
+                         notes])

@@ -11,6 +11,7 @@ from typing import Any
 
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import read_rows, write_rows
+from mga.distill.core.schema import is_control
 from mga.distill.label.chunk import chunk_corpus
 from mga.distill.label.labeling import label_pairs, label_rewrites
 from mga.distill.pipeline.recipe import RunConfig
@@ -19,6 +20,7 @@ from mga.distill.train.sft import train_tool_model
 from mga.distill.train.sft_data import build_sft_datasets
 from mga.distill.train.split import only_docs, read_split
 from mga.distill.train.tiny_model import resolve_student
+from mga.judge.controls import control_verdict
 from mga.judge.filters import filter_file
 from mga.judge.judging import judge_file
 from mga.judge.reference import reference_rewrite_rows
@@ -63,11 +65,15 @@ def teacher_rewrites(kept_pairs: Path, split: Path, subset: Path, out: Path, cfg
     return rewrites(subset, out, cfg, teacher, variant)
 
 
-def judge(rows: Path, out: Path, cfg: RunConfig, judge_model: GeneratorFactory | None) -> dict[str, Any]:
+def judge(rows: Path, out: Path, cfg: RunConfig, judge_model: GeneratorFactory | None, donors: Path) -> dict[str, Any]:
+    """The judge's scores of `rows`, with its controls (other documents drawn from the corpus chunks `donors`)."""
     generator = judge_model() if judge_model is not None else None
-    judge_file(rows, out, cfg.judge, language=cfg.language, generator=generator, params=cfg.teacher.judge)
+    judge_file(rows, out, cfg.judge, language=cfg.language, generator=generator, params=cfg.teacher.judge,
+               seed=cfg.seed, donors=donors)
     judged = read_rows(out)
-    return {"rows_in": len(judged), "rows_out": len(judged), "rate_ge3": round(rate_ge3(judged), 2)}
+    verdict, real = control_verdict(judged, cfg.judge), sum(not is_control(row) for row in judged)
+    return {"rows_in": real, "rows_out": real, "rate_ge3": round(rate_ge3(judged), 2),
+            "controls": "off" if verdict is None else "passed" if verdict["passed"] else "FAILED"}
 
 
 def filter_(judged: Path, kept: Path, rejected: Path, cfg: RunConfig) -> dict[str, Any]:
