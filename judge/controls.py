@@ -75,9 +75,11 @@ def _donor(doc: dict[str, Any], by_length: list[tuple[int, str, dict[str, Any]]]
     text = doc["meta"]["raw_text"]
     at = bisect.bisect_left(by_length, (len(text), ""))
     lo, hi = max(0, at - DONOR_CANDIDATES // 2), at + DONOR_CANDIDATES // 2
-    others = [(n, key, row) for n, key, row in by_length[lo:hi] if row["meta"]["docid"] != doc["meta"]["docid"]]
-    if not others:
-        others = [(n, key, row) for n, key, row in by_length if row["meta"]["docid"] != doc["meta"]["docid"]]
+
+    def other(row: dict[str, Any]) -> bool:  # another document, not a copy of this one under another id
+        return row["meta"]["docid"] != doc["meta"]["docid"] and row["meta"]["raw_text"].strip() != text.strip()
+
+    others = [item for item in by_length[lo:hi] if other(item[2])] or [item for item in by_length if other(item[2])]
     near = [item for item in others if len(text) / 2 <= item[0] <= 2 * len(text)] or others
     if not near:
         return None
