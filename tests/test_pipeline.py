@@ -39,6 +39,10 @@ def test_quickstart_writes_report_with_table1(quickstart):
     assert "Rate" in html and "heuristic" in html.lower() and "tiny" in html.lower()
     assert "data:image/png;base64" in html  # charts, loss curves and the embedding map are inlined
     assert (run_dir / "report" / "embedding_map.png").exists()
+    controls = report["judge_controls"]  # the judge's controls, per judged stage, lead the report
+    assert {"judge@teacher.base", "judge-slm@eval.round-1", "judge-quantized@gptq-w4"} <= set(controls)
+    assert all(v["passed"] for v in controls.values())
+    assert html.index("Judge health: controls") < html.index("Table 1")
     manifest = json.loads((run_dir / "manifest.json").read_text())["stages"]
     assert all(stage["status"] == "done" for stage in manifest.values())
     quantized = json.loads((run_dir / "quantized" / "rewrite-gptq-w4" / "config.json").read_text())
