@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import random
 import re
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from functools import cache
 from typing import Any
@@ -119,14 +120,16 @@ def control_rows(rows: Iterable[dict[str, Any]], n: int, *, seed: int = 0, langu
     by_length = sorted((len(row["meta"]["raw_text"]), key, row) for key, row in pool.items())
     vocabulary = cache(lambda key: frozenset(terms(pool[key]["meta"]["raw_text"], language)))
     out = []
-    for number, key in enumerate(sample):
+    for key in sample:
         doc = docs[key]
         out.append(_control(doc, "positive", doc["meta"]["raw_text"], None))
         donor = _donor(doc, by_length, language, vocabulary)
         if donor is not None:
             out.append(_control(doc, "other_document", donor["meta"]["raw_text"], donor))
-            out.append(_control(doc, "destroyed", destroy(doc["meta"]["raw_text"], donor["meta"]["raw_text"],
-                                                          language, seed + number), donor))
+            # seeded by the document, so every judged stage gives that document the same controls (cache hits)
+            destroyed = destroy(doc["meta"]["raw_text"], donor["meta"]["raw_text"], language,
+                                zlib.crc32(f"{seed}:{key}".encode()))
+            out.append(_control(doc, "destroyed", destroyed, donor))
     return out
 
 
