@@ -59,12 +59,12 @@ def judge_file(
         from mga.distill.generate.accounting import Accounting
 
         folder = Path(work_dir) if work_dir else out_path.parent
-        accounting = Accounting.for_teacher(endpoint)
+        accounting = Accounting.for_teacher(endpoint, path=folder / "accounting.json")
         generator = judge_generator(endpoint, folder / "cache" / "judge.sqlite", accounting)
         try:
             return _judge_llm(rows, out_path, cfg, generator, params, endpoint, language)
         finally:
-            accounting.write(folder / "accounting.json")
+            accounting.write()
             console.print(accounting.table("judge accounting"))
     return _judge_llm(rows, out_path, cfg, generator, params, endpoint, language)
 

@@ -1,6 +1,8 @@
 """A real HTTP server on 127.0.0.1 that speaks the OpenAI chat-completions API, with scripted answers
-and scripted faults (status codes with Retry-After, slow answers, dropped connections, empty content,
-finish_reason=length, bad JSON...). Used by tests and benchmarks; it never contacts anything else.
+and scripted faults (status codes with Retry-After, slow answers, hangs, dropped connections, empty content,
+finish_reason=length, bad JSON, a wrong key (401), an unknown model (404)...). It counts what it received
+(`received`: every chat call, `model_lists`: every GET /models). Used by tests and benchmarks; it never
+contacts anything else.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     drop: bool = False  # close the connection without answering
+    hang: bool = False  # never answer (until the server stops)
     logprobs: list[dict[str, Any]] | None = None  # OpenAI `logprobs.content` entries
     error: str = "scripted error"
 
@@ -61,8 +64,15 @@ class FakeOpenAI:
         latency: float = 0.0,
         api_key: str | None = None,
         on_answered: Callable[[dict[str, Any]], None] | None = None,
+        models: list[str] | None = None,
+        hang_models: bool = False,
     ):
         self.responder = responder
+        self.models = models  # served model names: GET /models lists them, other names get 404; None: any
+        self.hang_models = hang_models  # GET /models never answers
+        self.received = 0  # chat calls received, refused ones included
+        self.model_lists = 0
+        self.stopping = threading.Event()
         self.latency = latency
         self.api_key = api_key
         self.on_answered = on_answered  # called with the body after a 200 answer was written in full
@@ -87,17 +97,35 @@ class FakeOpenAI:
                 self.wfile.write(data)
 
             def do_GET(self) -> None:  # noqa: N802 - /v1/models
-                self._send(200, {"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
+                with server.lock:
+                    server.model_lists += 1
+                if server.hang_models:
+                    server.stopping.wait()
+                    return
+                if server.api_key and self.headers.get("Authorization") != f"Bearer {server.api_key}":
+                    self._send(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}})
+                    return
+                data = [{"id": name, "object": "model"} for name in server.models or []]
+                self._send(200, {"object": "list", "data": data})
 
             def do_POST(self) -> None:  # noqa: N802
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
+                with server.lock:
+                    server.received += 1
+                if server.models is not None and body.get("model") not in server.models:
+                    self._send(404, {"error": {"message": f"The model `{body.get('model')}` does not exist",
+                                               "type": "invalid_request_error", "code": "model_not_found"}})
+                    return
                 if server.api_key and self.headers.get("Authorization") != f"Bearer {server.api_key}":
                     self._send(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}})
                     return
                 with server.lock:
                     server.requests.append(body)
                 reply = server.responder(body)
+                if reply.hang:
+                    server.stopping.wait()
+                    return
                 time.sleep(server.latency + reply.delay)
                 if reply.drop:
                     self.close_connection = True
@@ -153,6 +181,7 @@ class FakeOpenAI:
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
         self._httpd.shutdown()
         self._httpd.server_close()
 

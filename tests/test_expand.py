@@ -42,13 +42,14 @@ def _document(request: dict) -> dict:
 
 
 def tool_models(request: dict) -> Reply:
-    """SLM-1 answers pairs JSON; SLM-2 echoes the document with a boilerplate line, off-topic for limericks."""
+    """SLM-1 answers pairs JSON; SLM-2 echoes the document between a boilerplate line and a closing line (a bare
+    copy would be rejected), off-topic for limericks."""
     doc = _document(request)
     if request["model"] == "slm-pairs":
         return Reply(content="no pairs today" if doc["id"] == BROKEN_DOC else json.dumps(PAIRS))
     if "limerick" in request["messages"][-1]["content"]:
         return Reply(content="Once upon a time a dragon slept on a mountain of gold.")
-    return Reply(content=f"Note: rewritten as required.\n{doc['text']}")
+    return Reply(content=f"Note: rewritten as required.\n{doc['text']}\nThat is the whole story.")
 
 
 def _expand(corpus: Path, out: Path, server, **kwargs) -> dict:

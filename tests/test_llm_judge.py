@@ -40,9 +40,9 @@ def rewrite_row(pair_id, text, status="ok", reason=None):
 
 def rewritten(request) -> str:
     user = request["messages"][-1]["content"]
-    match = re.search(r"<rewritten_document>\n(.*)\n</rewritten_document>", user, re.S)
+    match = re.search(r"<(rewritten_document-[0-9a-f]+)>\n(.*)\n</\1>", user, re.S)
     assert match, "the rewrite must sit between its markers"
-    return match.group(1)
+    return match.group(2)
 
 
 def responder(request):
@@ -83,7 +83,7 @@ def test_answers_end_parsed_or_retried_then_unscored(fake_openai, rewrites, tmp_
     sent = [rewritten(r) for r in server.requests]
     assert [sent.count(t) for t in ANSWERS] == [1, 1, 3, 3]
     attack = [t for t in sent if "Ignore the rubric" in t]
-    assert len(attack) == 1 and "</rewritten_document>" not in attack[0]  # its fake closing marker was defused
+    assert len(attack) == 1 and "</rewritten_document>" in attack[0]  # the fake closing marker stayed inside the block
     assert server.requests[0]["temperature"] == 0.0
 
     s = summarize(read_rows(out))  # unscored (3 of 6) count in Total and as failures

@@ -19,7 +19,8 @@ PAIRS = {"pairs": [{"genre": f"Genre {i}: a text of kind {i}. It has tone {i}.",
 
 
 def live_teacher(judge=overlap_judge):
-    """A teacher endpoint: fixed pairs, the document itself as its rewrite, and `judge` for judge prompts
+    """A teacher endpoint: fixed pairs, the document with a closing line as its rewrite (a bare copy is
+    rejected), and `judge` for judge prompts
     (by default one that discriminates, so it passes its controls)."""
 
     def respond(request):
@@ -28,8 +29,8 @@ def live_teacher(judge=overlap_judge):
             return judge(request)
         if "content-creation" in request["messages"][0]["content"]:
             return Reply(content=json.dumps(PAIRS))
-        document = re.search(r"<document>\n(.*?)\n</document>", user, re.S)
-        return Reply(content=document.group(1) if document else "")
+        document = re.search(r"<(document-[0-9a-f]+)>\n(.*?)\n</\1>", user, re.S)
+        return Reply(content=f"{document.group(2)}\nIn short: that is the whole document." if document else "")
 
     return respond
 

@@ -114,16 +114,21 @@ def test_validation_retries_with_new_requests_and_cached_replay(fake_openai, tmp
         assert again[key].completion.cached
 
 
-def test_cache_key_ignores_base_url_but_not_params(fake_openai, tmp_path):
+def test_cache_key_covers_the_endpoint_unless_a_namespace_is_named(fake_openai, tmp_path):
     one, two = fake_openai(), fake_openai()
     cache = RequestCache(tmp_path / "cache.sqlite")
     list(OpenAIGenerator(fast_cfg(one.url), cache=cache).run(requests_for("a")))
+    list(OpenAIGenerator(fast_cfg(one.url + "/"), cache=cache).run(requests_for("a")))
+    assert len(one.requests) == 1, "the same endpoint (trailing slash aside) is answered from the cache"
     list(OpenAIGenerator(fast_cfg(two.url), cache=cache).run(requests_for("a")))
-    assert len(one.requests) == 1 and len(two.requests) == 0
+    assert len(two.requests) == 1, "another server under the same model name is asked, not served old answers"
+    for server in (one, two):  # a named namespace shares answers between servers of the same weights
+        list(OpenAIGenerator(fast_cfg(server.url, cache_namespace="replicas"), cache=cache).run(requests_for("b")))
+    assert len(one.requests) == 2 and len(two.requests) == 1
     hotter = [Request("a", r.messages, GenerationParams(temperature=0.5, max_tokens=64)) for r in requests_for("a")]
     list(OpenAIGenerator(fast_cfg(two.url), cache=cache).run(hotter))
     list(OpenAIGenerator(fast_cfg(two.url, model="other"), cache=cache).run(requests_for("a")))
-    assert len(two.requests) == 2
+    assert len(two.requests) == 3
 
 
 def test_wrong_key_fails_the_run_once_without_leaking_it(fake_openai, tmp_path, monkeypatch):
@@ -151,8 +156,13 @@ def test_key_reaches_the_server_but_never_the_cache(fake_openai, tmp_path, monke
 def test_redacts_keys_echoed_in_server_errors(fake_openai, monkeypatch):
     monkeypatch.setenv("MGA_TEST_KEY", SECRET)
     server = fake_openai(lambda b: Reply(status=400, error=f"bad request for key {SECRET} and sk-other-abcdef12345"))
-    (result,) = OpenAIGenerator(fast_cfg(server.url, fail_fast_after=5)).run(requests_for("a"))
+    results = []
+    with pytest.raises(MgaError) as info:  # every request failed: the run fails, naming the last reason
+        results.extend(OpenAIGenerator(fast_cfg(server.url, fail_fast_after=5)).run(requests_for("a")))
+    (result,) = results
     assert "400" in result.error and SECRET not in result.error and "sk-other" not in result.error
+    assert "every one of the 1 requests" in str(info.value) and "400" in str(info.value)
+    assert SECRET not in str(info.value) and "sk-other" not in str(info.value)
 
 
 def test_unreachable_base_url_fails_fast_with_one_line():

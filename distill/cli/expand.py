@@ -47,7 +47,11 @@ def expand(
     from mga.distill.core.config import CorpusConfig
     from mga.distill.core.errors import MgaError
     from mga.distill.expand.expand import expand_corpus
+    from mga.distill.core.io import check_input, check_output
     from pydantic import ValidationError
+
+    check_input(corpus, "corpus")
+    check_output(output, [corpus], folder=True)
 
     try:
         corpus_cfg = CorpusConfig(path=corpus, chunk_tokens=chunk_tokens, text_field=text_field, id_field=id_field)

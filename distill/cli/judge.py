@@ -15,6 +15,8 @@ def judge(
     input: Annotated[Path | None, typer.Option("--input", "-i", help="Rewrites to score (.jsonl/.parquet).")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Judged rows (resumable).")] = None,
     backend: Annotated[str | None, typer.Option(help="llm (Limited Consistency) or heuristic (offline).")] = None,
+    base_url: Annotated[str | None, typer.Option(help="Judge endpoint, e.g. http://localhost:8000/v1 (judge.endpoint).")] = None,
+    model: Annotated[str | None, typer.Option(help="Judge's served model name (judge.endpoint).")] = None,
     calibrate: Annotated[bool, typer.Option(help="Report agreement with the reference scores.")] = False,
     reference: Annotated[Path | None, typer.Option(help="Reference set for --calibrate; default: the bundled one.")] = None,
     allow_weak_judge: Annotated[bool, typer.Option(help="Exit 0 even when the judge fails its controls.")] = False,
@@ -22,10 +24,17 @@ def judge(
     set_: SetOpt = None,
 ) -> None:
     """Score (original, rewrite) pairs 1-5 under Limited Consistency; unparseable answers become 'unscored'."""
-    overrides = list(set_ or [])
-    if backend is not None:
-        overrides.append(f"judge.backend={backend}")
-    cfg = load_config(recipe, overrides)
+    from mga.distill.core.io import check_input, check_output, require_fields
+
+    if output is not None:
+        check_output(output, [input])
+    if input is not None:
+        check_input(input)
+        require_fields(input, "rewrites", "meta.raw_text", "content_split")
+    cfg = load_config(recipe, set_, options={"--backend": ("judge.backend", backend),
+                                             "--base-url": ("teacher.base_url", base_url), "--model": ("teacher.model", model)})
+    if (base_url or model) and cfg.judge.endpoint is not None:  # the options name the judge's endpoint
+        cfg.judge.endpoint = cfg.judge.endpoint.model_copy(update={k: v for k, v in (("base_url", base_url), ("model", model)) if v})
     if calibrate:
         from mga.judge.calibrate import calibrate as run_calibration
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from mga.distill.cli.common import RecipeOpt, SetOpt, load_config
+from mga.distill.cli.common import OverwriteOpt, RecipeOpt, SetOpt, load_config
 from mga.distill.core.errors import MgaError
 from mga.distill.core.schema import TOOL_MODELS
 
@@ -19,8 +19,6 @@ def _is_chunks_file(path: Path) -> bool:
     if path.suffix == ".parquet":
         row = next(iter_rows(path), {})
         return isinstance(row.get("meta"), dict) and "raw_text" in row["meta"]
-    if not path.exists():
-        raise MgaError(f"{path}: input file not found")
     with open(path, "rb") as f:
         for raw in f:
             try:
@@ -42,39 +40,36 @@ def label(
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1.")] = None,
     model: Annotated[str | None, typer.Option(help="Served model name (teacher.model).")] = None,
     concurrency: Annotated[int | None, typer.Option(help="Requests in flight (teacher.concurrency).")] = None,
+    overwrite: OverwriteOpt = False,
     recipe: RecipeOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Label documents with the teacher over any OpenAI-compatible endpoint, or with a local SLM checkpoint."""
+    """Label documents with the teacher over any OpenAI-compatible endpoint, or with a local SLM checkpoint.
+
+    Resumable by content: a rerun reuses the rows whose document, prompt, parameters and model are
+    unchanged, redoes the others, and sends no request it has an answer for."""
     from mga.distill.core.console import console
+    from mga.distill.core.io import check_input, check_output
     from mga.distill.generate.accounting import Accounting
     from mga.distill.generate.teacher import make_generator
     from mga.distill.label.labeling import label_pairs, label_rewrites
 
     if stage not in TOOL_MODELS:
         raise MgaError(f"--stage {stage!r}: choose pairs or rewrite")
-    cfg = load_config(recipe, set_)
+    check_input(input)
+    check_output(output, [input])
+    cfg = load_config(recipe, set_, options={
+        "--base-url": ("teacher.base_url", base_url), "--model": ("teacher.model", teacher_model or model),
+        "--concurrency": ("teacher.concurrency", concurrency),
+        "--teacher-model": ("teacher.backend", "transformers" if teacher_model else None),
+        "--language": ("language", language),
+    })
     teacher = cfg.teacher
-    try:
-        if teacher_model is not None:
-            teacher.backend, teacher.model = "transformers", teacher_model
-        if base_url is not None:
-            teacher.base_url = base_url
-        if model is not None:
-            teacher.model = model
-        if concurrency is not None:
-            teacher.concurrency = concurrency
-    except ValueError as e:  # pydantic validates on assignment
-        raise MgaError(f"teacher option: {str(e).splitlines()[-1].strip()}") from None
-    language = language or cfg.language
     out_dir = output.parent
-    accounting = Accounting.for_teacher(teacher)
-    generator = make_generator(
-        teacher,
-        cache_path=cfg.label.cache_path or out_dir / ".mga-cache.sqlite",
-        accounting=accounting,
-        stage=f"label-{stage}",
-    )
+    accounting = Accounting.for_teacher(teacher, path=out_dir / "accounting.json")
+    cache_path = cfg.label.cache_path or out_dir / ".mga-cache.sqlite"
+    check_output(cache_path, [input], what="request cache", rows=False)
+    generator = make_generator(teacher, cache_path=cache_path, accounting=accounting, stage=f"label-{stage}")
     try:
         if stage == "pairs":
             chunks = input
@@ -86,14 +81,16 @@ def label(
                 chunks,
                 output,
                 generator,
-                language=language,
+                language=cfg.language,
                 num_pairs=cfg.label.num_pairs,
                 params=teacher.pairs,
                 max_validation_attempts=cfg.label.max_validation_attempts,
+                overwrite=overwrite,
             )
         else:
-            label_rewrites(input, output, generator, language=language, variant=variant, params=teacher.rewrite)
+            label_rewrites(input, output, generator, language=cfg.language, variant=variant, params=teacher.rewrite,
+                           max_attempts=cfg.label.max_validation_attempts, overwrite=overwrite)
     finally:
         if accounting.stages:
-            accounting.write(out_dir / "accounting.json")
+            accounting.write()
             console.print(accounting.table())

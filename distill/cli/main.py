@@ -43,15 +43,39 @@ def configure_environment() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def main() -> None:
-    """Entry point: user mistakes (`MgaError`) print as `error: ...` lines and exit 2, without a traceback."""
+INTERRUPTED = 130
+
+
+def _error(message: str, code: int = 2) -> SystemExit:
+    for line in message.splitlines():
+        console.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
+    return SystemExit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user mistakes (`MgaError`, bad options) print as `error: ...` lines and exit 2, without a
+    traceback; Ctrl-C keeps what is done and says how to resume (exit 130)."""
+    try:
+        from typer._click import exceptions as click  # typer >= 0.2x carries its own click
+    except ImportError:  # pragma: no cover - older typer
+        import click.exceptions as click  # type: ignore[no-redef]
+
     configure_environment()
     try:
-        app()
+        code = app(args=argv, standalone_mode=False, prog_name="mga")
     except MgaError as e:
-        for line in str(e).splitlines():
-            console.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
-        raise SystemExit(e.exit_code) from None
-    except KeyboardInterrupt:
-        console.print("interrupted: finished rows are saved; rerun the same command to resume", markup=False)
-        raise SystemExit(130) from None
+        raise _error(str(e), e.exit_code) from None
+    except click.NoArgsIsHelpError as e:
+        console.print(e.ctx.get_help(), markup=False, highlight=False) if e.ctx is not None else None
+        raise SystemExit(2) from None
+    except click.UsageError as e:
+        hint = f" (see mga {e.ctx.info_name} --help)" if e.ctx is not None and e.ctx.parent is not None else ""
+        raise _error(e.format_message().replace("\n", " ") + hint) from None
+    except click.ClickException as e:
+        raise _error(e.format_message(), e.exit_code) from None
+    except (KeyboardInterrupt, typer.Abort):
+        code = INTERRUPTED
+    if code == INTERRUPTED:  # typer turns Ctrl-C into exit code 130
+        console.print("interrupted; rerun the same command to resume (finished rows, answers and spending "
+                      "records are kept)", markup=False)
+    raise SystemExit(code if isinstance(code, int) else 0)

@@ -17,7 +17,7 @@ def _config(**values):
     try:
         return QuantizeConfig(**values)
     except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']} (got {err['input']!r})" for err in e.errors())
         raise MgaError(f"mga quantize: {problems}") from None
 
 

@@ -21,7 +21,10 @@ def tiny_model(
     For tests and the offline quickstart: loadable by AutoModelForCausalLM / AutoTokenizer, eos = <|im_end|>,
     a pad token, and a chat template with generation tags (assistant-only loss works).
     """
+    from mga.distill.core.io import check_output
     from mga.distill.train.tiny_model import build_tiny_model
+
+    check_output(out, folder=True)
 
     path = build_tiny_model(out, arch=arch, size=size, seed=seed, corpus=corpus)  # type: ignore[arg-type]
     console.print(f"tiny {arch}-{size} model written to {path}", markup=False)

@@ -30,8 +30,12 @@ def train(
     from mga.distill.train.sft import train_tool_model
     from mga.distill.train.sft_data import build_sft_datasets
 
+    from mga.distill.core.io import check_input, check_output
+
     if stage not in ("pairs", "rewrite"):
         raise MgaError(f"--stage {stage!r}: choose pairs or rewrite")
+    check_input(input)
+    check_output(output, [input], folder=True)
     cfg = load_config(recipe, set_)
     if merge is not None:
         cfg.train.merge = merge

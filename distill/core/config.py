@@ -66,6 +66,10 @@ class TeacherConfig(Section):
     tokens_per_minute: PositiveInt | None = None
     backoff_base_s: PositiveFloat = Field(1.0, description="first retry delay; doubles per attempt, with jitter")
     backoff_max_s: PositiveFloat = Field(60.0, description="cap on one retry delay (a Retry-After header wins)")
+    cache_namespace: str | None = Field(
+        None, description="endpoint identity in the request cache key; default: base_url (name one to share answers "
+        "between servers of the same weights)"
+    )
     fail_fast_after: PositiveInt = Field(
         8, description="end the run when this many requests fail before any succeeds (wrong URL, key or model)"
     )

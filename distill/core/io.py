@@ -24,16 +24,82 @@ def _check_format(path: Path) -> None:
         raise MgaError(f"{path}: unsupported file type '{path.suffix}' (use .jsonl or .parquet)")
 
 
+def check_input(path: str | Path, what: str = "input") -> Path:
+    """An existing, readable, non-empty rows file of a supported type, or one `MgaError` naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise MgaError(f"{path}: {what} file not found")
+    if path.is_dir():
+        raise MgaError(f"{path}: {what} is a directory; give a .jsonl or .parquet file")
+    _check_format(path)
+    if not os.access(path, os.R_OK):
+        raise MgaError(f"{path}: {what} file is not readable (permissions)")
+    if path.stat().st_size == 0:
+        raise MgaError(f"{path}: {what} file is empty")
+    return path
+
+
+def check_output(
+    path: str | Path, inputs: Iterable[str | Path | None] = (), what: str = "output", folder: bool = False, rows: bool = True
+) -> Path:
+    """An output path that can be written: not an input, not a directory (or not a file, for a `folder`), a
+    rows file type (`rows`), under a folder that exists or can be created; one `MgaError` naming it otherwise."""
+    path = Path(path)
+    for source in inputs:
+        if source is not None and Path(source).exists() and path.resolve() == Path(source).resolve():
+            raise MgaError(f"{path}: the {what} is the input file; give another {what} path")
+    if folder:
+        if path.exists() and not path.is_dir():
+            raise MgaError(f"{path}: the {what} folder is an existing file")
+    else:
+        if path.is_dir():
+            raise MgaError(f"{path}: the {what} is a directory; give a file path")
+        if rows:
+            _check_format(path)
+    parent = path if folder else path.parent
+    for ancestor in [parent, *parent.parents]:
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise MgaError(f"{path}: cannot create the {what}: {ancestor} is a file, not a folder")
+            if not os.access(ancestor, os.W_OK | os.X_OK):
+                raise MgaError(f"{path}: cannot create the {what}: {ancestor} is not writable")
+            break
+    return path
+
+
+def require_fields(path: str | Path, kind: str, *fields: str) -> None:
+    """Refuse a file whose first row lacks a field (dotted: `meta.raw_text`) of the row kind a command reads."""
+    first = next(iter_rows(path), None)
+    if first is None:
+        raise MgaError(f"{path}: no rows")
+    for name in fields:
+        node: Any = first
+        for part in name.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            raise MgaError(f"{path}: not a {kind} file (row 1 has no `{name}`)")
+
+
+def _parquet_rows(path: Path) -> list[dict[str, Any]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path).to_pylist()
+    except (pa.ArrowException, OSError) as e:
+        raise MgaError(f"{path}: not a readable Parquet file ({e.__class__.__name__}: {str(e)[:200]})") from None
+
+
 def iter_rows(path: str | Path) -> Iterator[dict[str, Any]]:
     """Yield rows of a JSONL or Parquet file; a torn final JSONL line (killed writer) is skipped."""
     path = Path(path)
     _check_format(path)
     if not path.exists():
         raise MgaError(f"{path}: file not found")
+    if path.is_dir():
+        raise MgaError(f"{path}: is a directory, not a .jsonl or .parquet file")
     if path.suffix == ".parquet":
-        from datasets import Dataset
-
-        yield from Dataset.from_parquet(str(path)).to_list()
+        yield from _parquet_rows(path)
         return
     with open(path, "rb") as f:
         lines = f.read().split(b"\n")
@@ -145,7 +211,7 @@ def done_keys(path: str | Path, key: Callable[[dict[str, Any]], str]) -> set[str
     return {key(row) for row in iter_rows(path)}
 
 
-def _stream_path(out_path: Path) -> Path:
+def stream_path(out_path: Path) -> Path:
     """Rows stream to a JSONL file: the output itself, or a sidecar converted to Parquet at the end."""
     if out_path.suffix == ".jsonl":
         return out_path
@@ -156,19 +222,19 @@ def _stream_path(out_path: Path) -> Path:
 
 def open_stream(out_path: Path, key: Callable[[dict[str, Any]], str]) -> tuple[Path, set[str]]:
     """Where a resumable stage appends its rows, and the keys already there (resume from a kill)."""
-    stream = _stream_path(out_path)
+    stream = stream_path(out_path)
     if stream != out_path and not stream.exists() and out_path.exists():
         write_rows(stream, iter_rows(out_path))  # resume from a finished Parquet output
     return stream, done_keys(stream, key)
 
 
 def finalize_stream(out_path: Path, stream: Path, order: list[str], key: Callable[[dict[str, Any]], str]) -> list[dict]:
-    """Rewrite the streamed rows in input order (one row per key), atomically; convert to Parquet if asked."""
+    """Rewrite the streamed rows in input order (one row per key, none whose key left `order`), atomically;
+    convert to Parquet if asked."""
     rows: dict[str, dict[str, Any]] = {}
     for row in iter_rows(stream):
         rows.setdefault(key(row), row)
-    rank = {k: i for i, k in enumerate(order)}
-    ordered = sorted(rows.values(), key=lambda r: rank.get(key(r), len(rank)))
+    ordered = [rows[k] for k in dict.fromkeys(order) if k in rows]
     write_rows(out_path, ordered)
     if stream != out_path:
         stream.unlink(missing_ok=True)

@@ -26,11 +26,10 @@ from typing import Any
 from mga.distill.core.console import console, progress_task
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import JsonlAppender, iter_rows, write_rows
-from mga.distill.core.prompts import pairs_messages, rewrite_messages
 from mga.distill.core.schema import OK, chunk_key, rewrite_key
 from mga.distill.expand.spec import REWRITE_ATTEMPTS, ExpandSpec
 from mga.distill.generate.protocol import Completion, Request
-from mga.distill.label.labeling import not_empty, pairs_result_row, rewrite_result_row
+from mga.distill.label.rows import pairs_job, pairs_result_row, rewrite_job, rewrite_request, rewrite_result_row
 from mga.judge.pairs_check import parse_pairs
 
 # logical CPUs, so that both stages' pools and the explode tasks fit in `workers` CPUs (SLM-2 makes 5x the calls)
@@ -72,11 +71,10 @@ class PairsStage:
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         items = _items(batch)
         todo = {chunk_key(it["chunk"]): it for it in items if it.get("pairs") is None}
-        requests = [
-            Request(key, pairs_messages(it["chunk"]["meta"]["raw_text"], self.spec.language, self.spec.num_pairs),
-                    self.spec.params())
-            for key, it in todo.items()
-        ]
+        model, params = self.generator.model_name, self.spec.params()
+        jobs = {key: pairs_job(it["chunk"]["meta"], self.spec.language, self.spec.num_pairs, params, model)
+                for key, it in todo.items()}
+        requests = [Request(key, job.messages, params) for key, job in jobs.items()]
 
         def validate(completion: Completion) -> tuple[Any, str | None]:
             return parse_pairs(completion.text, self.spec.num_pairs)
@@ -84,7 +82,7 @@ class PairsStage:
         for result in self.generator.run(requests, validate=validate,
                                          max_attempts=self.spec.max_validation_attempts, description="pairs"):
             item = todo[result.request.key]
-            item["pairs"] = pairs_result_row(item["chunk"]["meta"], result, self.generator.model_name)
+            item["pairs"] = pairs_result_row(jobs[result.request.key], result, model)
             item["new"] = True
         return _batch(items)
 
@@ -114,18 +112,13 @@ class RewriteStage:
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         items = _items(batch)
         spec = self.spec
-        jobs = {rewrite_key({"meta": it["meta"], "variant": spec.variant}): it["meta"]
-                for it in items if it["kind"] == "job"}
+        model, params = self.generator.model_name, spec.params()
+        jobs = {rewrite_key({"meta": it["meta"], "variant": spec.variant}):
+                rewrite_job(it["meta"], spec.variant, spec.language, params, model) for it in items if it["kind"] == "job"}
         out = [it for it in items if it["kind"] != "job"]
-        requests = [
-            Request(key, rewrite_messages(m["raw_text"], m["genre"], m["audience"], spec.variant, spec.language),
-                    spec.params())
-            for key, m in jobs.items()
-        ]
-        for result in self.generator.run(requests, validate=not_empty, max_attempts=REWRITE_ATTEMPTS,
-                                         description="rewrite"):
-            row = rewrite_result_row(jobs[result.request.key], result, spec.variant, self.generator.model_name,
-                              spec.max_new_tokens)
+        requests = [rewrite_request(key, job, params, spec.language) for key, job in jobs.items()]
+        for result in self.generator.run(requests, max_attempts=REWRITE_ATTEMPTS, description="rewrite"):
+            row = rewrite_result_row(jobs[result.request.key], result, spec.variant, model, spec.max_new_tokens)
             out.append({"kind": "rewrite", "row": row})
         return _batch(out)
 

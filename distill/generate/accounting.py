@@ -1,7 +1,13 @@
-"""What a stage cost: requests, cache hits, retries, failures, tokens, wall time and money, per stage.
+"""What a stage cost: requests, cache hits, retries, rejected answers, failures, tokens, wall time and money.
 
-Counters live in memory while a stage runs and are written to `<run_dir>/accounting.json`, merged with what
-earlier runs wrote there: a resumed or repeated stage adds only what it spent itself.
+Two records. In memory, `StageCounters` per stage count what this process did (the table printed at the
+end). On disk, when the accounting has a `path` (`<run_dir>/accounting.json`), every event also goes to the
+spending ledger in the request cache (`RequestCache.record`, and `put(..., spend=...)` for a paid answer,
+committed with the answer itself), under the account `path`. `write()` then derives `accounting.json`
+from the ledgers: every stage of every run into that file, also the ones a kill -9 cut short. The ledger
+files an account drew from are listed in `accounting.json`, so a later run finds them all.
+
+Without a path (tests, libraries), `write(path)` adds this process's counts to what the file holds.
 """
 
 from __future__ import annotations
@@ -11,20 +17,23 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from mga.distill.core.errors import MgaError
 from mga.distill.core.io import write_json
+from mga.distill.generate.cache import RequestCache
 from rich.table import Table
 
 _COUNTS = ("requests", "cache_hits", "retries", "invalid", "results", "failures", "prompt_tokens", "completion_tokens")
+_LABELS = {"invalid": "rejected answers"}
 
 
 @dataclass
 class StageCounters:
     """Counts of one stage. Tokens count sent requests only (what was paid for), not cache hits."""
 
-    requests: int = 0  # HTTP calls sent, retries included
+    requests: int = 0  # HTTP calls answered or failed, retries included (calls in flight at a kill are not)
     cache_hits: int = 0  # answers served from the cache
     retries: int = 0  # calls repeated after a rate limit, server error, timeout or dropped connection
-    invalid: int = 0  # answers rejected by validation (each triggers a new request, up to the cap)
+    invalid: int = 0  # paid answers rejected by validation (each triggers a new request, up to the cap)
     results: int = 0  # requests finished (ok or failed)
     failures: int = 0  # requests that ended with an error
     prompt_tokens: int = 0
@@ -33,27 +42,85 @@ class StageCounters:
 
     def add(self, other: dict[str, Any]) -> None:
         for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + other.get(f.name, 0))
+            setattr(self, f.name, getattr(self, f.name) + (other.get(f.name) or 0))
 
     def minus(self, other: dict[str, Any]) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) - other.get(f.name, 0) for f in fields(self)}
 
 
-class Accounting:
-    """Per-stage counters with an optional price per million prompt/completion tokens."""
+def read_accounting(path: Path) -> dict[str, Any]:
+    """An accounting file's content; a corrupt one is an error naming it, never silently reset."""
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or not isinstance(data.get("stages", {}), dict):
+            raise ValueError("not an object with 'stages'")
+        return data
+    except (ValueError, UnicodeDecodeError) as e:
+        raise MgaError(f"{path}: corrupt accounting file ({e.__class__.__name__}: {e}); fix or delete it "
+                       "(it is rebuilt from the spending ledger in the request cache)") from None
 
-    def __init__(self, price_input_per_million: float | None = None, price_output_per_million: float | None = None):
+
+class StageAccount:
+    """The hooks a generator calls for one stage: counts go to memory and, when the accounting is durable
+    and the generator has a cache, to the ledger. `answered` commits a paid answer with its cost."""
+
+    def __init__(self, counters: StageCounters, stage: str, cache: RequestCache | None, account: str | None):
+        self.counters, self.stage = counters, stage
+        self._ledger = cache if account is not None else None
+        self._cache, self._account = cache, account
+
+    def count(self, **counts: Any) -> None:
+        self.counters.add(counts)
+        if self._ledger is not None:
+            self._ledger.record(self._account, self.stage, counts)
+
+    def answered(self, key: str | None, completion: Any, model: str, **counts: Any) -> None:
+        """A paid answer: cached (when there is a key) and counted in one transaction."""
+        self.counters.add(counts)
+        if self._cache is not None and key is not None:
+            spend = (self._account, self.stage, counts) if self._ledger is not None else None
+            self._cache.put(key, completion, model, spend=spend)
+        elif self._ledger is not None:
+            self._ledger.record(self._account, self.stage, counts)
+
+
+class Accounting:
+    """Per-stage counters with an optional price per million prompt/completion tokens; durable with `path`."""
+
+    def __init__(
+        self,
+        price_input_per_million: float | None = None,
+        price_output_per_million: float | None = None,
+        path: str | Path | None = None,
+    ):
         self.price_in = price_input_per_million
         self.price_out = price_output_per_million
+        self.path = Path(path) if path is not None else None
         self.stages: dict[str, StageCounters] = {}
         self._written: dict[str, dict[str, Any]] = {}
+        self._ledgers: dict[Path, RequestCache] = {}
+        if self.path is not None:
+            read_accounting(self.path)  # refuse a corrupt file before any money is spent
 
     @classmethod
-    def for_teacher(cls, teacher: Any) -> Accounting:
-        return cls(teacher.price_input_per_million, teacher.price_output_per_million)
+    def for_teacher(cls, teacher: Any, path: str | Path | None = None) -> Accounting:
+        return cls(teacher.price_input_per_million, teacher.price_output_per_million, path)
+
+    @property
+    def account(self) -> str | None:
+        return str(self.path.resolve()) if self.path is not None else None
 
     def stage(self, name: str) -> StageCounters:
         return self.stages.setdefault(name, StageCounters())
+
+    def for_stage(self, name: str, cache: RequestCache | None) -> StageAccount:
+        """The hooks for a generator of stage `name` whose answers go to `cache` (its ledger)."""
+        if cache is not None and self.path is not None and cache.path.resolve() not in self._ledgers:
+            self._ledgers[cache.path.resolve()] = cache
+            self.write()  # the file names the ledger from now on: a killed run's spending is found again
+        return StageAccount(self.stage(name), name, cache, self.account)
 
     def cost(self, counters: StageCounters | dict[str, Any]) -> float | None:
         if self.price_in is None and self.price_out is None:
@@ -61,31 +128,51 @@ class Accounting:
         c = asdict(counters) if isinstance(counters, StageCounters) else counters
         return c["prompt_tokens"] / 1e6 * (self.price_in or 0.0) + c["completion_tokens"] / 1e6 * (self.price_out or 0.0)
 
-    def write(self, path: str | Path) -> Path:
-        """Add this run's counts (since the last write) to the stages already recorded in `path`."""
-        path = Path(path)
-        merged: dict[str, Any] = {}
-        if path.exists():
-            try:
-                merged = json.loads(path.read_text(encoding="utf-8")).get("stages", {})
-            except (json.JSONDecodeError, AttributeError):
-                merged = {}
+    def _from_ledgers(self, recorded: list[str]) -> tuple[dict[str, StageCounters], list[str]]:
+        totals: dict[str, StageCounters] = {}
+        paths = list(dict.fromkeys([*recorded, *(str(p) for p in self._ledgers)]))
+        for path in paths:
+            cache = self._ledgers.get(Path(path))
+            if cache is None:
+                if not Path(path).is_file():
+                    continue  # a deleted cache takes its records with it
+                cache = RequestCache(path)
+            for stage, counts in cache.totals(self.account).items():
+                totals.setdefault(stage, StageCounters()).add(counts)
+            if Path(path) not in self._ledgers:
+                cache.close()
+        return totals, paths
+
+    def write(self, path: str | Path | None = None) -> Path:
+        """Durable: `accounting.json` derived from the ledgers. Otherwise: add this run's counts (since the
+        last write) to the stages already recorded in `path`."""
+        target = Path(path) if path is not None else self.path
+        if target is None:
+            raise MgaError("accounting: no file to write to")
+        old = read_accounting(target)
+        prices = {"input": self.price_in, "output": self.price_out}
+        if self.path is not None and target.resolve() == self.path.resolve():
+            totals, ledgers = self._from_ledgers([str(p) for p in old.get("ledgers", [])])
+            stages = {name: {**asdict(c), "cost": self.cost(c)} for name, c in totals.items()}
+            return write_json(target, {"stages": stages, "prices_per_million": prices, "ledgers": ledgers})
+        merged: dict[str, Any] = dict(old.get("stages", {}))
         for name, counters in self.stages.items():
             total = StageCounters()
             total.add({k: v for k, v in merged.get(name, {}).items() if k in StageCounters.__dataclass_fields__})
             total.add(counters.minus(self._written.get(name, {})))
             merged[name] = {**asdict(total), "cost": self.cost(total)}
             self._written[name] = asdict(counters)
-        return write_json(path, {"stages": merged, "prices_per_million": {"input": self.price_in, "output": self.price_out}})
+        return write_json(target, {"stages": merged, "prices_per_million": prices})
 
     def table(self, title: str = "teacher accounting") -> Table:
-        """One column per stage, one row per counter (fits a narrow terminal)."""
+        """One column per stage, one row per counter (fits a narrow terminal): what this process did."""
         table = Table(title=title)
         table.add_column("")
         for name in self.stages:
             table.add_column(name, justify="right")
         for key in _COUNTS:
-            table.add_row(key.replace("_", " "), *(f"{getattr(c, key):,}" for c in self.stages.values()))
+            label = _LABELS.get(key, key.replace("_", " "))
+            table.add_row(label, *(f"{getattr(c, key):,}" for c in self.stages.values()))
         table.add_row("wall s", *(f"{c.wall_s:,.1f}" for c in self.stages.values()))
         costs = [self.cost(c) for c in self.stages.values()]
         table.add_row("cost", *("-" if cost is None else f"${cost:,.4f}" for cost in costs))

@@ -1,10 +1,15 @@
-"""A request cache on SQLite: the answer to every chat call is kept, so reruns and resumed runs are free.
+"""A request cache on SQLite, with the spending ledger in the same file.
 
-The key is a hash of what determines the answer: the served model's name (not the base_url, so the same
-model behind another host or port still hits), the messages, the sampling parameters, the logprobs flag and
-the validation attempt index (a retry after a rejected answer is a new request, and a resumed run replays
-the same sequence). Each answer is committed as it arrives, in WAL mode: a process killed at any moment
-loses no finished answer. Nothing about the endpoint or its key is stored.
+`answers`: the answer to every chat call, so reruns and resumed runs are free. The key is a hash of what
+determines the answer: the endpoint's identity (`mga.distill.generate.endpoint.cache_scope`: the base_url, or
+`teacher.cache_namespace`), the served model's name, the messages, the sampling parameters, the logprobs
+flag and the validation attempt index (a retry after a rejected answer is a new request, and a resumed run
+replays the same sequence). Nothing about the key is stored.
+
+`spend`: one row per accounting event (requests sent, tokens, cache hits, rejected answers, results) under
+an `account` (the accounting file it belongs to) and a `stage`. A paid answer and its spend row are
+committed in ONE transaction (`put(..., spend=...)`), in WAL mode: a process killed at any moment loses
+neither a finished answer nor what it cost. `mga.distill.generate.accounting` sums this table.
 """
 
 from __future__ import annotations
@@ -14,39 +19,60 @@ import json
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 from mga.distill.core.errors import MgaError
 from mga.distill.generate.protocol import Completion, Request
 
-_SCHEMA = "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, model TEXT, answer TEXT NOT NULL)"
+COUNTS = ("requests", "cache_hits", "retries", "invalid", "results", "failures", "prompt_tokens",
+          "completion_tokens", "wall_s")
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, model TEXT, answer TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS spend (id INTEGER PRIMARY KEY, account TEXT NOT NULL, stage TEXT NOT NULL, "
+    + ", ".join(f"{c} {'REAL' if c == 'wall_s' else 'INTEGER'} NOT NULL DEFAULT 0" for c in COUNTS) + ")",
+    "CREATE INDEX IF NOT EXISTS spend_account ON spend (account, stage)",
+)
+Spend = tuple[str, str, dict[str, Any]]  # (account, stage, counts)
 
 
-def request_key(model: str, request: Request, attempt: int = 0) -> str:
+def request_key(model: str, request: Request, attempt: int = 0, endpoint: str = "") -> str:
     """sha256 of everything that decides the answer of `request` at validation attempt `attempt`."""
-    blob = json.dumps(
-        [model, request.messages, request.params.model_dump(mode="json"), bool(request.logprobs), int(attempt)],
-        ensure_ascii=False,
-        sort_keys=True,
-        separators=(",", ":"),
-    )
+    parts: list[Any] = [model, request.messages, request.params.model_dump(mode="json"), bool(request.logprobs),
+                        int(attempt)]
+    if endpoint:
+        parts.append(endpoint)
+    blob = json.dumps(parts, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+def _connect(path: Path) -> sqlite3.Connection:
+    try:
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a commit survives a killed process (only an OS crash can lose the last ones)
+        db.execute("PRAGMA synchronous=NORMAL")
+        for statement in _SCHEMA:
+            db.execute(statement)
+        return db
+    except sqlite3.DatabaseError as e:
+        raise MgaError(f"{path}: cannot open the request cache ({e}); delete it to start afresh "
+                       "(its answers and spending records are lost)") from None
+
+
 class RequestCache:
-    """`get(key) -> Completion | None`, `put(key, completion)`; safe to share between threads."""
+    """`get(key)`, `put(key, completion, spend=...)`, `record(account, stage, counts)`, `totals(account)`;
+    safe to share between threads (one connection behind a lock)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
+        if self.path.is_dir():
+            raise MgaError(f"{self.path}: the request cache path is a directory; give a file path")
         try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode: a commit survives a killed process (only an OS crash can lose the last ones)
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(_SCHEMA)
-        except sqlite3.DatabaseError as e:
-            raise MgaError(f"{self.path}: cannot open the request cache ({e}); delete it to start afresh") from None
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise MgaError(f"{self.path}: cannot create the cache folder ({e.strerror})") from None
+        self._lock = threading.Lock()
+        self._db = _connect(self.path)
 
     def get(self, key: str) -> Completion | None:
         with self._lock:
@@ -63,7 +89,8 @@ class RequestCache:
             cached=True,
         )
 
-    def put(self, key: str, completion: Completion, model: str = "") -> None:
+    def put(self, key: str, completion: Completion, model: str = "", *, spend: Spend | None = None) -> None:
+        """Store an answer and, in the same transaction, what it cost: durable as soon as put() returns."""
         answer = json.dumps(
             {
                 "text": completion.text,
@@ -74,8 +101,38 @@ class RequestCache:
             },
             ensure_ascii=False,
         )
-        with self._lock:  # autocommit: one transaction per answer, durable as soon as put() returns
-            self._db.execute("INSERT OR REPLACE INTO answers (key, model, answer) VALUES (?, ?, ?)", (key, model, answer))
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.execute("INSERT OR REPLACE INTO answers (key, model, answer) VALUES (?, ?, ?)",
+                                 (key, model, answer))
+                if spend is not None:
+                    self._insert_spend(*spend)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def record(self, account: str, stage: str, counts: dict[str, Any]) -> None:
+        """One spending event without an answer (a failed attempt, a cache hit, a result, a rejection)."""
+        with self._lock:
+            self._insert_spend(account, stage, counts)
+
+    def _insert_spend(self, account: str, stage: str, counts: dict[str, Any]) -> None:
+        names = [c for c in COUNTS if counts.get(c)]
+        self._db.execute(
+            f"INSERT INTO spend (account, stage{''.join(', ' + c for c in names)}) "
+            f"VALUES (?, ?{', ?' * len(names)})",
+            (account, stage, *(counts[c] for c in names)),
+        )
+
+    def totals(self, account: str) -> dict[str, dict[str, Any]]:
+        """Summed counts per stage of `account`, in the order the stages first spent."""
+        query = (f"SELECT stage, {', '.join(f'SUM({c})' for c in COUNTS)} FROM spend WHERE account = ? "
+                 "GROUP BY stage ORDER BY MIN(id)")
+        with self._lock:
+            rows = self._db.execute(query, (account,)).fetchall()
+        return {row[0]: dict(zip(COUNTS, row[1:])) for row in rows}
 
     def __len__(self) -> int:
         with self._lock:

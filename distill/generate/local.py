@@ -28,6 +28,7 @@ class _Job:
         self.request = request
         self.attempt = 0
         self.history: list[str] = []
+        self.rejected: list[dict] = []
 
     def params(self) -> GenerationParams:
         p = self.request.params
@@ -188,7 +189,6 @@ class LocalGenerator:
 
     def _answer_batch(self, jobs: list[_Job], validate: Validator | None, max_attempts: int) -> Iterator[Result]:
         """Generate for `jobs` (grouped by sampling parameters), validate, and re-ask rejected ones by sampling."""
-        attempts = max(1, max_attempts if validate is not None else 1)
         pending = jobs
         while pending:
             groups: dict[tuple, list[_Job]] = {}
@@ -198,24 +198,30 @@ class LocalGenerator:
             for group in groups.values():
                 for job, outcome in zip(group, self._generate(group, group[0].params()), strict=True):
                     job.attempt += 1
+                    check = job.request.check or validate
+                    attempts = max(1, max_attempts if check is not None else 1)
                     if isinstance(outcome, str):
                         yield Result(job.request, None, error=outcome, attempts=job.attempt, history=job.history)
                         continue
-                    if validate is None:
+                    if check is None:
                         yield Result(job.request, outcome, attempts=job.attempt)
                         continue
                     try:
-                        parsed, reason = validate(outcome)
+                        parsed, reason = check(outcome)
                     except Exception as e:  # noqa: BLE001 - a validator bug must not kill the run
                         parsed, reason = None, f"validator error: {e.__class__.__name__}: {e}"
                     if reason is None:
-                        yield Result(job.request, outcome, attempts=job.attempt, parsed=parsed, history=job.history)
+                        yield Result(job.request, outcome, attempts=job.attempt, parsed=parsed, history=job.history,
+                                     rejected=job.rejected)
                         continue
                     job.history.append(reason)
+                    job.rejected.append({"attempt": job.attempt, "reason": reason, "text": outcome.text,
+                                         "finish_reason": outcome.finish_reason})
                     if job.attempt < attempts:
                         pending.append(job)
                     else:
-                        yield Result(job.request, outcome, error=reason, attempts=job.attempt, history=job.history)
+                        yield Result(job.request, outcome, error=reason, attempts=job.attempt, history=job.history,
+                                     rejected=job.rejected)
 
     def run(
         self,

@@ -13,14 +13,21 @@ from typing import Any, Protocol
 from mga.distill.core.config import GenerationParams
 
 
+# validate(completion) -> (parsed, None) on success or (None, reason) to retry, up to max attempts
+Validator = Callable[["Completion"], tuple[Any, str | None]]
+
+
 @dataclass(frozen=True)
 class Request:
-    """One chat call. `key` identifies the row it belongs to (not part of the cache key)."""
+    """One chat call. `key` identifies the row it belongs to (not part of the cache key). `check`, when set,
+    validates this request's answers instead of the run's `validate` (checks that need the request's own
+    document, like stage 2's); every generator honours it."""
 
     key: str
     messages: list[dict[str, str]]
     params: GenerationParams
     logprobs: bool = False
+    check: Validator | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -44,14 +51,13 @@ class Result:
     attempts: int = 1
     parsed: Any = None  # what `validate` extracted (e.g. the pairs list, the score)
     history: list[str] = field(default_factory=list)  # validation errors of earlier attempts
+    # every answer validation rejected: {"attempt", "reason", "text", "finish_reason"}
+    rejected: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return self.error is None and self.completion is not None
 
-
-# validate(completion) -> (parsed, None) on success or (None, reason) to retry, up to max attempts
-Validator = Callable[[Completion], tuple[Any, str | None]]
 
 
 class Generator(Protocol):

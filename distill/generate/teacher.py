@@ -1,79 +1,36 @@
 """The teacher: any OpenAI-compatible chat endpoint (OpenAI, vLLM, SGLang, Ollama, llama.cpp) as a `Generator`.
 
 Requests run on an asyncio loop in a background thread over the official `AsyncOpenAI` client (its own
-retries off): a fixed pool of `concurrency` workers, a per-request timeout, retries with exponential backoff
-and jitter that honour `Retry-After`, optional requests/tokens-per-minute budgets, and a cache that makes
-reruns free. `run()` is a plain iterator yielding results as they finish. A wrong key, an unknown model or an
-unreachable endpoint ends the run with one `MgaError` line instead of one error per row. The API key never
-leaves the client: errors are scrubbed of it and the cache does not store it.
+retries off): a fixed pool of `concurrency` workers, a per-request timeout with a short connect timeout,
+retries per `mga.distill.generate.retry`, optional requests/tokens-per-minute budgets, and a cache that makes
+reruns free. `run()` is a plain iterator yielding results as they finish. Before the first request a
+preflight (`mga.distill.generate.endpoint`) checks the URL, the key and the model in seconds; a run in which
+every request failed ends with one `MgaError` line. Every request's cost is recorded with its answer
+(`mga.distill.generate.accounting`). The API key never leaves the client: errors are scrubbed of it and the
+cache does not store it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import os
 import queue
-import random
-import re
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from mga.distill.core.config import TeacherConfig
 from mga.distill.core.console import progress_task
-from mga.distill.core.errors import MgaError
+from mga.distill.generate import endpoint
 from mga.distill.generate.accounting import Accounting
 from mga.distill.generate.cache import RequestCache, request_key
-from mga.distill.generate.protocol import (
-    Completion,
-    Generator,
-    Request,
-    Result,
-    Validator,
-)
+from mga.distill.generate.endpoint import TeacherUnavailable
+from mga.distill.generate.protocol import Completion, Generator, Request, Result, Validator
 from mga.distill.generate.ratelimit import TokenBucket, estimate_tokens
+from mga.distill.generate.retry import GAVE_UP, Failure, backoff, classify
 
 _DONE = object()
-_RETRYABLE_STATUS = {408, 409, 425, 429}
-_KEY_PATTERN = re.compile(r"\b(sk|key|token)-[A-Za-z0-9_\-*]{6,}")
-
-
-class TeacherUnavailable(MgaError):
-    """The endpoint cannot serve this run at all (wrong key, unknown model, unreachable host)."""
-
-
-def _display_url(url: str | None) -> str:
-    """The endpoint for messages, without any user:password part."""
-    if not url:
-        return "https://api.openai.com/v1 (default)"
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-def _retry_after(response: Any) -> float | None:
-    """Seconds the server asked us to wait (`retry-after-ms`, `retry-after` in seconds or as a date)."""
-    headers = getattr(response, "headers", None)
-    if headers is None:
-        return None
-    try:
-        if (ms := headers.get("retry-after-ms")) is not None:
-            return max(0.0, float(ms) / 1000)
-        value = headers.get("retry-after")
-        if value is None:
-            return None
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            date = email.utils.parsedate_to_datetime(value)
-            return max(0.0, date.timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 class _RunState:
@@ -95,49 +52,28 @@ class OpenAIGenerator:
         cache: RequestCache | None = None,
         accounting: Accounting | None = None,
         stage: str = "label",
+        preflight: bool = True,
     ):
         self.cfg = cfg
         self.model_name = cfg.model
         self.cache = cache
         self.accounting = accounting if accounting is not None else Accounting.for_teacher(cfg)
         self.stage = stage
-        self.counters = self.accounting.stage(stage)
-        self.base_url = cfg.base_url or os.environ.get("OPENAI_BASE_URL") or None
-        self.url = _display_url(self.base_url)
-        if cfg.api_key is not None:
-            self._api_key = cfg.api_key.get_secret_value()
-        else:
-            self._api_key = os.environ.get(cfg.api_key_env) or ""
-        if not self._api_key:
-            if self.base_url is None:
-                raise MgaError(
-                    f"no API key for OpenAI: set ${cfg.api_key_env}, or teacher.base_url for a local server"
-                )
-            self._api_key = "EMPTY"  # local servers (vLLM, Ollama, llama.cpp) accept any key
-        self._any_success = False
-        self._any_cached = False
+        self.account = self.accounting.for_stage(stage, cache)
+        self.counters = self.account.counters
+        self.base_url = endpoint.base_url_of(cfg)
+        self.url = endpoint.display_url(self.base_url)
+        self.endpoint_id = endpoint.cache_scope(cfg)
+        self._api_key = endpoint.api_key_of(cfg, self.base_url)
+        self._preflight = preflight
+        self._any_success = self._any_cached = False
         self._early_failures = 0
-
-    # ---- helpers -------------------------------------------------------------------------------------------
-
-    def _redact(self, text: str) -> str:
-        if self._api_key and self._api_key != "EMPTY" and len(self._api_key) >= 4:
-            text = text.replace(self._api_key, "***")
-        return _KEY_PATTERN.sub(lambda m: m.group(1) + "-***", text)
-
-    def _backoff(self, attempt: int) -> float:
-        delay = min(self.cfg.backoff_max_s, self.cfg.backoff_base_s * 2 ** (attempt - 1))
-        return delay * (0.5 + random.random() / 2)
+        self._last_reason: str | None = None
 
     def _kwargs(self, request: Request) -> dict[str, Any]:
         p = request.params
-        kwargs: dict[str, Any] = {
-            "model": self.model_name,
-            "messages": request.messages,
-            "temperature": p.temperature,
-            "top_p": p.top_p,
-            "max_tokens": p.max_tokens,
-        }
+        kwargs: dict[str, Any] = {"model": self.model_name, "messages": request.messages,
+                                  "temperature": p.temperature, "top_p": p.top_p, "max_tokens": p.max_tokens}
         if p.seed is not None:
             kwargs["seed"] = p.seed
         if p.n != 1:
@@ -150,6 +86,7 @@ class OpenAIGenerator:
     def _final_failure(self, reason: str, *, unreachable: bool) -> None:
         """Fail the whole run when requests keep failing before any has succeeded (cached answers count as
         successes for refused requests, not for an unreachable endpoint)."""
+        self._last_reason = reason
         if self._any_success or (self._any_cached and not unreachable):
             return
         self._early_failures += 1
@@ -159,103 +96,87 @@ class OpenAIGenerator:
 
     # ---- one request ---------------------------------------------------------------------------------------
 
-    async def _call(self, client: Any, request: Request, limits: tuple) -> tuple[Completion | None, str | None]:
-        """One answer from the endpoint, with retries on transient errors: (completion, None) or (None, why)."""
+    async def _call(self, client: Any, request: Request, key: str | None, limits: tuple) -> tuple[Completion | None, str | None]:
+        """One answer from the endpoint, with retries on transient errors: (completion, None) or (None, why).
+        A paid answer is cached under `key` together with its cost."""
         import openai
 
         rpm, tpm = limits
         kwargs = self._kwargs(request)
-        reason = "no attempt made"
-        unreachable = False
+        failure = Failure("no attempt made")
         for attempt in range(1, self.cfg.max_attempts + 1):
             if rpm is not None:
                 await rpm.acquire(1)
             if tpm is not None:
                 await tpm.acquire(estimate_tokens(request.messages))
-            self.counters.requests += 1
-            delay = None
             try:
                 response = await client.chat.completions.create(**kwargs)
-            except openai.APITimeoutError:
-                reason, unreachable = f"no answer within {self.cfg.timeout_s:g}s (timeout)", False
-            except openai.APIConnectionError as e:
-                cause = e.__cause__ or e
-                reason = self._redact(f"connection error: {cause.__class__.__name__}: {cause}".rstrip(": "))
-                unreachable = True
-            except openai.APIStatusError as e:
-                status = e.status_code
-                message = self._redact(str(getattr(e, "message", e)))[:300]
-                if status in (401, 403):
-                    raise TeacherUnavailable(
-                        f"the teacher at {self.url} refused the API key ({status}); check ${self.cfg.api_key_env} "
-                        f"or teacher.api_key"
-                    ) from None
-                if status == 404:
-                    raise TeacherUnavailable(
-                        f"the teacher at {self.url} has no model '{self.model_name}' or no chat endpoint (404): {message}"
-                    ) from None
-                reason, unreachable = f"HTTP {status}: {message}", False
-                if status not in _RETRYABLE_STATUS and status < 500:
-                    self._final_failure(reason, unreachable=False)
-                    return None, f"the teacher refused the request ({reason})"
-                delay = _retry_after(e.response)
-            except openai.OpenAIError as e:  # unparseable body and the like: worth another try
-                reason, unreachable = self._redact(f"{e.__class__.__name__}: {e}")[:300], False
+            except openai.OpenAIError as e:
+                failure = classify(e, self.cfg.timeout_s, self._api_key)
             else:
                 completion = self._completion(response, request)
                 if completion is not None:
                     self._any_success = True
+                    self.account.answered(key, completion, self.model_name, requests=1,
+                                          prompt_tokens=completion.prompt_tokens,
+                                          completion_tokens=completion.completion_tokens)
                     if tpm is not None:
                         tpm.charge(completion.completion_tokens)
                     return completion, None
-                reason, unreachable = "the answer had no choices", False
-            if attempt < self.cfg.max_attempts:
-                self.counters.retries += 1
-                wait = self._backoff(attempt) if delay is None else min(delay, 600.0) * (1 + random.random() / 10)
-                await asyncio.sleep(wait)
-        self._final_failure(reason, unreachable=unreachable)
-        return None, f"gave up after {self.cfg.max_attempts} attempts: {reason}"
+                failure = Failure("the answer had no choices")
+            again = not failure.final and attempt < self.cfg.max_attempts
+            self.account.count(requests=1, retries=int(again))
+            if failure.status is not None:
+                self._refused(failure)
+            if failure.final:
+                self._final_failure(failure.reason, unreachable=False)
+                return None, f"the teacher refused the request ({failure.reason})"
+            if again:
+                await asyncio.sleep(backoff(attempt, self.cfg.backoff_base_s, self.cfg.backoff_max_s, failure.delay))
+        self._final_failure(failure.reason, unreachable=failure.unreachable)
+        return None, f"{GAVE_UP} {self.cfg.max_attempts} attempts: {failure.reason}"
+
+    def _refused(self, failure: Failure) -> None:
+        """A wrong key or an unknown model ends the run: one line instead of one failure per row."""
+        if failure.status in (401, 403):
+            raise TeacherUnavailable(f"the teacher at {self.url} refused the API key ({failure.status}); check "
+                                     f"${self.cfg.api_key_env} or teacher.api_key")
+        if failure.status == 404:
+            raise TeacherUnavailable(f"the teacher at {self.url} has no model '{self.model_name}' or no chat "
+                                     f"endpoint ({failure.reason})")
 
     def _completion(self, response: Any, request: Request) -> Completion | None:
         if not getattr(response, "choices", None):
             return None
         choice = response.choices[0]
         usage = getattr(response, "usage", None)
-        prompt_tokens = getattr(usage, "prompt_tokens", 0) or 0
-        completion_tokens = getattr(usage, "completion_tokens", 0) or 0
-        self.counters.prompt_tokens += prompt_tokens
-        self.counters.completion_tokens += completion_tokens
         logprobs = None
         if request.logprobs and choice.logprobs is not None and choice.logprobs.content:
             logprobs = [entry.model_dump() for entry in choice.logprobs.content]
-        return Completion(
-            text=(choice.message.content if choice.message else None) or "",
-            finish_reason=choice.finish_reason,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            logprobs=logprobs,
-        )
+        return Completion(text=(choice.message.content if choice.message else None) or "",
+                          finish_reason=choice.finish_reason, prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+                          completion_tokens=getattr(usage, "completion_tokens", 0) or 0, logprobs=logprobs)
 
     async def _answer(
         self, client: Any, request: Request, validate: Validator | None, max_attempts: int, limits: tuple
     ) -> Result:
         """A validated answer: each rejected answer is followed by a new request (a new cache key)."""
+        validate = request.check or validate
         history: list[str] = []
+        rejected: list[dict[str, Any]] = []
         completion: Completion | None = None
         reason: str | None = None
         attempts = max(1, max_attempts if validate is not None else 1)
         for attempt in range(attempts):
-            key = request_key(self.model_name, request, attempt) if self.cache is not None else None
+            key = request_key(self.model_name, request, attempt, self.endpoint_id) if self.cache is not None else None
             completion = self.cache.get(key) if key is not None else None
             if completion is not None:
-                self.counters.cache_hits += 1
+                self.account.count(cache_hits=1)
                 self._any_cached = True
             else:
-                completion, error = await self._call(client, request, limits)
+                completion, error = await self._call(client, request, key, limits)
                 if completion is None:
-                    return Result(request, None, error=error, attempts=attempt + 1, history=history)
-                if key is not None:
-                    self.cache.put(key, completion, self.model_name)
+                    return Result(request, None, error=error, attempts=attempt + 1, history=history, rejected=rejected)
             if validate is None:
                 return Result(request, completion, attempts=attempt + 1)
             try:
@@ -263,10 +184,14 @@ class OpenAIGenerator:
             except Exception as e:  # a validator bug must not kill the run
                 parsed, reason = None, f"validator error: {e.__class__.__name__}: {e}"
             if reason is None:
-                return Result(request, completion, attempts=attempt + 1, parsed=parsed, history=history)
-            self.counters.invalid += 1
+                return Result(request, completion, attempts=attempt + 1, parsed=parsed, history=history,
+                              rejected=rejected)
+            if not completion.cached:
+                self.account.count(invalid=1)
             history.append(reason)
-        return Result(request, completion, error=reason, attempts=attempts, history=history)
+            rejected.append({"attempt": attempt + 1, "reason": reason, "text": completion.text,
+                             "finish_reason": completion.finish_reason})
+        return Result(request, completion, error=reason, attempts=attempts, history=history, rejected=rejected)
 
     # ---- the loop ------------------------------------------------------------------------------------------
 
@@ -283,17 +208,15 @@ class OpenAIGenerator:
             TokenBucket(self.cfg.requests_per_minute) if self.cfg.requests_per_minute else None,
             TokenBucket(self.cfg.tokens_per_minute) if self.cfg.tokens_per_minute else None,
         )
-        counters = self.counters
 
         async def worker() -> None:
             for request in requests:  # one shared iterator: each worker takes the next request when free
                 result = await self._answer(client, request, validate, max_attempts, limits)
-                counters.results += 1
-                if result.error is not None:
-                    counters.failures += 1
+                self.account.count(results=1, failures=int(result.error is not None))
                 out.put(result)
 
-        client = AsyncOpenAI(api_key=self._api_key, base_url=self.base_url, max_retries=0, timeout=self.cfg.timeout_s)
+        client = AsyncOpenAI(api_key=self._api_key, base_url=self.base_url, max_retries=0,
+                             timeout=endpoint.client_timeout(self.cfg))
         async with client:
             try:
                 async with asyncio.TaskGroup() as group:
@@ -323,6 +246,11 @@ class OpenAIGenerator:
         description: str = "generate",
     ) -> Iterator[Result]:
         total = len(requests) if hasattr(requests, "__len__") else None  # type: ignore[arg-type]
+        if total == 0:
+            return
+        if self._preflight:
+            endpoint.preflight(self.cfg, self.base_url, self._api_key)
+            self._preflight = False
         out: queue.SimpleQueue = queue.SimpleQueue()
         state = _RunState()
         thread = threading.Thread(
@@ -330,6 +258,7 @@ class OpenAIGenerator:
             name=f"mga-teacher-{self.stage}",
         )
         started = time.perf_counter()
+        ok = failed = 0
         thread.start()
         try:
             with progress_task(description, total) as advance:
@@ -338,8 +267,12 @@ class OpenAIGenerator:
                         if isinstance(item, asyncio.CancelledError):
                             break
                         raise item
-                    advance()
+                    ok, failed = ok + item.ok, failed + (not item.ok)
+                    advance(failed=not item.ok)
                     yield item
+            if failed and not ok and item is _DONE and not (self._any_success or self._any_cached):
+                raise TeacherUnavailable(f"every one of the {failed} requests to the teacher at {self.url} failed "
+                                         f"(model '{self.model_name}'): {self._last_reason}")
         finally:
             state.stopped.set()
             if state.loop is not None and state.task is not None and thread.is_alive():
@@ -348,7 +281,7 @@ class OpenAIGenerator:
                 except RuntimeError:  # the loop already closed
                     pass
             thread.join()
-            self.counters.wall_s += time.perf_counter() - started
+            self.account.count(wall_s=time.perf_counter() - started)
 
 
 def make_generator(

@@ -144,7 +144,7 @@ def chunk_corpus(corpus_path: Path, out_path: Path, cfg: CorpusConfig, *, seed: 
     corpus_path, out_path = Path(corpus_path), Path(out_path)
     skipped: list[str] = []
     documents: list[tuple[str, str, str]] = []
-    seen: set[str] = set()
+    seen: dict[str, tuple[int, str]] = {}
     for number, row in _read_documents(corpus_path, skipped):
         where = f"{corpus_path.name}:{number}"
         if cfg.text_field not in row:
@@ -156,9 +156,12 @@ def chunk_corpus(corpus_path: Path, out_path: Path, cfg: CorpusConfig, *, seed: 
             continue
         docid = str(row.get(cfg.id_field) or f"{corpus_path.stem}-{number}")
         if docid in seen:
-            skipped.append(f"{where}: duplicate {cfg.id_field} '{docid}', row skipped")
+            if seen[docid][1] != text:  # two documents under one id: resume and reports would mix them up
+                raise MgaError(f"{corpus_path}: duplicate document id '{docid}' ({cfg.id_field} at rows "
+                               f"{seen[docid][0]} and {number}, different texts): document ids must be unique")
+            skipped.append(f"{where}: duplicate {cfg.id_field} '{docid}' (same text), row skipped")
             continue
-        seen.add(docid)
+        seen[docid] = (number, text)
         source = row.get("source")
         documents.append((docid, text, source if isinstance(source, str) else ""))
     for line in skipped:

@@ -1,9 +1,12 @@
 """Stage 1 (genre-audience pairs per chunk) and stage 2 (one rewrite per chunk and pair) as file -> file functions.
 
-Both stream rows to the output as answers arrive (whole lines only) and resume by row key: a rerun skips rows
-already written and, through the generator's request cache, pays for nothing twice. A request that fails is
-written as a row with `status` and `reason`, never dropped; at the end the output is rewritten in input order
-so that an interrupted-and-resumed run and an uninterrupted one give the same file.
+Both stream rows to the output as answers arrive (whole lines only) and resume by content
+(`mga.distill.core.resume`): a rerun keeps a row only if its input text, rendered prompt, generation
+parameters and model are unchanged, redoes the others and, through the generator's request cache, pays for
+nothing twice. A request that fails is written as a row with `status` and `reason`, never dropped (and asked
+again by a rerun); every answer validation rejected is kept in the row's `rejected` list and in the
+`<output>.rejected.jsonl` file. At the end the output is rewritten in input order so that an
+interrupted-and-resumed run and an uninterrupted one give the same file.
 """
 
 from __future__ import annotations
@@ -16,13 +19,13 @@ from typing import Any
 from mga.distill.core.config import VARIANTS, GenerationParams
 from mga.distill.core.console import console
 from mga.distill.core.errors import MgaError
-from mga.distill.core.io import JsonlAppender, finalize_stream, iter_rows, open_stream
-from mga.distill.core.prompts import pairs_messages, rewrite_messages
-from mga.distill.core.schema import OK, chunk_key, pairs_row, rewrite_key, rewrite_row
-from mga.distill.generate.protocol import Completion, Generator, Request, Result
+from mga.distill.core.io import JsonlAppender, finalize_stream, iter_rows, write_rows
+from mga.distill.core.resume import resume_stream
+from mga.distill.core.schema import OK, chunk_key, rewrite_key
+from mga.distill.generate.protocol import Completion, Generator, Request
+from mga.distill.generate.retry import gave_up
+from mga.distill.label.rows import FAILED, Job, pairs_job, pairs_result_row, rewrite_job, rewrite_request, rewrite_result_row
 from mga.judge.pairs_check import parse_pairs
-
-FAILED, TRUNCATED, EMPTY = "failed", "truncated", "empty"
 
 
 class _Sized:
@@ -38,38 +41,33 @@ class _Sized:
         return iter(self._items)
 
 
-def usage_fields(completion: Completion | None) -> dict[str, Any]:
-    """Finish reason and token counts of a row (the row builders here and in `mga.distill.expand.ray_executor` share them)."""
-    return {
-        "finish_reason": completion.finish_reason if completion else None,
-        "prompt_tokens": completion.prompt_tokens if completion else 0,
-        "completion_tokens": completion.completion_tokens if completion else 0,
-    }
+def _no_answer(row: dict[str, Any]) -> bool:
+    """A row that failed on transient errors only (network, timeouts, 5xx, 429): a rerun asks again. Rows the
+    teacher refused (a 400) or whose answers stayed invalid are final."""
+    return row.get("status") == FAILED and gave_up(row.get("reason"))
 
 
-def failure_reason(result: Result) -> str | None:
-    """A failed request's reason, with the reasons of earlier attempts."""
-    if result.error is None:
-        return None
-    if len(result.history) > 1:
-        return f"{result.error} (after {result.attempts} attempts: {' | '.join(result.history)})"
-    return result.error
+def rejected_path(out_path: Path) -> Path:
+    return out_path.with_name(f"{out_path.name.rsplit('.', 1)[0]}.rejected.jsonl")
 
 
-def pairs_result_row(meta: dict[str, Any], result: Result, model: str) -> dict[str, Any]:
-    """The stage-1 row of one answered request (a failed one keeps its reason and raw answer)."""
-    completion = result.completion
-    return pairs_row(meta, result.parsed if result.ok else [], status=OK if result.ok else FAILED,
-                     reason=failure_reason(result), model=model, usage=usage_fields(completion),
-                     raw_output=completion.text if completion else None, attempts=result.attempts)
+def _write_rejected(out_path: Path, rows: list[dict[str, Any]], key) -> None:
+    """Every rejected answer of the final rows, one line each with its reason (rewritten, never appended)."""
+    lines = [{"key": key(row), "meta": row["meta"], **entry, "model": row.get("model")}
+             for row in rows for entry in row.get("rejected") or []]
+    path = rejected_path(out_path)
+    if lines or path.exists():
+        write_rows(path, lines)
 
 
-def rewrite_result_row(meta: dict[str, Any], result: Result, variant: str, model: str, max_tokens: int) -> dict[str, Any]:
-    """The stage-2 row of one answered request."""
-    status, reason = rewrite_status(result, max_tokens)
-    completion = result.completion
-    return rewrite_row(meta, completion.text if completion else "", variant=variant, status=status, reason=reason,
-                       model=model, usage=usage_fields(completion))
+def _resume(stage: str, out_path: Path, key, jobs: dict[str, Job], overwrite: bool):
+    """Resume `out_path` against `jobs`; says what is reused."""
+    resumed = resume_stream(out_path, key, {k: j.digest for k, j in jobs.items()},
+                            {k: j.source_digest for k, j in jobs.items()}, overwrite=overwrite, retry=_no_answer)
+    if resumed.done or resumed.changed or resumed.gone:
+        console.print(f"{stage}: resuming, {len(resumed.done)} rows reused, {len(jobs) - len(resumed.done)} to go"
+                      f"{resumed.describe()}", markup=False)
+    return resumed
 
 
 def _summary(stage: str, rows: list[dict[str, Any]], out_path: Path) -> None:
@@ -83,7 +81,7 @@ def _summary(stage: str, rows: list[dict[str, Any]], out_path: Path) -> None:
 
 def _read_chunks(path: Path) -> list[dict[str, Any]]:
     chunks: list[dict[str, Any]] = []
-    seen: set[str] = set()
+    seen: dict[str, tuple[int, str]] = {}
     for number, row in enumerate(iter_rows(path), 1):
         meta = row.get("meta")
         if not isinstance(meta, dict) or "raw_text" not in meta or "docid" not in meta:
@@ -96,8 +94,11 @@ def _read_chunks(path: Path) -> list[dict[str, Any]]:
             console.print(f"warning: {path.name}: row {number} has an empty meta.raw_text, skipped", markup=False)
             continue
         if (k := chunk_key(row)) not in seen:
-            seen.add(k)
+            seen[k] = (number, meta["raw_text"])
             chunks.append(row)
+        elif seen[k][1] != meta["raw_text"]:
+            raise MgaError(f"{path}: duplicate document id '{meta['docid']}' (chunk {k} at rows {seen[k][0]} and "
+                           f"{number} with different text): document ids must be unique")
     return chunks
 
 
@@ -110,49 +111,35 @@ def label_pairs(
     num_pairs: int = 5,
     params: GenerationParams,
     max_validation_attempts: int = 3,
+    overwrite: bool = False,
 ) -> Path:
     """Stage 1: `num_pairs` (genre, audience) pairs per chunk, checked by `parse_pairs`, retried if invalid."""
     chunks_path, out_path = Path(chunks_path), Path(out_path)
     chunks = _read_chunks(chunks_path)
-    stream, done = open_stream(out_path, chunk_key)
-    todo = {chunk_key(c): c for c in chunks if chunk_key(c) not in done}
-    requests = _Sized(
-        (Request(k, pairs_messages(c["meta"]["raw_text"], language, num_pairs), params) for k, c in todo.items()),
-        len(todo),
-    )
-    if done:
-        console.print(f"stage 1: resuming, {len(done)} chunks already labeled, {len(todo)} to go", markup=False)
+    if not chunks:
+        raise MgaError(f"{chunks_path}: no chunk with text to label")
+    model = generator.model_name
+    jobs = {chunk_key(c): pairs_job(c["meta"], language, num_pairs, params, model) for c in chunks}
+    resumed = _resume("stage 1", out_path, chunk_key, jobs, overwrite)
+    todo = {k: j for k, j in jobs.items() if k not in resumed.done}
+    requests = _Sized((Request(k, j.messages, params) for k, j in todo.items()), len(todo))
 
     def validate(completion: Completion) -> tuple[Any, str | None]:
         return parse_pairs(completion.text, num_pairs)
 
-    with JsonlAppender(stream) as out:
+    with JsonlAppender(resumed.stream) as out:
         for result in generator.run(
             requests, validate=validate, max_attempts=max_validation_attempts, description="stage 1: pairs"
         ):
-            out.write(pairs_result_row(todo[result.request.key]["meta"], result, generator.model_name))
-    rows = finalize_stream(out_path, stream, [chunk_key(c) for c in chunks], chunk_key)
+            out.write(pairs_result_row(todo[result.request.key], result, model))
+    stream = resumed.stream
+    rows = finalize_stream(out_path, stream, list(jobs), chunk_key)
+    _write_rejected(out_path, rows, chunk_key)
     _summary("stage 1 pairs", rows, out_path)
     return out_path
 
 
 # ---- stage 2 -------------------------------------------------------------------------------------------------
-
-
-def rewrite_status(result: Result, max_tokens: int) -> tuple[str, str | None]:
-    """(status, reason) of a rewrite: ok, failed, empty, or truncated at max_tokens (marked, never dropped)."""
-    completion = result.completion
-    if completion is None:
-        return FAILED, result.error
-    if not completion.text.strip():
-        return EMPTY, f"the teacher returned no text (finish_reason={completion.finish_reason})"
-    if completion.finish_reason == "length":
-        return TRUNCATED, f"the answer hit max_tokens={max_tokens} and was cut off"
-    return OK, None
-
-
-def not_empty(completion: Completion) -> tuple[Any, str | None]:
-    return (None, None) if completion.text.strip() else (None, "empty answer")
 
 
 def label_rewrites(
@@ -163,14 +150,16 @@ def label_rewrites(
     language: str = "en",
     variant: str = "base",
     params: GenerationParams,
-    max_attempts: int = 2,
+    max_attempts: int = 3,
+    overwrite: bool = False,
 ) -> Path:
-    """Stage 2: one rewrite per (ok chunk, pair) with the `variant` prompt; empty answers are asked again
-    (`max_attempts` in all), then kept and marked like truncated ones (`status` empty / truncated)."""
+    """Stage 2: one rewrite per (ok chunk, pair) with the `variant` prompt. Answers that are not a rewrite
+    (`mga.distill.label.answer_checks`) are asked again (`max_attempts` in all), then kept and marked
+    (`status` empty / rejected), like truncated ones (`truncated`)."""
     if variant not in VARIANTS:
         raise MgaError(f"unknown prompt variant '{variant}' (choose {', '.join(VARIANTS)})")
     pairs_path, out_path = Path(pairs_path), Path(out_path)
-    jobs: dict[str, dict[str, Any]] = {}
+    metas: dict[str, dict[str, Any]] = {}
     skipped = 0
     for number, row in enumerate(iter_rows(pairs_path), 1):
         if "pairs" not in row or not isinstance(row.get("meta"), dict) or "raw_text" not in row["meta"]:
@@ -178,27 +167,28 @@ def label_rewrites(
         if row.get("status", OK) != OK:
             skipped += 1
             continue
+        if not isinstance(row["pairs"], list) or not all(
+            isinstance(p, dict) and isinstance(p.get("genre"), str) and isinstance(p.get("audience"), str)
+            for p in row["pairs"]
+        ):
+            raise MgaError(f"{pairs_path}: row {number}: `pairs` must be a list of {{genre, audience}} strings")
         for pair_id, pair in enumerate(row["pairs"]):
             meta = {**row["meta"], "genre": pair["genre"], "audience": pair["audience"], "pair_id": pair_id}
-            jobs.setdefault(rewrite_key({"meta": meta, "variant": variant}), meta)
+            metas.setdefault(rewrite_key({"meta": meta, "variant": variant}), meta)
     if skipped:
         console.print(f"stage 2: {skipped} chunks whose pairs failed are not rewritten", markup=False)
-    stream, done = open_stream(out_path, rewrite_key)
-    todo = {k: meta for k, meta in jobs.items() if k not in done}
-    requests = _Sized(
-        (
-            Request(k, rewrite_messages(m["raw_text"], m["genre"], m["audience"], variant, language), params)
-            for k, m in todo.items()
-        ),
-        len(todo),
-    )
-    if done:
-        console.print(f"stage 2: resuming, {len(done)} rewrites already written, {len(todo)} to go", markup=False)
-    with JsonlAppender(stream) as out:
-        for result in generator.run(
-            requests, validate=not_empty, max_attempts=max_attempts, description=f"stage 2: rewrite ({variant})"
-        ):
-            out.write(rewrite_result_row(todo[result.request.key], result, variant, generator.model_name, params.max_tokens))
+    if not metas and not skipped:
+        raise MgaError(f"{pairs_path}: no rows: nothing to rewrite")
+    model = generator.model_name
+    jobs = {k: rewrite_job(meta, variant, language, params, model) for k, meta in metas.items()}
+    resumed = _resume("stage 2", out_path, rewrite_key, jobs, overwrite)
+    todo = {k: j for k, j in jobs.items() if k not in resumed.done}
+    requests = _Sized((rewrite_request(k, j, params, language) for k, j in todo.items()), len(todo))
+    with JsonlAppender(resumed.stream) as out:
+        for result in generator.run(requests, max_attempts=max_attempts, description=f"stage 2: rewrite ({variant})"):
+            out.write(rewrite_result_row(todo[result.request.key], result, variant, model, params.max_tokens))
+    stream = resumed.stream
     rows = finalize_stream(out_path, stream, list(jobs), rewrite_key)
+    _write_rejected(out_path, rows, rewrite_key)
     _summary(f"stage 2 rewrites ({variant})", rows, out_path)
     return out_path

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mga.distill.core.errors import MgaError
 from mga.distill.core.io import write_json
 
 
@@ -54,8 +55,12 @@ class Manifest:
         self.path = Path(path)
         self.stages: dict[str, StageRecord] = {}
         if self.path.exists():
-            data = json.loads(self.path.read_text())
-            self.stages = {name: StageRecord(**rec) for name, rec in data.get("stages", {}).items()}
+            try:
+                data = json.loads(self.path.read_text(encoding="utf-8"))
+                self.stages = {name: StageRecord(**rec) for name, rec in data.get("stages", {}).items()}
+            except (ValueError, TypeError, AttributeError) as e:
+                raise MgaError(f"{self.path}: corrupt run manifest ({e.__class__.__name__}: {str(e)[:200]}); fix or "
+                               "delete it (every stage then runs again, reusing cached answers)") from None
 
     def save(self) -> None:
         write_json(self.path, {"stages": {name: vars(rec) for name, rec in self.stages.items()}})

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from mga.distill.core.config import CorpusConfig, LabelConfig, Section, TeacherConfig
 from mga.distill.core.errors import MgaError
+from mga.distill.core.secrets import MASK, is_secret_key, mask_secrets
 from mga.distill.train.config import TrainConfig, passthrough_errors
 from mga.judge.config import FilterConfig, JudgeConfig, ReportConfig
 from mga.quantize.config import QuantizeConfig
@@ -70,15 +71,25 @@ def apply_override(data: dict[str, Any], assignment: str, source: str = "--set")
     """Apply `a.b.c=value` (value parsed as YAML) to nested recipe data."""
     key, sep, raw = assignment.partition("=")
     if not sep or not key.strip():
-        raise MgaError(f"{source} {assignment!r}: expected KEY=VALUE, e.g. train.learning_rate=1e-4")
+        shown = MASK if any(is_secret_key(w) for w in re.split(r"[^\w.]+", assignment) if w) else repr(assignment)
+        raise MgaError(f"{source} {shown}: expected KEY=VALUE, e.g. train.learning_rate=1e-4")
+    try:
+        value = parse_value(raw)
+    except yaml.YAMLError:
+        value = raw  # not YAML: the text itself (a validation error then names the key)
+    set_key(data, key, value, source)
+
+
+def set_key(data: dict[str, Any], key: str, value: Any, source: str = "--set") -> None:
+    """Set the dotted recipe `key` to `value` in nested recipe data."""
     parts = key.strip().split(".")
     node = data
     for part in parts[:-1]:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise MgaError(f"{source} {assignment!r}: '{part}' is not a section")
+            raise MgaError(f"{source} {key.strip()}: '{part}' is not a section")
         node = child
-    node[parts[-1]] = parse_value(raw)
+    node[parts[-1]] = value
 
 
 def _model_at(loc: tuple[Any, ...]) -> type[Section] | None:
@@ -108,7 +119,8 @@ def format_errors(error: ValidationError) -> list[str]:
             lines.append(f"{path}: required key is missing")
         else:
             got = err.get("input")
-            shown = "" if isinstance(got, dict) else f" (got {got!r})"
+            secret = any(is_secret_key(str(part)) for part in loc)
+            shown = "" if isinstance(got, dict) else f" (got {MASK if secret else repr(got)})"
             lines.append(f"{path}: {err['msg']}{shown}")
     return lines
 
@@ -134,9 +146,12 @@ def validate_recipe(data: Any, source: str = "recipe") -> RunConfig:
     return config
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Read, override and validate a recipe; every user mistake becomes one `MgaError` line per problem."""
+def load_recipe(path: str | Path, overrides: list[str] | None = None, prepare=None) -> RunConfig:
+    """Read, override (`overrides`, then `prepare(data)`) and validate a recipe; every user mistake becomes
+    one `MgaError` line per problem."""
     path = Path(path)
+    if path.is_dir():
+        raise MgaError(f"{path}: the recipe is a directory; give a YAML file")
     if not path.is_file():
         raise MgaError(f"recipe not found: {path}")
     try:
@@ -147,12 +162,16 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RunConf
         raise MgaError(f"{path}: invalid YAML{where}: {getattr(e, 'problem', e)}") from None
     except UnicodeDecodeError:
         raise MgaError(f"{path}: not UTF-8 text") from None
+    except OSError as e:
+        raise MgaError(f"{path}: cannot read the recipe ({e.strerror})") from None
     if isinstance(data, dict):
         for assignment in overrides or []:
             apply_override(data, assignment)
+        if prepare is not None:
+            prepare(data)
     return validate_recipe(data, source=str(path))
 
 
 def dump_recipe(config: RunConfig) -> str:
     """The resolved recipe as YAML, secrets masked (for the run directory)."""
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    return yaml.safe_dump(mask_secrets(config.model_dump(mode="json")), sort_keys=False, allow_unicode=True)

@@ -64,7 +64,7 @@ class Runner:
         self.dir = Path(run_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.manifest = Manifest(self.dir / "manifest.json")
-        self.accounting = Accounting.for_teacher(teacher)
+        self.accounting = Accounting.for_teacher(teacher, path=self.dir / "accounting.json")  # durable ledger
         self.cache_path = self.dir / "cache.sqlite"
         self.from_index = STAGES.index(from_stage) if from_stage else None
         self.until_index = STAGES.index(until) if until else None

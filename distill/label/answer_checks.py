@@ -1,0 +1,67 @@
+"""Stage-2 answer checks: is this answer a rewrite at all?
+
+A teacher sometimes answers a rewrite prompt with something else: JSON (a stage-1 habit), a judge-style
+verdict, the document or the prompt copied back, or only boilerplate ("Sure! Here is the rewrite:"). Such an
+answer is rejected with a reason and asked again, like a malformed stage-1 answer; what stays rejected is
+kept in the row and in the `rejected` file. Truncated answers are not rejected here: they are kept and
+marked `truncated` by the labeling stage.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from mga.distill.generate.protocol import Completion, Validator
+from mga.judge.filters import clean_rewrite
+
+_FENCE = re.compile(r"^```[\w-]*\s*\n?(.*?)\n?```$", re.S)
+_VERDICT_JSON = re.compile(r"\"score\"\s*:\s*\"?[1-5]\b")
+_VERDICT_LINE = re.compile(r"^\W*(score|rating|评分|得分|分数)\W*\s*[:：=]\s*[1-5](\s*/\s*5)?\W*$", re.I)
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def _is_json(text: str) -> bool:
+    body = text.strip()
+    if (fenced := _FENCE.match(body)) is not None:
+        body = fenced.group(1).strip()
+    if body[:1] not in "{[":
+        return False
+    try:
+        return isinstance(json.loads(body), dict | list)
+    except ValueError:
+        return False
+
+
+def rewrite_problem(text: str, document: str, prompt: str, nonce: str, language: str = "en") -> str | None:
+    """Why `text` is not a rewrite of `document` (asked with user prompt `prompt`), or None."""
+    if not text.strip():
+        return "empty answer"
+    cleaned, removed = clean_rewrite(text, language, original=document)
+    if not cleaned.strip():
+        return f"only boilerplate ({len(removed)} line(s), e.g. {removed[0][:60]!r})"
+    if _is_json(cleaned):
+        return "the answer is JSON, not a rewrite"
+    lines = [line for line in cleaned.splitlines() if line.strip()]
+    if _VERDICT_JSON.search(cleaned) or (lines and _VERDICT_LINE.match(lines[-1].strip())):
+        return "the answer is a judge-style verdict (a score), not a rewrite"
+    if _norm(cleaned) == _norm(document):
+        return "the answer is a copy of the document"
+    first_instruction = next((line for line in prompt.splitlines() if len(line.strip()) > 30), "")
+    if nonce in text or (first_instruction and _norm(first_instruction) in _norm(cleaned)):
+        return "the answer repeats the prompt"
+    return None
+
+
+def rewrite_check(document: str, messages: list[dict[str, str]], nonce: str, language: str = "en") -> Validator:
+    """The per-request validator of one stage-2 request (`Request.check`)."""
+    prompt = messages[-1]["content"]
+
+    def check(completion: Completion) -> tuple[Any, str | None]:
+        return None, rewrite_problem(completion.text, document, prompt, nonce, language)
+
+    return check
