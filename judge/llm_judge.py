@@ -2,8 +2,9 @@
 
 Answers go through `mga.judge.parse.parse_judgement`; an answer it refuses is asked again (the Generator's
 validate/max_attempts loop, a new request each time) and, after `max_parse_attempts`, stored as
-`unscored` with the reason, so reports count it as a failure. Judged rows stream to the output and a
-rerun skips the rewrites already judged (key: `rewrite_key`).
+`unscored` with the reason, so reports count it as a failure. Judged rows stream to the output; a rerun
+keeps a verdict only for the same original, rewrite, judge prompt, parameters and model (`judge.digest`, see
+`mga.distill.core.resume`) and judges the others again.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import Any
 
 from mga.distill.core.config import GenerationParams
 from mga.distill.core.console import console
-from mga.distill.core.io import JsonlAppender, finalize_stream, open_stream, read_rows
+from mga.distill.core.io import JsonlAppender, finalize_stream, read_rows
 from mga.distill.core.prompts import judge_messages
+from mga.distill.core.resume import content_digest, resume_stream
 from mga.distill.core.schema import rewrite_key, unjudgeable_reason
 from mga.distill.generate.protocol import Completion, Generator, Request, Result
 from mga.judge.parse import parse_judgement, unscored_verdict
@@ -83,25 +85,28 @@ def judge_rows(
     out_path = Path(out_path)
     params = params or GenerationParams(temperature=0.0, max_tokens=2048)
     rows = in_path if isinstance(in_path, list) else read_rows(in_path)
-    work, done = open_stream(out_path, rewrite_key)
-    todo = {rewrite_key(r): r for r in rows if rewrite_key(r) not in done}
-    if done:
-        console.print(f"judge: resuming, {len(done)} of {len(rows)} rows already judged", markup=False)
     model = getattr(generator, "model_name", None)
+    prompts = {rewrite_key(r): judge_messages(r["meta"]["raw_text"], r.get("content_split") or "", language) for r in rows}
+    digests = {rewrite_key(r): content_digest(prompts[rewrite_key(r)], params.model_dump(mode="json"), model, logprobs,
+                                              r.get("status")) for r in rows}
+    # resume by content: a verdict is reused only for the same original, rewrite, judge prompt, params and model
+    resumed = resume_stream(out_path, rewrite_key, digests, None, digest_of=lambda row: (row.get("judge") or {}).get("digest"))
+    work, done = resumed.stream, resumed.done
+    todo = {rewrite_key(r): r for r in rows if rewrite_key(r) not in done}
+    if done or resumed.changed or resumed.gone:
+        console.print(f"judge: resuming, {len(done)} of {len(rows)} rows already judged{resumed.describe()}", markup=False)
 
     with JsonlAppender(work) as out:
         for key, row in list(todo.items()):  # failed generations are judged without a call
             reason = unjudgeable_reason(row)
             if reason:
-                out.write({**row, "judge": {**unscored_verdict(reason, BACKEND, model), "attempts": 0, "history": []}})
+                out.write({**row, "judge": {**unscored_verdict(reason, BACKEND, model), "attempts": 0, "history": [],
+                                            "digest": digests[key]}})
                 del todo[key]
-        requests = [
-            Request(key=key, messages=judge_messages(row["meta"]["raw_text"], row["content_split"], language),
-                    params=params, logprobs=logprobs)
-            for key, row in todo.items()
-        ]
+        requests = [Request(key=key, messages=prompts[key], params=params, logprobs=logprobs) for key in todo]
         if requests:
             for result in generator.run(requests, validate=validate, max_attempts=max_parse_attempts, description="judge"):
-                out.write({**todo[result.request.key], "judge": _verdict(result, model)})
+                key = result.request.key
+                out.write({**todo[key], "judge": {**_verdict(result, model), "digest": digests[key]}})
     finalize_stream(out_path, work, [rewrite_key(r) for r in rows], rewrite_key)  # input order
     return out_path

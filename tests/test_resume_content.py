@@ -144,3 +144,20 @@ def test_stage1_rejected_answers_are_kept_with_their_reason(fake_openai, tmp_pat
     rejected = read_rows(rejected_path(out))
     assert [r["attempt"] for r in rejected] == [1, 2] and rejected[0]["text"] == "not json at all"
     assert all(r["reason"] and r["key"] == "a#0" for r in rejected)
+
+
+def test_judge_verdicts_are_redone_when_the_rewrite_changed(fake_openai, tmp_path):
+    from mga.judge.llm_judge import judge_rows
+
+    server = fake_openai(lambda body: Reply('{"analysis": "same points", "score": 4}'))
+    rows = [{"meta": {"docid": d, "chunk_id": 0, "raw_text": f"Original {d}.", "genre": "g", "audience": "a",
+                      "pair_id": 0}, "content_split": f"Rewrite {d}.", "variant": "base", "status": "ok"} for d in "abc"]
+    inp, out = tmp_path / "rw.jsonl", tmp_path / "judged.jsonl"
+    judge_rows(write_rows(inp, rows), out, make_generator(cfg(server.url)))
+    assert len(server.requests) == 3
+    rows[1]["content_split"] = "Rewrite b, edited."
+    judge_rows(write_rows(inp, rows[:2]), out, make_generator(cfg(server.url)))
+    assert len(server.requests) == 4 and "edited" in docs_in(server)[-1]
+    judged = read_rows(out)
+    assert [r["content_split"] for r in judged] == ["Rewrite a.", "Rewrite b, edited."]  # c left the input
+    assert all(r["judge"]["digest"] for r in judged)

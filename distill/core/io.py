@@ -220,14 +220,6 @@ def stream_path(out_path: Path) -> Path:
     raise MgaError(f"{out_path}: unsupported output type '{out_path.suffix}' (use .jsonl or .parquet)")
 
 
-def open_stream(out_path: Path, key: Callable[[dict[str, Any]], str]) -> tuple[Path, set[str]]:
-    """Where a resumable stage appends its rows, and the keys already there (resume from a kill)."""
-    stream = stream_path(out_path)
-    if stream != out_path and not stream.exists() and out_path.exists():
-        write_rows(stream, iter_rows(out_path))  # resume from a finished Parquet output
-    return stream, done_keys(stream, key)
-
-
 def finalize_stream(out_path: Path, stream: Path, order: list[str], key: Callable[[dict[str, Any]], str]) -> list[dict]:
     """Rewrite the streamed rows in input order (one row per key, none whose key left `order`), atomically;
     convert to Parquet if asked."""

@@ -57,14 +57,16 @@ def resume_stream(
     out_path: Path,
     key: Key,
     expected: dict[str, str],
-    sources: dict[str, str],
+    sources: dict[str, str] | None,
     *,
     overwrite: bool = False,
     retry: Callable[[dict[str, Any]], bool] | None = None,
+    digest_of: Callable[[dict[str, Any]], str | None] = lambda row: row.get("digest"),
 ) -> Resumed:
     """Open `out_path`'s stream for a rerun keyed by content (see the module docstring).
 
-    `expected`: key -> digest of each job; `sources`: key -> source digest; `retry(row)`: rows to redo anyway."""
+    `expected`: key -> digest of each job; `sources`: key -> source digest (None: no check for another
+    input); `retry(row)`: rows to redo anyway; `digest_of(row)`: where a row keeps its digest."""
     stream = stream_path(out_path)
     if overwrite:
         stream.unlink(missing_ok=True)
@@ -72,7 +74,7 @@ def resume_stream(
     if stream != out_path and not stream.exists() and out_path.exists():
         write_rows(stream, iter_rows(out_path))  # resume from a finished Parquet output
     rows = list(iter_rows(stream)) if stream.exists() else []
-    if rows and not any(sources.get(_key_or_none(key, r) or "") == r.get("source_digest") for r in rows):
+    if rows and sources is not None and not any(sources.get(_key_or_none(key, r) or "") == r.get("source_digest") for r in rows):
         why = ("rows without content digests (written by an older version)" if not any("source_digest" in r for r in rows)
                else "rows of another input (none matches a document of this input)")
         raise MgaError(f"{out_path}: holds {len(rows)} {why}: choose another output, or pass --overwrite to redo it")
@@ -81,7 +83,7 @@ def resume_stream(
         k = _key_or_none(key, row)
         if k is None or k not in expected:
             resumed.gone += 1
-        elif row.get("digest") != expected[k]:
+        elif digest_of(row) != expected[k]:
             resumed.changed += 1
         elif retry is not None and retry(row):
             resumed.retried += 1
