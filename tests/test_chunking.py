@@ -68,7 +68,7 @@ def test_bad_rows_are_warned_and_skipped(tmp_path, capsys):
         b'{"id": "latin", "text": "caf\xe9 au lait"}\n'
         b'{"id": "notext", "body": "no text field"}\n'
         b"this is not json\n"
-        b'{"id": "good1", "text": "a duplicate id"}\n'
+        b'{"id": "good1", "text": "A fine document."}\n'  # the same document twice: skipped
         b'{"id": "good2", "text": "Another fine document."}\n'
     )
     rows = read_rows(chunk_corpus(corpus, tmp_path / "chunks.jsonl", CorpusConfig()))
@@ -78,6 +78,13 @@ def test_bad_rows_are_warned_and_skipped(tmp_path, capsys):
     assert len(warnings) == 5
     for where, what in [(2, "empty"), (3, "UTF-8"), (4, "no 'text' field"), (5, "not a JSON row"), (6, "duplicate")]:
         assert any(f"bad.jsonl:{where}:" in w and what in w for w in warnings), (where, err)
+
+
+def test_two_documents_under_one_id_are_an_error(tmp_path):
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"id": "a", "text": "One text."}\n{"id": "a", "text": "Another text."}\n')
+    with pytest.raises(MgaError, match="duplicate document id 'a' .*rows 1 and 2"):
+        chunk_corpus(corpus, tmp_path / "o.jsonl", CorpusConfig())
 
 
 def test_no_usable_documents_is_an_error(tmp_path):
