@@ -81,8 +81,8 @@ def test_judge_takes_base_url_and_model(fake_openai, tmp_path, capsys):
     inp = write_rows(tmp_path / "rw.jsonl", rows)
     with pytest.raises(SystemExit) as info:
         main(["judge", "-i", str(inp), "-o", str(tmp_path / "j.jsonl"), "--backend", "llm", "--base-url", server.url,
-              "--model", "judge-x", "--set", "teacher.api_key_env=MGA_TEST_NO_KEY"])
+              "--model", "judge-x", "--set", "teacher.api_key_env=MGA_TEST_NO_KEY", "--set", "judge.controls=0"])
     assert info.value.code == 0, capsys.readouterr().err
-    assert [b["model"] for b in server.requests] == ["judge-x"]
+    assert [b["model"] for b in server.requests] == ["judge-x"]  # the options name the judge's endpoint
     assert read_rows(tmp_path / "j.jsonl")[0]["judge"]["score"] == 4
     assert json.loads((tmp_path / "accounting.json").read_text())["stages"]["judge"]["requests"] == 1
