@@ -5,8 +5,12 @@ judged rows and reports. What it measures is closeness to the original, not Limi
 cannot tell a faithful summary from one with changed facts, and it punishes heavy but legitimate
 restyling. See docs/judge.md for its limits.
 
-signal = 0.3 * cosine(MiniLM(original), MiniLM(rewrite)) + 0.7 * keyword coverage   (SIGNAL_WEIGHT)
+signal = w * cosine(MiniLM(original), MiniLM(rewrite)) + (1 - w) * keyword coverage
 score  = 1 + number of band thresholds <= signal
+
+The weight w and the four thresholds belong to the language pack (`heuristic_judge` in
+data/prompts/<lang>/language.yaml). They are fitted on the language's reference set, and checked by leaving
+one document out at a time, by `mga judge --calibrate --leave-one-out --write-bands` (mga.judge.fit).
 """
 
 from __future__ import annotations
@@ -18,24 +22,11 @@ from pathlib import Path
 
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import iter_rows, write_rows
+from mga.distill.core.language import language_pack
 from mga.distill.core.schema import unjudgeable_reason
 from mga.judge.keywords import keyword_coverage
 from mga.judge.parse import unscored_verdict, verdict
 
-# Share of the MiniLM cosine in the signal. On the reference set, leave-one-document-out agreement was
-# best for coverage alone and fell as the cosine's share grew (en exact/within-1: 0.0 -> 55%/95%,
-# 0.3 -> 51%/92%, 0.5 -> 46%/89%); 0.3 keeps the embedding as a minority vote for paraphrases that share
-# few words with the original.
-SIGNAL_WEIGHT = 0.3
-# Thresholds (signal at which scores 2, 3, 4, 5 begin), per language. Fitted by `fit_bands` on the bundled
-# reference set (data/reference/<lang>.jsonl: 13 en / 5 zh documents x 5 rewrites with hand-assigned
-# scores): the monotone mapping with the least absolute error against the reference scores. Equal
-# neighbours mean that score is never given (en: 2). Refit with `python -m mga.judge.heuristic en|zh` after
-# changing the reference set or SIGNAL_WEIGHT.
-BANDS: dict[str, tuple[float, float, float, float]] = {
-    "en": (0.1341, 0.1341, 0.4533, 0.5519),
-    "zh": (0.1691, 0.2785, 0.2785, 0.7634),
-}
 EMBED_BATCH = 32
 
 
@@ -108,10 +99,22 @@ class HeuristicJudge:
 
     backend = "heuristic"
 
-    def __init__(self, language: str = "en", bands: Sequence[float] | None = None):
+    def __init__(self, language: str = "en", bands: Sequence[float] | None = None, signal_weight: float | None = None):
         self.language = language
-        self.bands = tuple(bands) if bands is not None else BANDS.get(language.split("-")[0], BANDS["en"])
+        fitted = language_pack(language).heuristic_judge
+        self.signal_weight = fitted.signal_weight if signal_weight is None else signal_weight
+        self._bands = tuple(bands) if bands is not None else fitted.bands
         self.model_name = f"all-MiniLM-L6-v2 + keyword coverage, {self.language} bands"
+
+    @property
+    def bands(self) -> tuple[float, ...]:
+        """The fitted thresholds; a pack without them cannot score (its signals can still be computed to fit them)."""
+        if self._bands is None:
+            raise MgaError(
+                f"the heuristic judge has no fitted bands for language '{self.language}' (heuristic_judge.bands in "
+                f"data/prompts/{self.language}/language.yaml): fit them on its reference set with "
+                f"`mga judge --calibrate --leave-one-out --write-bands --set language={self.language}`")
+        return self._bands
 
     def signals(self, originals: Sequence[str], rewrites: Sequence[str]) -> list[dict[str, float]]:
         if not originals:
@@ -122,7 +125,7 @@ class HeuristicJudge:
         for original, rewrite in zip(originals, rewrites):
             cosine = float(vectors[original] @ vectors[rewrite])
             coverage = keyword_coverage(original, rewrite, self.language)
-            signal = SIGNAL_WEIGHT * cosine + (1 - SIGNAL_WEIGHT) * coverage
+            signal = self.signal_weight * cosine + (1 - self.signal_weight) * coverage
             out.append({"cosine": round(cosine, 4), "coverage": round(coverage, 4), "signal": round(signal, 4)})
         return out
 
@@ -147,6 +150,7 @@ def judge_rows_heuristic(in_path: str | Path | list[dict], out_path: str | Path,
     from mga.distill.core.console import progress_task
 
     judge = HeuristicJudge(language)
+    _ = judge.bands  # fail before reading anything when the pack has no fitted bands
     rows = [dict(row) for row in in_path] if isinstance(in_path, list) else list(iter_rows(in_path))
     with progress_task("heuristic judge", len(rows)) as advance:
         for start in range(0, len(rows), batch):
@@ -162,21 +166,3 @@ def judge_rows_heuristic(in_path: str | Path | list[dict], out_path: str | Path,
                     row["judge"] = unscored_verdict(unjudgeable_reason(row), judge.backend, judge.model_name)
             advance(len(chunk))
     return write_rows(out_path, rows)
-
-
-def refit_bands(reference_path: str | Path | None = None, language: str = "en") -> tuple[float, float, float, float]:
-    """Fit the bands anew on a reference set (default: the bundled one for the language)."""
-    from mga.distill.core.schema import score_of
-    from mga.judge.reference import default_reference_path, reference_judged_rows
-
-    path = Path(reference_path) if reference_path else default_reference_path(language)
-    rows = [r for r in reference_judged_rows(path) if score_of(r) is not None]
-    signals = HeuristicJudge(language).signals([r["meta"]["raw_text"] for r in rows], [r["content_split"] for r in rows])
-    return fit_bands([s["signal"] for s in signals], [score_of(r) for r in rows])
-
-
-if __name__ == "__main__":
-    import sys
-
-    lang = sys.argv[1] if len(sys.argv) > 1 else "en"
-    print(f'"{lang}": {refit_bands(language=lang)},')

@@ -1,50 +1,69 @@
 """Keywords of a document and how many of them a rewrite keeps (the paper's keyword-coverage filter).
 
-English: lower-cased words of 3+ letters that are not stop words (scikit-learn's English list), with a
-light plural fold (assertions -> assertion). Chinese (no spaces): bigrams of Han characters, whose
-matching is robust without a word segmenter. A document's keywords are its `top_k` most frequent terms;
-coverage is the share of them found anywhere in the rewrite.
+How text becomes terms is the language pack's `segmentation` (data/prompts/<lang>/language.yaml): words
+with a stop-word list and suffix folds (English: 3+ letter words, scikit-learn's stop words, plural fold),
+or overlapping character n-grams for scripts without spaces (Chinese: Han bigrams; Japanese: bigrams of
+kanji and katakana runs), whose matching is robust without a word segmenter. A document's keywords are its
+`top_k` most frequent terms; coverage is the share of them found anywhere in the rewrite.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from functools import cache
 
+from mga.distill.core.language import LanguagePack, language_pack
+
 TOP_K = 40
-_WORD = re.compile(r"[^\W\d_]{3,}", re.UNICODE)
-_HAN_RUN = re.compile(r"[\u4e00-\u9fff]+")
-_ZH_STOP = set("的了是在和与及或也就都而之其这那有为以于被把从对等个们中上下不")
+
+
+def segmenter(pack: LanguagePack) -> Callable[[str], list[str]]:
+    """The pack's text -> terms function (compiled once per pack by the caller)."""
+    seg = pack.segmentation
+    pattern = re.compile(seg.pattern, re.UNICODE)
+    stop = frozenset(w.lower() if seg.lowercase else w for w in pack.stop_words)
+    if seg.method == "char_ngrams":
+        n = seg.n
+
+        def ngrams(text: str) -> list[str]:
+            grams = []
+            for run in pattern.findall(text):
+                grams += [run[i : i + n] for i in range(len(run) - n + 1) if not set(run[i : i + n]) <= stop]
+            return grams
+
+        return ngrams
+    folds = [(f.suffix, f.min_length, tuple(f.unless)) for f in seg.suffix_folds]
+
+    def fold(word: str) -> str:
+        for suffix, min_length, unless in folds:
+            if len(word) > min_length and word.endswith(suffix) and not word.endswith(unless):
+                return word[: -len(suffix)]
+        return word
+
+    def words(text: str) -> list[str]:
+        found = (m.lower() if seg.lowercase else m for m in pattern.findall(text))
+        return [fold(w) for w in found if w not in stop]
+
+    return words
 
 
 @cache
-def _english_stop_words() -> frozenset[str]:
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
-    return frozenset(ENGLISH_STOP_WORDS)
+def _segmenter(language: str) -> Callable[[str], list[str]]:
+    return segmenter(language_pack(language))
 
 
+@cache
 def stop_words(language: str = "en") -> frozenset[str]:
-    """Words (en) or Han characters (zh) that carry no content of their own."""
-    return frozenset(_ZH_STOP) if language.startswith("zh") else _english_stop_words()
-
-
-def _fold(word: str) -> str:
-    if len(word) > 4 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        return word[:-1]
-    return word
+    """The pack's stop words (words) or stop characters (char_ngrams), lower-cased where the pack lower-cases."""
+    pack = language_pack(language)
+    return frozenset(w.lower() if pack.segmentation.lowercase else w for w in pack.stop_words)
 
 
 def terms(text: str, language: str = "en") -> list[str]:
     """The text's content terms in order (with repeats)."""
-    if language.startswith("zh"):
-        grams = []
-        for run in _HAN_RUN.findall(text):
-            grams += [run[i : i + 2] for i in range(len(run) - 1) if not (set(run[i : i + 2]) <= _ZH_STOP)]
-        return grams
-    stop = _english_stop_words()
-    return [_fold(w) for w in (m.lower() for m in _WORD.findall(text)) if w not in stop]
+    return _segmenter(language)(text)
 
 
 def keywords(text: str, language: str = "en", top_k: int = TOP_K) -> list[str]:

@@ -20,6 +20,8 @@ def judge(
     calibrate: Annotated[bool, typer.Option(help="Report agreement with the reference scores.")] = False,
     reference: Annotated[Path | None, typer.Option(help="Reference set for --calibrate; default: the bundled one.")] = None,
     allow_weak_judge: Annotated[bool, typer.Option(help="Exit 0 even when the judge fails its controls.")] = False,
+    leave_one_out: Annotated[bool, typer.Option("--leave-one-out", help="With --calibrate: fit the heuristic judge's bands and report agreement with each document left out of the fit.")] = False,
+    write_bands: Annotated[bool, typer.Option("--write-bands", help="With --leave-one-out: record the fit in the language pack's language.yaml.")] = False,
     recipe: RecipeOpt = None,
     set_: SetOpt = None,
 ) -> None:
@@ -35,6 +37,13 @@ def judge(
                                              "--base-url": ("teacher.base_url", base_url), "--model": ("teacher.model", model)})
     if (base_url or model) and cfg.judge.endpoint is not None:  # the options name the judge's endpoint
         cfg.judge.endpoint = cfg.judge.endpoint.model_copy(update={k: v for k, v in (("base_url", base_url), ("model", model)) if v})
+    if (leave_one_out or write_bands) and not calibrate:
+        raise MgaError("--leave-one-out and --write-bands go with --calibrate")
+    if write_bands and not leave_one_out:
+        raise MgaError("--write-bands needs --leave-one-out (bands are only written with their leave-one-out figures)")
+    if leave_one_out:
+        _fit_heuristic(cfg.language, reference, write_bands)
+        return
     if calibrate:
         from mga.judge.calibrate import calibrate as run_calibration
 
@@ -93,3 +102,16 @@ def report(
                         embed=embed, table2=True if variants else None)
     console.print((path.parent / "report.md").read_text(encoding="utf-8").split("## Charts")[0], markup=False)
     console.print(f"report written to {path.parent} (report.md, report.html, report.json, charts)", markup=False)
+
+
+def _fit_heuristic(language: str, reference: Path | None, write: bool) -> None:
+    """`--calibrate --leave-one-out [--write-bands]`: fit the heuristic judge of a language, print, record."""
+    from mga.judge.fit import fit_report, fit_table, write_bands
+
+    fit = fit_report(language, reference)
+    console.print(fit_table(fit))
+    loo = fit["leave_one_out"]
+    console.print(f"{language}: bands {list(fit['bands'])} at cosine weight {fit['signal_weight']}; leave-one-out "
+                  f"exact {100 * loo['exact']:.1f}%, within ±1 {100 * loo['within_1']:.1f}%", markup=False)
+    if write:
+        console.print(f"bands written to {write_bands(language, fit)}", markup=False)

@@ -1,7 +1,7 @@
 """Prompt templates per language and variant, rendered into chat messages.
 
 Templates live in `data/prompts/<language>/` as Jinja2 files, one `<name>.system.j2` and one
-`<name>.user.j2` per prompt. Adding a language = adding a folder with the same file names. The same
+`<name>.user.j2` per prompt (PROMPT_SLOTS). Adding a language = adding a pack folder (docs/languages.md). The same
 messages are sent to the teacher, used as SFT prompts, and given to the student at inference, so the
 student sees exactly what the teacher saw.
 
@@ -22,6 +22,14 @@ from mga.distill.core.config import VARIANTS  # noqa: F401  (re-exported: prompt
 from mga.distill.core.errors import MgaError
 
 NONCE_CHARS = 16
+# Every prompt of a language pack and the slots the toolkit fills in it (`mga language check` holds each
+# pack to this list: a missing template, an unused slot or an unknown one is an error).
+PROMPT_SLOTS: dict[str, tuple[str, ...]] = {
+    "pairs": ("text", "num_pairs"),
+    **{f"rewrite_{variant}": ("text", "genre", "audience") for variant in VARIANTS},
+    "judge": ("original", "rewrite"),
+}
+
 
 @cache
 def _env(language: str) -> jinja2.Environment:
