@@ -75,7 +75,7 @@ def fit_table(report: dict[str, Any]) -> Table:
     table = Table(title=f"heuristic judge fit, {report['language']}: {report['documents']} documents, "
                         f"{report['n']} rewrites ({report['reference']})")
     for column in ("cosine weight", "bands", "in-sample exact", "±1", "left-out exact", "±1", "Spearman"):
-        table.add_column(column, justify="right")
+        table.add_column(column, justify="right", no_wrap=True)
     for w in report["by_weight"]:
         loo, ins = w["leave_one_out"], w["in_sample"]
         rho = "n/a" if loo["spearman"] is None else f"{loo['spearman']:.2f}"
