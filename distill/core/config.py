@@ -94,7 +94,9 @@ class LabelConfig(Section):
     cache_path: Path | None = Field(None, description="teacher request cache; default: <output dir>/.mga-cache.sqlite")
 
 
-def default_corpus_path() -> Path:
+def default_corpus_path(language: str = "en") -> Path:
+    """The bundled sample corpus of the language (its pack's `sample_corpus`), else the English one."""
     from mga.data import data_path
+    from mga.distill.core.language import sample_corpus_path
 
-    return data_path("sample", "corpus.jsonl")
+    return sample_corpus_path(language) or data_path("sample", "corpus.jsonl")

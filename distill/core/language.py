@@ -14,12 +14,17 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from mga.distill.core.config import Section
 from mga.distill.core.errors import MgaError
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 LANGUAGE_FILE = "language.yaml"
 BOILERPLATE_FILE = "boilerplate.yaml"
+
+
+class Section(BaseModel):
+    """Unknown keys are refused (a misspelt key must not be ignored silently)."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class SuffixFold(Section):
@@ -136,6 +141,14 @@ def read_pack(folder: Path) -> LanguagePack:
 def language_pack(code: str) -> LanguagePack:
     """The bundled pack of a language, read once per process."""
     return read_pack(pack_dir(code))
+
+
+def sample_corpus_path(code: str) -> Path | None:
+    """The bundled sample corpus of a language (`sample_corpus:` of its pack), if it names one."""
+    from mga.data import data_path
+
+    name = language_pack(code).sample_corpus
+    return data_path("sample", name) if name else None
 
 
 def boilerplate_patterns_of(folder: Path) -> list[str]:

@@ -111,7 +111,7 @@ class Pipeline:
             stage("label-pairs", stages.copy_rows, reference_pairs_rows(reference), pairs, inputs=[reference],
                   outputs=[pairs], config="reference")
         else:
-            corpus = Path(cfg.corpus.path) if cfg.corpus.path else default_corpus_path()
+            corpus = Path(cfg.corpus.path) if cfg.corpus.path else default_corpus_path(cfg.language)
             stage("chunk", stages.chunk, corpus, chunks, cfg, inputs=[corpus], outputs=[chunks],
                   config=cfg.corpus.model_dump(mode="json"))
             stage("label-pairs", stages.pairs, chunks, pairs, cfg, self.teacher,
@@ -254,7 +254,7 @@ class Pipeline:
 
     def quantize(self, checkpoints: dict[str, Path], eval_pairs: Path, variant: str, models: dict) -> list[dict[str, Any]]:
         cfg = self.cfg
-        corpus = Path(cfg.corpus.path) if cfg.corpus.path else default_corpus_path()
+        corpus = Path(cfg.corpus.path) if cfg.corpus.path else default_corpus_path(cfg.language)
         results = []
         for scheme in cfg.quantize.schemes:
             outs = {}

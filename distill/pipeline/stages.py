@@ -94,7 +94,7 @@ def train(teacher_rows: Path, extra: list[dict[str, Any]], train_docs: set[str],
                                                eval_fraction=cfg.train.eval_fraction, seed=cfg.seed,
                                                num_pairs=cfg.label.num_pairs)
     checkpoint = train_tool_model(train_file, eval_file, out_dir, cfg.train,
-                                  student=resolve_student(cfg.train.student, students), stage=stage)
+                                  student=resolve_student(cfg.train.student, students, cfg.language), stage=stage)
     # the marker changes on every retraining, so stages that use the checkpoint see a new input
     marker.write_text(f"{checkpoint}\n{time.time()}\n")
     return {"rows_in": len(rows), "checkpoint": str(checkpoint)}

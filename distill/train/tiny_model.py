@@ -64,14 +64,14 @@ def train_tokenizer(texts: list[str], vocab_size: int):
     )
 
 
-def _corpus_texts(corpus: Path | None) -> list[str]:
+def _corpus_texts(corpus: Path | list[Path] | None) -> list[str]:
     from mga.distill.core.config import default_corpus_path
     from mga.distill.core.io import iter_rows
 
-    path = Path(corpus) if corpus else default_corpus_path()
-    texts = [row["text"] for row in iter_rows(path) if isinstance(row.get("text"), str)]
+    paths = [Path(p) for p in corpus] if isinstance(corpus, list) else [Path(corpus) if corpus else default_corpus_path()]
+    texts = [row["text"] for path in paths for row in iter_rows(path) if isinstance(row.get("text"), str)]
     if not texts:
-        raise MgaError(f"{path}: no 'text' rows to train a tokenizer on")
+        raise MgaError(f"{', '.join(map(str, paths))}: no 'text' rows to train a tokenizer on")
     return texts
 
 
@@ -80,7 +80,7 @@ def build_tiny_model(
     arch: Arch = "qwen2",
     size: Size = "xs",
     seed: int = 0,
-    corpus: Path | None = None,
+    corpus: Path | list[Path] | None = None,
 ) -> Path:
     """Write a randomly initialised `arch` model and its tokenizer to `out`; deterministic given `seed`."""
     import torch
@@ -123,14 +123,21 @@ def build_tiny_model(
     return out
 
 
-def resolve_student(spec: str, cache_dir: str | Path) -> str:
-    """`tiny:ARCH:SIZE` builds (once) a tiny model under `cache_dir`; anything else is a path or hub id."""
+def resolve_student(spec: str, cache_dir: str | Path, language: str = "en") -> str:
+    """`tiny:ARCH:SIZE` builds (once) a tiny model under `cache_dir`; anything else is a path or hub id.
+
+    For a language other than English the tokenizer also learns the language's sample corpus, so that its
+    prompts do not fall apart into single bytes (a Japanese prompt would not fit the quickstart's lengths).
+    """
     if not spec.startswith("tiny:"):
         return spec
     parts = spec.split(":")
     arch = parts[1] if len(parts) > 1 and parts[1] else "qwen2"
     size = parts[2] if len(parts) > 2 and parts[2] else "xs"
-    target = Path(cache_dir) / f"tiny-{arch}-{size}"
+    from mga.distill.core.config import default_corpus_path
+
+    corpora = list(dict.fromkeys([default_corpus_path(), default_corpus_path(language)]))
+    target = Path(cache_dir) / (f"tiny-{arch}-{size}" if len(corpora) == 1 else f"tiny-{arch}-{size}-{language}")
     if not (target / "config.json").exists():
-        build_tiny_model(target, arch=arch, size=size)  # type: ignore[arg-type]
+        build_tiny_model(target, arch=arch, size=size, corpus=corpora)  # type: ignore[arg-type]
     return str(target)
