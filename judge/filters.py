@@ -16,9 +16,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import JsonlAppender, iter_rows
+from mga.distill.core.language import boilerplate_patterns_of, pack_dir
 from mga.distill.core.schema import OK, is_control, score_of
 from mga.judge.config import FilterConfig
 from mga.judge.keywords import keyword_coverage
@@ -39,13 +39,7 @@ _LINE_PREFIX = re.compile(r"^[\s*_#>`~\-•\[\(（【「]*")
 
 @cache
 def _language_patterns(language: str) -> tuple[str, ...]:
-    from mga.data import data_path
-
-    path = data_path("prompts", language, "boilerplate.yaml")
-    if not path.is_file():
-        return ()
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return tuple(data.get("patterns") or ())
+    return tuple(boilerplate_patterns_of(pack_dir(language)))
 
 
 @cache

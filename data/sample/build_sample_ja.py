@@ -14,12 +14,12 @@ Run:
     python data/sample/build_sample_ja.py /tmp/debian-faq-ja
 """
 
-import gzip
-import json
 import re
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
+
+from debian_package import package_version, write_corpus
 
 FAQ = "usr/share/doc/debian/FAQ/ja"
 MIN_CHARS, MAX_CHARS = 150, 900
@@ -102,14 +102,8 @@ def keep(text: str) -> bool:
     return MIN_CHARS <= len(text) <= MAX_CHARS and latin <= MAX_LATIN_SHARE * len(letters)
 
 
-def package_version(root: Path) -> str:
-    changelog = root / "usr/share/doc/debian-faq-ja/changelog.gz"
-    first = gzip.decompress(changelog.read_bytes()).decode("utf-8").splitlines()[0]
-    return re.search(r"\(([^)]+)\)", first).group(1)
-
-
 def main(root: Path) -> None:
-    version = package_version(root)
+    version = package_version(root, "debian-faq-ja")
     rows = []
     for page in sorted((root / FAQ).glob("*.ja.html")):
         if page.name == "index.ja.html":
@@ -126,11 +120,7 @@ def main(root: Path) -> None:
                     "source": f"Debian debian-faq-ja {version}, /{FAQ}/{page.name}#{anchor}",
                     "license": f"Debian FAQ permission notice (verbatim and modified copies allowed): {NOTICE}",
                 })
-    out = Path(__file__).with_name("corpus_ja.jsonl")
-    with out.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    print(f"wrote {len(rows)} documents to {out}")
+    write_corpus(Path(__file__).with_name("corpus_ja.jsonl"), rows)
 
 
 if __name__ == "__main__":

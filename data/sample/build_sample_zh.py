@@ -10,11 +10,11 @@ Run:
     python data/sample/build_sample_zh.py /tmp/fortunes-zh
 """
 
-import gzip
-import json
 import re
 import sys
 from pathlib import Path
+
+from debian_package import package_version, write_corpus
 
 FORTUNES = "usr/share/games/fortunes"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -46,14 +46,8 @@ def entries(path: Path) -> list[str]:
     return [ANSI.sub("", entry).strip() for entry in re.split(r"\n%\n", text) if entry.strip()]
 
 
-def package_version(root: Path) -> str:
-    changelog = root / "usr/share/doc/fortunes-zh/changelog.gz"
-    first = gzip.decompress(changelog.read_bytes()).decode("utf-8").splitlines()[0]
-    return re.search(r"\(([^)]+)\)", first).group(1)
-
-
 def main(root: Path) -> None:
-    version = package_version(root)
+    version = package_version(root, "fortunes-zh")
     files = {name: entries(root / FORTUNES / name) for name in {file for _, file, _, _ in SELECTION}}
     rows = []
     for doc_id, file, start, work in SELECTION:
@@ -66,11 +60,7 @@ def main(root: Path) -> None:
             "source": f"Debian fortunes-zh {version}, /{FORTUNES}/{file}",
             "license": f"public domain ({work}); {PACKAGE_LICENSE}",
         })
-    out = Path(__file__).with_name("corpus_zh.jsonl")
-    with out.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    print(f"wrote {len(rows)} documents to {out}")
+    write_corpus(Path(__file__).with_name("corpus_zh.jsonl"), rows)
 
 
 if __name__ == "__main__":
