@@ -118,10 +118,14 @@ def english_left(source: str, own_stop_words: set[str]) -> list[str]:
 
 
 def _copied_from(path: Path, root: Path, code: str) -> str | None:
-    for other in available_languages(root):
-        twin = root / other / path.name
-        if other != code and twin.is_file() and twin.read_bytes() == path.read_bytes():
-            return other
+    """The pack (in `root` or among the bundled ones) holding a byte-identical file of the same name."""
+    from mga.distill.core.language import prompts_root
+
+    for folder in dict.fromkeys([root, prompts_root()]):
+        for other in available_languages(folder):
+            twin = folder / other / path.name
+            if other != code and twin.is_file() and twin.read_bytes() == path.read_bytes():
+                return other
     return None
 
 

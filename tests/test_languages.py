@@ -146,3 +146,12 @@ def test_a_broken_language_yaml_is_one_line_per_field(packs):
     path.write_text(path.read_text().replace("n: 9", "n: 2"))
     with pytest.raises(MgaError, match="differs from the folder name 'zh'"):
         read_pack(packs / "zh")
+
+
+def test_figures_quoted_in_the_docs_are_the_recorded_fits():
+    """docs/languages.md copies each pack's leave-one-out figures from its language.yaml; they must not drift."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "languages.md").read_text(encoding="utf-8")
+    for code in SHIPPED:
+        loo = language_pack(code).heuristic_judge.leave_one_out
+        row = next(line for line in doc.splitlines() if line.startswith(f"| {code} | "))
+        assert f"| {100 * loo['exact']:.0f}% | {100 * loo['within_1']:.0f}% |" in row, (code, row, loo)
