@@ -133,11 +133,16 @@ def validate_recipe(data: Any, source: str = "recipe") -> RunConfig:
     except ValidationError as e:
         raise MgaError("\n".join(f"{source}: {line}" for line in format_errors(e))) from None
     problems = passthrough_errors(config.train)
-    from mga.data import data_path
+    from mga.distill.core.language import available_languages, language_pack
 
-    if not data_path("prompts", config.language).is_dir():
-        available = sorted(p.name for p in data_path("prompts").iterdir() if p.is_dir())
-        problems.append(f"language: no prompt set for language '{config.language}' (available: {', '.join(available)})")
+    if config.language not in available_languages():
+        available = ", ".join(available_languages())
+        problems.append(f"language: no prompt set for language '{config.language}' (available: {available})")
+    else:
+        try:
+            language_pack(config.language)  # a broken language.yaml fails here, not hours into a run
+        except MgaError as e:
+            problems += [f"language: {line}" for line in str(e).splitlines()]
     for key, path in (("corpus.path", config.corpus.path), ("label.reference", config.label.reference)):
         if path is not None and str(path) != "bundled" and not Path(path).exists():
             problems.append(f"{key}: file not found: {path}")
