@@ -2,8 +2,8 @@
 
 How text becomes terms is the language pack's `segmentation` (data/prompts/<lang>/language.yaml): words
 with a stop-word list and suffix folds (English: 3+ letter words, scikit-learn's stop words, plural fold),
-or overlapping character n-grams for scripts without spaces (Chinese: Han bigrams; Japanese: bigrams of
-kanji and katakana runs), whose matching is robust without a word segmenter. A document's keywords are its
+or overlapping character n-grams for scripts without spaces (Chinese: Han bigrams; Japanese: kanji bigrams,
+with katakana loanwords and Latin words kept whole), whose matching is robust without a word segmenter. A document's keywords are its
 `top_k` most frequent terms; coverage is the share of them found anywhere in the rewrite.
 """
 
@@ -22,18 +22,25 @@ TOP_K = 40
 def segmenter(pack: LanguagePack) -> Callable[[str], list[str]]:
     """The pack's text -> terms function (compiled once per pack by the caller)."""
     seg = pack.segmentation
-    pattern = re.compile(seg.pattern, re.UNICODE)
     stop = frozenset(w.lower() if seg.lowercase else w for w in pack.stop_words)
     if seg.method == "char_ngrams":
         n = seg.n
+        runs = re.compile(f"({seg.word_pattern})|{seg.pattern}" if seg.word_pattern else f"()|{seg.pattern}", re.UNICODE)
 
         def ngrams(text: str) -> list[str]:
             grams = []
-            for run in pattern.findall(text):
+            for match in runs.finditer(text):
+                run = match.group(0)
+                if match.group(1):  # a whole word
+                    word = run.lower() if seg.lowercase else run
+                    if word not in stop:
+                        grams.append(word)
+                    continue
                 grams += [run[i : i + n] for i in range(len(run) - n + 1) if not set(run[i : i + n]) <= stop]
             return grams
 
         return ngrams
+    pattern = re.compile(seg.pattern, re.UNICODE)
     folds = [(f.suffix, f.min_length, tuple(f.unless)) for f in seg.suffix_folds]
 
     def fold(word: str) -> str:

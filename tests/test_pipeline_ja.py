@@ -1,6 +1,7 @@
 """The Japanese quickstart (recipes/quickstart-ja.yaml) through its language-bound stages on a subset:
 reference labels, heuristic judge with the ja bands, ja boilerplate and keyword filters, SFT data in the ja
-prompts, a tiny student whose tokenizer learned Japanese, its answers judged. Quantization and the report are
+prompts, a tiny student whose tokenizer learned Japanese, its answers judged (judge controls off, as the recipe
+says why; tests/test_languages.py measures the heuristic judge's controls on Japanese). Quantization and the report are
 language-blind and covered by the English quickstart (tests/test_pipeline.py)."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from mga.distill.core.io import read_rows, write_rows
+from mga.distill.core.schema import is_control
 from mga.judge.reference import default_reference_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +31,7 @@ def test_japanese_quickstart_stages_on_a_subset(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     judged = read_rows(run_dir / "judged" / "teacher.base.jsonl")
+    assert not any(is_control(r) for r in judged)  # the recipe turns the controls off (see its comment)
     assert len(judged) >= 15 and len(judged) % 5 == 0  # the teacher's rewrites of every document not held out
     assert {r["judge"]["backend"] for r in judged} == {"heuristic"}
     assert all("ja bands" in r["judge"]["model"] for r in judged)

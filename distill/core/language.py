@@ -41,20 +41,23 @@ class Segmentation(Section):
 
     `words`: every match of `pattern` is a term (lower-cased if `lowercase`), stop words dropped, suffixes
     folded. `char_ngrams`: for scripts without spaces: every match of `pattern` is a run of term characters,
-    cut into overlapping `n`-grams; an n-gram made only of stop characters is dropped.
+    cut into overlapping `n`-grams; an n-gram made only of stop characters is dropped. With `word_pattern`,
+    char_ngrams also keeps each match of it whole, as one term (Japanese: katakana loanwords and Latin words,
+    which bigrams would cut into fragments shared by unrelated words).
     """
 
     method: Literal["words", "char_ngrams"]
     pattern: str = Field(description="regular expression of a word (words) or of a run of term characters (char_ngrams)")
     n: int = Field(2, ge=1, le=4, description="char_ngrams: characters per term")
+    word_pattern: str | None = Field(None, description="char_ngrams: regular expression of runs kept whole as terms")
     lowercase: bool = True
     suffix_folds: list[SuffixFold] = Field(default_factory=list)
 
-    @field_validator("pattern")
+    @field_validator("pattern", "word_pattern")
     @classmethod
-    def _compiles(cls, pattern: str) -> str:
+    def _compiles(cls, pattern: str | None) -> str | None:
         try:
-            re.compile(pattern)
+            re.compile(pattern or "")
         except re.error as e:
             raise ValueError(f"invalid regular expression {pattern!r}: {e}") from None
         return pattern
@@ -81,17 +84,19 @@ class LanguagePack(Section):
     code: str = Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]+)*$")
     display_name: str = Field(min_length=1)
     segmentation: Segmentation
-    stop_words: list[str] = Field(default_factory=list, description="words (words) or single characters (char_ngrams)")
+    stop_words: list[str] = Field(default_factory=list, description="words (words); single characters, and whole words of word_pattern (char_ngrams)")
     sample_corpus: str | None = Field(None, description="file under data/sample/ with real text in the language")
     reference: str | None = Field(None, description="file under data/reference/ with scored rewrites")
     heuristic_judge: HeuristicJudgeBands = HeuristicJudgeBands()
 
     @model_validator(mode="after")
     def _stop_characters(self):
-        if self.segmentation.method == "char_ngrams":
+        seg = self.segmentation
+        if seg.method == "char_ngrams" and not seg.word_pattern:
             long = [w for w in self.stop_words if len(w) != 1]
             if long:
-                raise ValueError(f"stop_words: char_ngrams segmentation takes single characters, got {long[:3]}")
+                raise ValueError(f"stop_words: char_ngrams segmentation takes single characters (words too with "
+                                 f"a word_pattern), got {long[:3]}")
         return self
 
 
