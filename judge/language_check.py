@@ -35,9 +35,11 @@ from mga.distill.core.language import (
     pack_dir,
     read_pack,
 )
-from mga.distill.core.prompts import PROMPT_SLOTS
+from mga.distill.core.prompts import PROMPT_SLOTS, fences
 from mga.judge.keywords import segmenter
 
+HELPERS = frozenset(fences())  # tag(name), fence(name, text): the unforgeable data blocks (prompts.py)
+DOCUMENT_SLOTS = ("text", "original", "rewrite")  # documents: only ever inside fence(...)
 SAMPLE_SLOTS = {"text": "", "num_pairs": 5, "genre": "GENRE", "audience": "AUDIENCE", "original": "", "rewrite": "REWRITE"}
 # Keys the toolkit's parsers read in the answers (labeling, judge/parse.py): never translated.
 ANSWER_KEYS = {"pairs": {"pairs"}, "judge": {"score", "analysis"}}
@@ -148,10 +150,15 @@ def check_templates(folder: Path, pack: LanguagePack, sample_text: str, root: Pa
                 problems.append(Problem("error", path, f"template syntax error on line {e.lineno}: {e.message}"))
                 continue
             used |= asked
-            for slot in sorted(asked - set(slots)):
+            for slot in DOCUMENT_SLOTS:
+                if re.search(r"\{\{-?\s*" + slot + r"\s*(?:\||-?\}\})", source):
+                    problems.append(Problem("error", path, f"puts '{{{{ {slot} }}}}' in the prompt unfenced: a document "
+                                                           f"could close its own block (use {{{{ fence(\"document\", {slot}) }}}})"))
+            for slot in sorted(asked - set(slots) - HELPERS):
                 problems.append(Problem("error", path, f"uses '{{{{ {slot} }}}}', which the toolkit never fills "
                                                        f"(this prompt gets: {', '.join(slots)})"))
             values = {**SAMPLE_SLOTS, "text": sample_text, "original": sample_text}
+            values.update(fences(sample_text, values["rewrite"]))
             try:
                 rendered = env.get_template(path.name).render(**values)
             except jinja2.TemplateError as e:

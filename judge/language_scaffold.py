@@ -22,7 +22,7 @@ _CODE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]+)*$")
 def checklist(code: str, source: str) -> str:
     prompts = "\n".join(
         f"- [ ] `{name}.system.j2`, `{name}.user.j2`: translate every sentence; keep the slots "
-        f"({', '.join('{{ ' + s + ' }}' for s in slots)}), the <markers> around them and any JSON keys as they are."
+        f"({', '.join('{{ ' + s + ' }}' for s in slots)}), the `fence(...)` and `tag(...)` calls and any JSON keys as they are."
         for name, slots in PROMPT_SLOTS.items()
     )
     return f"""# Bringing up `{code}` (scaffolded from `{source}`)

@@ -54,6 +54,8 @@ def test_the_check_names_the_file_of_each_problem(packs):
     (ja / "pairs.user.j2").write_text((ja / "pairs.user.j2").read_text().replace('{"pairs": [', '{"pairs": [}'))
     (ja / "rewrite_relaxed.system.j2").write_text("You are a creative writer. Take the themes of the text and write with them.")
     (ja / "pairs.system.j2").unlink()
+    relaxed = ja / "rewrite_relaxed.user.j2"
+    relaxed.write_text(relaxed.read_text().replace('{{ fence("document", text) }}', "<文書>\n{{ text }}\n</文書>"))
     (ja / "boilerplate.yaml").write_text("patterns:\n  - '注\\s*[:：'\n  - '.*'\n")
     errors = _errors("ja", packs)
     expected = {
@@ -68,6 +70,7 @@ def test_the_check_names_the_file_of_each_problem(packs):
     for name, message in expected.items():
         assert any(f"{ja / name}: " in e and message in e for e in errors), (name, errors)
     assert any("matches an empty line" in e for e in errors)
+    assert f"{relaxed}: puts '{{{{ text }}}}' in the prompt unfenced" in "\n".join(errors)
 
 
 def test_the_check_reports_a_segmentation_that_finds_no_terms(packs):
