@@ -24,6 +24,7 @@ from mga.distill.core.config import TeacherConfig
 from mga.distill.core.console import progress_task
 from mga.distill.generate import endpoint
 from mga.distill.generate.accounting import Accounting
+from mga.distill.generate.budget import Budget
 from mga.distill.generate.cache import RequestCache, request_key
 from mga.distill.generate.endpoint import TeacherUnavailable
 from mga.distill.generate.protocol import Completion, Generator, Request, Result, Validator
@@ -53,6 +54,7 @@ class OpenAIGenerator:
         accounting: Accounting | None = None,
         stage: str = "label",
         preflight: bool = True,
+        spent_before: float = 0.0,
     ):
         self.cfg = cfg
         self.model_name = cfg.model
@@ -61,12 +63,17 @@ class OpenAIGenerator:
         self.stage = stage
         self.account = self.accounting.for_stage(stage, cache)
         self.counters = self.account.counters
-        self.base_url = endpoint.base_url_of(cfg)
-        self.url = endpoint.display_url(self.base_url)
+        self.base_urls = endpoint.base_urls_of(cfg)
+        self.base_url = self.base_urls[0]
+        self.url = ", ".join(endpoint.display_url(u) for u in self.base_urls)
         self.endpoint_id = endpoint.cache_scope(cfg)
         self._api_key = endpoint.api_key_of(cfg, self.base_url)
         self._preflight = preflight
         self._any_success = self._any_cached = False
+        self.budget = None
+        if cfg.max_budget_usd is not None:
+            factor = cfg.batch_price_factor if cfg.mode == "batch" else 1.0
+            self.budget = Budget(cfg.max_budget_usd, self.accounting, spent_before, factor)
         self._early_failures = 0
         self._last_reason: str | None = None
 
@@ -110,7 +117,7 @@ class OpenAIGenerator:
             if tpm is not None:
                 await tpm.acquire(estimate_tokens(request.messages))
             try:
-                response = await client.chat.completions.create(**kwargs)
+                response = await self._send(client, request, kwargs)
             except openai.OpenAIError as e:
                 failure = classify(e, self.cfg.timeout_s, self._api_key)
             else:
@@ -144,6 +151,16 @@ class OpenAIGenerator:
         if failure.status == 404:
             raise TeacherUnavailable(f"the teacher at {self.url} has no model '{self.model_name}' or no chat "
                                      f"endpoint ({failure.reason})")
+
+    async def _send(self, pool: Any, request: Request, kwargs: dict[str, Any]) -> Any:
+        """One call through the endpoint pool, under the spending cap when one is set."""
+        if self.budget is None:
+            return await pool.create(**kwargs)
+        held = self.budget.reserve(self.budget.bound(request.messages, request.params.max_tokens, request.params.n))
+        try:
+            return await pool.create(**kwargs)
+        finally:
+            self.budget.release(held)
 
     def _completion(self, response: Any, request: Request) -> Completion | None:
         if not getattr(response, "choices", None):
@@ -195,12 +212,20 @@ class OpenAIGenerator:
 
     # ---- the loop ------------------------------------------------------------------------------------------
 
+    def pool(self) -> Any:
+        """The endpoints of `teacher.base_url` as one `EndpointPool` (use inside the running event loop)."""
+        from mga.distill.generate.pool import EndpointPool
+
+        return EndpointPool(
+            self.base_urls, names=[endpoint.display_url(u) for u in self.base_urls], api_key=self._api_key,
+            concurrency=self.cfg.concurrency, timeout=endpoint.client_timeout(self.cfg), eject_after=self.cfg.eject_after,
+            cooldown_s=self.cfg.eject_cooldown_s, stats=self.accounting.endpoints if len(self.base_urls) > 1 else None,
+        )
+
     async def _main(
         self, requests: Iterator[Request], validate: Validator | None, max_attempts: int, out: queue.SimpleQueue,
         state: _RunState,
     ) -> None:
-        from openai import AsyncOpenAI
-
         state.loop, state.task = asyncio.get_running_loop(), asyncio.current_task()
         if state.stopped.is_set():
             return
@@ -215,12 +240,11 @@ class OpenAIGenerator:
                 self.account.count(results=1, failures=int(result.error is not None))
                 out.put(result)
 
-        client = AsyncOpenAI(api_key=self._api_key, base_url=self.base_url, max_retries=0,
-                             timeout=endpoint.client_timeout(self.cfg))
+        client = self.pool()
         async with client:
             try:
                 async with asyncio.TaskGroup() as group:
-                    for _ in range(self.cfg.concurrency):
+                    for _ in range(client.capacity):
                         group.create_task(worker())
             except BaseExceptionGroup as group_error:
                 first = group_error.exceptions[0]
@@ -249,7 +273,7 @@ class OpenAIGenerator:
         if total == 0:
             return
         if self._preflight:
-            endpoint.preflight(self.cfg, self.base_url, self._api_key)
+            endpoint.preflight_all(self.cfg, self.base_urls, self._api_key)
             self._preflight = False
         out: queue.SimpleQueue = queue.SimpleQueue()
         state = _RunState()
@@ -290,11 +314,18 @@ def make_generator(
     cache_path: Path | None = None,
     accounting: Accounting | None = None,
     stage: str = "label",
+    spent_before: float = 0.0,
 ) -> Generator:
-    """The teacher for `cfg.backend`: an OpenAI-compatible endpoint, or a local checkpoint."""
+    """The teacher for `cfg.backend`: an OpenAI-compatible endpoint (online or through the Batch API, with
+    `spent_before` dollars already spent by the run under `teacher.max_budget_usd`), or a local checkpoint."""
     if cfg.backend == "openai":
         cache = RequestCache(cache_path) if cache_path is not None else None
-        return OpenAIGenerator(cfg, cache=cache, accounting=accounting, stage=stage)
+        online = OpenAIGenerator(cfg, cache=cache, accounting=accounting, stage=stage, spent_before=spent_before)
+        if cfg.mode == "batch":
+            from mga.distill.generate.batch import BatchGenerator
+
+            return BatchGenerator(online, state_dir=cache_path.parent if cache_path is not None else Path("."))
+        return online
     from mga.distill.generate.local import LocalGenerator
 
     return LocalGenerator(cfg.model, batch_size=cfg.batch_size, backend=cfg.backend)
