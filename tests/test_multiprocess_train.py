@@ -77,3 +77,15 @@ def test_launch_command_lines(tmp_path):
     cpu = command(_cfg(num_processes=2), spec, None, cuda=False)
     assert cpu[1:3] == ["-m", "torch.distributed.run"] and "--nproc_per_node" in cpu
     assert os.path.basename(cpu[0]).startswith("python")
+
+
+def test_the_pipeline_refuses_a_bad_plan_before_any_stage(tmp_path):
+    from mga.distill.pipeline.pipeline import run_pipeline
+    from mga.distill.pipeline.recipe import validate_recipe
+
+    cfg = validate_recipe({"name": "bad", "run_dir": str(tmp_path / "run"), "label": {"reference": "bundled"},
+                           "judge": {"backend": "heuristic"},
+                           "train": {"num_processes": 2, "accelerate_config": "zero3", "lora": {"r": 8}}})
+    with pytest.raises(MgaError, match="needs CUDA GPUs"):
+        run_pipeline(cfg)
+    assert not (tmp_path / "run").exists()

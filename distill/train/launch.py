@@ -59,8 +59,23 @@ def strategy(config: Path | None) -> str:
     return "ddp"
 
 
-def check_plan(cfg: TrainConfig, student: str, kind: str, cuda_devices: int) -> None:
-    """Refuse, with the reason and the way out, the combinations known to fail."""
+def multi_process(cfg: TrainConfig) -> bool:
+    return cfg.num_processes > 1 or cfg.accelerate_config is not None
+
+
+def preflight(cfg: TrainConfig) -> None:
+    """The checks that need no student, done before a pipeline spends anything on earlier stages."""
+    if not multi_process(cfg):
+        return
+    import torch
+
+    config = config_path(cfg.accelerate_config) if cfg.accelerate_config else None
+    check_plan(cfg, None, strategy(config), torch.cuda.device_count() if torch.cuda.is_available() else 0)
+
+
+def check_plan(cfg: TrainConfig, student: str | None, kind: str, cuda_devices: int) -> None:
+    """Refuse, with the reason and the way out, the combinations known to fail (the student's own checks
+    only when it is given)."""
     n = cfg.num_processes
     if kind != "ddp" and cuda_devices == 0:
         raise MgaError(f"train.accelerate_config {kind}: sharded training needs CUDA GPUs; on CPU only data "
@@ -78,6 +93,8 @@ def check_plan(cfg: TrainConfig, student: str, kind: str, cuda_devices: int) -> 
     if kind == "fsdp":
         if cfg.qlora:
             raise MgaError("train.qlora with FSDP is refused (4-bit weights cannot be sharded here); use ddp")
+        if student is None:
+            return
         from transformers import AutoConfig
 
         try:
@@ -114,7 +131,7 @@ def train(
     stage: str,
 ) -> Path:
     """The checkpoint of `student` fine-tuned on the SFT files, in one process or several (see above)."""
-    if cfg.num_processes <= 1 and cfg.accelerate_config is None:
+    if not multi_process(cfg):
         return train_tool_model(train_path, eval_path, out_dir, cfg, student=student, stage=stage)
     import torch
 
