@@ -1,6 +1,6 @@
 """Teacher-client throughput, rerun cost and kill -9 resume cost against a loopback OpenAI-compatible server.
 
-    python bench/label_throughput.py [--requests 1000] [--concurrency 64] [--latency 0.2] [--kill-requests 2000]
+    python bench/label_throughput.py [--requests 1000] [--concurrency 64] [--latency 0.2] [--kill-requests 6400] [--repeats 3]
 
 The server runs in its own process with a fixed latency L per request. Printed:
 - achieved requests/s of the toolkit (`OpenAIGenerator`, cache on) over the bound C/L, and over a bare
@@ -112,6 +112,11 @@ def toolkit_run(url: str | list[str], n: int, concurrency: int, cache_path: Path
     return wall, cpu, accounting.stage("bench").requests
 
 
+def _median(runs: list[tuple[float, float]]) -> tuple[float, float]:
+    """The (wall, cpu) pair of the run with the median wall time."""
+    return sorted(runs)[len(runs) // 2]
+
+
 def kill_and_resume(url: str, n: int, concurrency: int, log_path: Path, work: Path) -> dict[str, float]:
     """`mga label --stage rewrite` over n rewrites: SIGKILL at ~50% answered, rerun, count repeats."""
     pairs = work / "pairs.jsonl"
@@ -157,6 +162,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--latency", type=float, default=0.2)
     ap.add_argument("--kill-requests", type=int, default=6400)
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats of each case; medians are printed")
     args = ap.parse_args()
     n, c, latency = args.requests, args.concurrency, args.latency
     bound = c / latency
@@ -174,14 +180,18 @@ def main() -> None:
     url = urls[0]
     try:
         bare_loop(url, 64, c)  # warm-up: imports, connection pool
-        bare_wall, bare_cpu = bare_loop(url, n, c)
-        tk_wall, tk_cpu, sent = toolkit_run(url, n, c, work / "cache.sqlite")
-        before = len(read_log(log_path))
-        _, _, rerun_sent = toolkit_run(url, n, c, work / "cache.sqlite")
-        rerun_received = sum(kind == "R" for kind, _ in read_log(log_path)[before:])
         bare_loop(urls, 64, c, "warm-two")
-        two_bare_wall, two_bare_cpu = bare_loop(urls, n, c, "bare-two")
-        two_wall, two_cpu, _ = toolkit_run(urls, n, c, work / "cache-two.sqlite", "toolkit-two")
+        runs: dict[str, list[tuple[float, float]]] = {"bare": [], "toolkit": [], "bare-two": [], "toolkit-two": []}
+        for r in range(args.repeats):  # interleaved, medians printed: a shared machine's load drifts
+            runs["bare"].append(bare_loop(url, n, c, f"bare-{r}"))
+            runs["toolkit"].append(toolkit_run(url, n, c, work / f"cache-{r}.sqlite", f"toolkit-{r}")[:2])
+            runs["bare-two"].append(bare_loop(urls, n, c, f"bare-two-{r}"))
+            runs["toolkit-two"].append(toolkit_run(urls, n, c, work / f"cache-two-{r}.sqlite", f"toolkit-two-{r}")[:2])
+        (bare_wall, bare_cpu), (tk_wall, tk_cpu), (two_bare_wall, two_bare_cpu), (two_wall, two_cpu) = (
+            _median(runs[k]) for k in ("bare", "toolkit", "bare-two", "toolkit-two"))
+        before = len(read_log(log_path))
+        _, _, rerun_sent = toolkit_run(url, n, c, work / "cache-0.sqlite", "toolkit-0")
+        rerun_received = sum(kind == "R" for kind, _ in read_log(log_path)[before:])
         kill = kill_and_resume(url, args.kill_requests, c, log_path, work)
     finally:
         for server in servers:
@@ -189,7 +199,8 @@ def main() -> None:
 
     bare_rate, tk_rate = n / bare_wall, n / tk_wall
     extra_ms = (tk_cpu - bare_cpu) / n * 1000
-    print(f"loopback server: latency L={latency * 1000:.0f} ms, concurrency C={c}, {n} requests, bound C/L={bound:.0f} req/s")
+    print(f"loopback server: latency L={latency * 1000:.0f} ms, concurrency C={c}, {n} requests, bound C/L={bound:.0f} req/s; "
+          f"medians of {args.repeats} interleaved runs; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"bare AsyncOpenAI + Semaphore: {bare_rate:7.1f} req/s  ({bare_rate / bound:.2f} of bound), "
           f"client CPU {bare_cpu / n * 1000:.2f} ms/request")
     print(f"toolkit OpenAIGenerator:      {tk_rate:7.1f} req/s  ({tk_rate / bound:.2f} of bound, "
