@@ -69,19 +69,21 @@ def estimate_stage(
     expected_output: Callable[[Request], int],
     max_attempts: int = 1,
     price_factor: float | None = None,
+    seen: set[str] | None = None,
 ) -> StageEstimate:
-    """The estimate of one stage's requests; a request whose answer is cached costs nothing."""
+    """The estimate of one stage's requests; a request whose answer is cached costs nothing, nor does one
+    already counted (`seen`: shared by the stages of one run, whose later stages hit the cache)."""
     est = StageEstimate(stage)
     cached_out: list[int] = []
     todo: list[Request] = []
-    seen: set[str] = set()
+    seen = set() if seen is None else seen
     for request in requests:
         key = request_key(teacher.model, request, 0, cache_scope(teacher))
         hit = cache.get(key) if cache is not None else None
         if hit is not None:
             est.cache_hits += 1
             cached_out.append(hit.completion_tokens)
-        elif key in seen:  # the same prompt twice in a stage: answered once, then from the cache
+        elif key in seen:  # the same prompt again: answered once, then from the cache
             est.cache_hits += 1
         else:
             seen.add(key)

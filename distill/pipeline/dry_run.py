@@ -24,6 +24,7 @@ from mga.distill.generate.protocol import Request
 from mga.distill.label.chunk import chunk_corpus
 from mga.distill.pipeline.recipe import RunConfig
 from mga.distill.train.split import only_docs, read_split, split_documents
+from mga.judge.controls import with_controls
 from mga.judge.reference import default_reference_path, reference_chunk_rows, reference_pairs_rows
 
 
@@ -48,16 +49,19 @@ def rewrite_requests(pairs_rows: list[dict[str, Any]], cfg: RunConfig, variant: 
             for k, m in jobs.items() if k not in done]
 
 
-def judge_requests(rows: list[dict[str, Any]], cfg: RunConfig, done: set[str]) -> list[Request]:
+def judge_requests(rows: list[dict[str, Any]], cfg: RunConfig, done: set[str], chunks: list[dict[str, Any]]) -> list[Request]:
+    """The judge's requests for `rows` and for its controls (drawn as `judge_file` draws them)."""
+    rows = with_controls(rows, cfg.judge.controls, seed=cfg.seed, language=cfg.language, donors=chunks)
     return [Request(rewrite_key(r), judge_messages(r["meta"]["raw_text"], r["content_split"], cfg.language),
                     cfg.teacher.judge, logprobs=cfg.judge.logprobs)
             for r in rows if rewrite_key(r) not in done and not unjudgeable_reason(r)]
 
 
 def _stand_in(job: dict[str, Any]) -> dict[str, Any]:
-    """A rewrite not yet written: its document stands in (about as long), told apart by its pair."""
+    """A rewrite not yet written: its document stands in (about as long), told apart by variant and pair."""
     meta = job["meta"]
-    return {**job, "content_split": f"{meta['raw_text']}\n({meta['genre']}; {meta['audience']})", "status": OK}
+    tag = f"({job['variant']}: {meta['genre']}; {meta['audience']})"
+    return {**job, "content_split": f"{meta['raw_text']}\n{tag}", "status": OK}
 
 
 def _stand_in_pairs(chunks: list[dict[str, Any]], known: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
@@ -76,12 +80,14 @@ class DryRun:
         cache_path = cache_path or self.root / "cache.sqlite"
         self.cache = RequestCache(cache_path) if cache_path.exists() else None
         self.count, self.exact = token_counter(cfg.corpus.tokenizer)
+        self.seen: set[str] = set()  # requests counted by an earlier stage: cache hits by then
 
     def estimate(self, stage: str, requests: list[Request], endpoint: TeacherConfig, expected: Any,
                  max_attempts: int = 1, rounds: int = 1, note: str | None = None) -> StageEstimate:
         est = estimate_stage(stage, requests, endpoint, cache=self.cache if rounds == 1 else None,
                              count=self.count, exact_tokens=self.exact, latency_s=self.latency,
-                             expected_output=expected, max_attempts=max_attempts)
+                             expected_output=expected, max_attempts=max_attempts,
+                             seen=self.seen if rounds == 1 else None)
         for key in ("requests", "max_requests", "input_tokens", "output_bound", "output_expected", "wall_s",
                     "cost_bound", "cost_expected"):  # each round asks about new SLM answers
             if getattr(est, key) is not None:
@@ -133,14 +139,14 @@ class DryRun:
                 written = {rewrite_key(r): r for r in (read_rows(rewrites_file) if rewrites_file.exists() else [])}
                 rows = [written.get(rewrite_key(job)) or _stand_in(job) for job in rewrite_rows(teacher_docs, variant)]
                 judged_file = root / "judged" / f"teacher.{variant}.jsonl"
-                out.append(self.estimate(f"judge@teacher.{variant}", judge_requests(rows, cfg, done_keys(judged_file, rewrite_key)),
+                out.append(self.estimate(f"judge@teacher.{variant}", judge_requests(rows, cfg, done_keys(judged_file, rewrite_key), chunks),
                                          judge_endpoint, lambda r: 200, max_attempts=cfg.judge.max_parse_attempts))
         if llm_judge:
-            out += self._slm_judging(cfg, kept, parts, judge_endpoint)
+            out += self._slm_judging(cfg, kept, parts, judge_endpoint, chunks)
         return out
 
     def _slm_judging(self, cfg: RunConfig, kept: list[dict[str, Any]], parts: dict[str, set[str]],
-                     endpoint: TeacherConfig) -> list[StageEstimate]:
+                     endpoint: TeacherConfig, chunks: list[dict[str, Any]]) -> list[StageEstimate]:
         """Bounds: the judge scores the SLM's rewrites of the eval and pool prompts in every round, then
         those of each extra variant's SLM and of each quantized model on the eval prompts."""
         main = cfg.label.variants[0]
@@ -148,8 +154,8 @@ class DryRun:
         def rows(docs: set[str], variant: str) -> list[dict[str, Any]]:
             return [_stand_in(job) for job in rewrite_rows(only_docs(kept, docs), variant)]
 
-        each_round = judge_requests(rows(parts["eval"] | parts["pool"], main), cfg, set())
-        eval_only = judge_requests(rows(parts["eval"], main), cfg, set())
+        each_round = [r for split in ("eval", "pool") for r in judge_requests(rows(parts[split], main), cfg, set(), chunks)]
+        eval_only = judge_requests(rows(parts["eval"], main), cfg, set(), chunks)
         extra = len(cfg.label.variants) - 1 + len(cfg.quantize.schemes)
         note = "SLM rewrites unknown: the document stands in for each"
         out = [self.estimate(f"judge-slm (up to {cfg.loop.max_rounds} rounds)", each_round, endpoint, lambda r: 200,
