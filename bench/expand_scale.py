@@ -90,21 +90,21 @@ def main() -> None:
     load_s = model_load_s(model)
     local_name = f"local ({args.local_threads} torch thread{'s' * (args.local_threads > 1)})"
     try:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(args.local_threads)
-        results[local_name] = {name: run(c, tmp / f"local-{name}", model, server, args) for name, c in corpora.items()}
-        torch.set_num_threads(threads)
-        for workers in (1, 2):
-            started = time.perf_counter()
-            ray.init(num_cpus=workers, include_dashboard=False, object_store_memory=200 * 1024**2,
-                     log_to_driver=False, runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}})
-            print(f"ray.init(num_cpus={workers}): {time.perf_counter() - started:.1f} s (not timed)", flush=True)
-            try:
-                results[f"ray-{workers}"] = {name: run(c, tmp / f"ray-{workers}-{name}", model, server, args,
-                                                       executor="ray", workers=workers)
-                                             for name, c in corpora.items()}
-            finally:
-                ray.shutdown()
+        for name, c in corpora.items():  # each size through every executor in turn: a load drift hits all alike
+            threads = torch.get_num_threads()
+            torch.set_num_threads(args.local_threads)
+            results.setdefault(local_name, {})[name] = run(c, tmp / f"local-{name}", model, server, args)
+            torch.set_num_threads(threads)
+            for workers in (1, 2):
+                started = time.perf_counter()
+                ray.init(num_cpus=workers, include_dashboard=False, object_store_memory=200 * 1024**2, log_to_driver=False,
+                         runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}})
+                print(f"ray.init(num_cpus={workers}): {time.perf_counter() - started:.1f} s (not timed)", flush=True)
+                try:
+                    results.setdefault(f"ray-{workers}", {})[name] = run(
+                        c, tmp / f"ray-{workers}-{name}", model, server, args, executor="ray", workers=workers)
+                finally:
+                    ray.shutdown()
     finally:
         server.stop()
     print(f"\nworkload: {sizes['big']} documents = {sizes['big']} pairs calls + {5 * sizes['big']} rewrites of <= "
