@@ -15,6 +15,7 @@ from mga.distill.pipeline.pipeline import run_pipeline
 from mga.distill.pipeline.recipe import validate_recipe
 
 from tests.fake_openai import Reply
+from tests.judges import is_judge_request
 from tests.test_pipeline_teacher import teacher as _teacher
 
 
@@ -47,7 +48,7 @@ def _recipe(tmp_path, corpus, url, **teacher_kw):
 
 
 def _kind(body) -> str:
-    if "<rewritten_document>" in body["messages"][-1]["content"]:
+    if is_judge_request(body):
         return "judge"
     return "pairs" if "content-creation" in body["messages"][0]["content"] else "rewrite"
 

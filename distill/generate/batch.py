@@ -24,6 +24,7 @@ from mga.distill.core.console import console
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import write_json
 from mga.distill.generate.cache import request_key
+from mga.distill.generate.pool import pool_for
 from mga.distill.generate.protocol import Completion, Request, Result, Validator
 
 ENDPOINT = "/v1/chat/completions"
@@ -212,7 +213,7 @@ class BatchGenerator:
         console.print(f"batch: {len(todo)} requests unanswered by the Batch API, sent online", markup=False)
 
         async def main() -> dict[str, Completion | str]:
-            async with self.online.pool() as pool:
+            async with pool_for(self.online) as pool:
                 async def one(key: str, request: Request) -> tuple[str, Completion | str]:
                     completion, error = await self.online._call(pool, request, key, (None, None))  # caches it
                     return key, completion if completion is not None else error or "failed"
@@ -269,3 +270,8 @@ class BatchGenerator:
                         yield Result(request, answer, error=reason, attempts=attempts, history=past)
         finally:
             self.account.count(wall_s=time.perf_counter() - started)
+
+
+def batch_mode(online: Any, cache_path: Path | None) -> BatchGenerator:
+    """`online` answering through the Batch API: answers into its cache, batch ids beside the cache."""
+    return BatchGenerator(online, state_dir=cache_path.parent if cache_path is not None else Path("."))

@@ -9,11 +9,11 @@ received are cached, so the run resumes (paying nothing twice) once the cap is r
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from mga.distill.core.errors import MgaError
+from mga.distill.generate.accounting import read_accounting
 from mga.distill.generate.ratelimit import estimate_tokens
 
 
@@ -23,14 +23,19 @@ class BudgetExceeded(MgaError):
 
 def recorded_cost(path: str | Path) -> float:
     """Dollars recorded in an `accounting.json` (0 when there is none yet, or no prices were set)."""
-    path = Path(path)
-    if not path.exists():
-        return 0.0
-    try:
-        stages = json.loads(path.read_text(encoding="utf-8")).get("stages", {})
-    except (json.JSONDecodeError, AttributeError, UnicodeDecodeError):
-        raise MgaError(f"{path}: unreadable accounting file; fix or delete it before spending under a budget") from None
+    stages = read_accounting(Path(path)).get("stages", {})
     return float(sum(s.get("cost") or 0.0 for s in stages.values() if isinstance(s, dict)))
+
+
+async def within_budget(budget: Budget | None, request: Any, call: Any) -> Any:
+    """`await call()` with the request's worst case reserved under `budget` while it is in flight."""
+    if budget is None:
+        return await call()
+    held = budget.reserve(budget.bound(request.messages, request.params.max_tokens, request.params.n))
+    try:
+        return await call()
+    finally:
+        budget.release(held)
 
 
 class Budget:
@@ -42,6 +47,12 @@ class Budget:
         self.spent_before = spent_before
         self.factor = price_factor
         self.held = 0.0
+
+    @classmethod
+    def for_teacher(cls, cfg: Any, accounting: Any, spent_before: float = 0.0) -> Budget | None:
+        if cfg.max_budget_usd is None:
+            return None
+        return cls(cfg.max_budget_usd, accounting, spent_before, cfg.batch_price_factor if cfg.mode == "batch" else 1.0)
 
     def spent(self) -> float:
         """Dollars spent: earlier runs plus the answers this process has received."""

@@ -156,3 +156,15 @@ class EndpointPool:
                 counts["prompt_tokens"] += getattr(usage, "prompt_tokens", 0) or 0
                 counts["completion_tokens"] += getattr(usage, "completion_tokens", 0) or 0
             return response
+
+
+def pool_for(generator: Any) -> EndpointPool:
+    """The pool of an `OpenAIGenerator`: its endpoints, key, concurrency, timeouts and ejection settings."""
+    from mga.distill.generate import endpoint
+
+    cfg, urls = generator.cfg, generator.base_urls
+    return EndpointPool(
+        urls, names=[endpoint.display_url(u) for u in urls], api_key=generator._api_key,
+        concurrency=cfg.concurrency, timeout=endpoint.client_timeout(cfg), eject_after=cfg.eject_after,
+        cooldown_s=cfg.eject_cooldown_s, stats=generator.accounting.endpoints if len(urls) > 1 else None,
+    )

@@ -24,9 +24,11 @@ from mga.distill.core.config import TeacherConfig
 from mga.distill.core.console import progress_task
 from mga.distill.generate import endpoint
 from mga.distill.generate.accounting import Accounting
-from mga.distill.generate.budget import Budget
+from mga.distill.generate.batch import batch_mode
+from mga.distill.generate.budget import Budget, within_budget
 from mga.distill.generate.cache import RequestCache, request_key
 from mga.distill.generate.endpoint import TeacherUnavailable
+from mga.distill.generate.pool import pool_for
 from mga.distill.generate.protocol import Completion, Generator, Request, Result, Validator
 from mga.distill.generate.ratelimit import TokenBucket, estimate_tokens
 from mga.distill.generate.retry import GAVE_UP, Failure, backoff, classify
@@ -63,17 +65,13 @@ class OpenAIGenerator:
         self.stage = stage
         self.account = self.accounting.for_stage(stage, cache)
         self.counters = self.account.counters
-        self.base_urls = endpoint.base_urls_of(cfg)
-        self.base_url = self.base_urls[0]
-        self.url = ", ".join(endpoint.display_url(u) for u in self.base_urls)
+        self.base_urls = endpoint.base_urls_of(cfg)  # one, or a pool (mga.distill.generate.pool)
+        self.base_url, self.url = self.base_urls[0], ", ".join(endpoint.display_url(u) for u in self.base_urls)
         self.endpoint_id = endpoint.cache_scope(cfg)
         self._api_key = endpoint.api_key_of(cfg, self.base_url)
         self._preflight = preflight
         self._any_success = self._any_cached = False
-        self.budget = None
-        if cfg.max_budget_usd is not None:
-            factor = cfg.batch_price_factor if cfg.mode == "batch" else 1.0
-            self.budget = Budget(cfg.max_budget_usd, self.accounting, spent_before, factor)
+        self.budget = Budget.for_teacher(cfg, self.accounting, spent_before)  # None without teacher.max_budget_usd
         self._early_failures = 0
         self._last_reason: str | None = None
 
@@ -117,7 +115,7 @@ class OpenAIGenerator:
             if tpm is not None:
                 await tpm.acquire(estimate_tokens(request.messages))
             try:
-                response = await self._send(client, request, kwargs)
+                response = await within_budget(self.budget, request, lambda: client.create(**kwargs))
             except openai.OpenAIError as e:
                 failure = classify(e, self.cfg.timeout_s, self._api_key)
             else:
@@ -151,16 +149,6 @@ class OpenAIGenerator:
         if failure.status == 404:
             raise TeacherUnavailable(f"the teacher at {self.url} has no model '{self.model_name}' or no chat "
                                      f"endpoint ({failure.reason})")
-
-    async def _send(self, pool: Any, request: Request, kwargs: dict[str, Any]) -> Any:
-        """One call through the endpoint pool, under the spending cap when one is set."""
-        if self.budget is None:
-            return await pool.create(**kwargs)
-        held = self.budget.reserve(self.budget.bound(request.messages, request.params.max_tokens, request.params.n))
-        try:
-            return await pool.create(**kwargs)
-        finally:
-            self.budget.release(held)
 
     def _completion(self, response: Any, request: Request) -> Completion | None:
         if not getattr(response, "choices", None):
@@ -212,16 +200,6 @@ class OpenAIGenerator:
 
     # ---- the loop ------------------------------------------------------------------------------------------
 
-    def pool(self) -> Any:
-        """The endpoints of `teacher.base_url` as one `EndpointPool` (use inside the running event loop)."""
-        from mga.distill.generate.pool import EndpointPool
-
-        return EndpointPool(
-            self.base_urls, names=[endpoint.display_url(u) for u in self.base_urls], api_key=self._api_key,
-            concurrency=self.cfg.concurrency, timeout=endpoint.client_timeout(self.cfg), eject_after=self.cfg.eject_after,
-            cooldown_s=self.cfg.eject_cooldown_s, stats=self.accounting.endpoints if len(self.base_urls) > 1 else None,
-        )
-
     async def _main(
         self, requests: Iterator[Request], validate: Validator | None, max_attempts: int, out: queue.SimpleQueue,
         state: _RunState,
@@ -240,7 +218,7 @@ class OpenAIGenerator:
                 self.account.count(results=1, failures=int(result.error is not None))
                 out.put(result)
 
-        client = self.pool()
+        client = pool_for(self)
         async with client:
             try:
                 async with asyncio.TaskGroup() as group:
@@ -309,23 +287,14 @@ class OpenAIGenerator:
 
 
 def make_generator(
-    cfg: TeacherConfig,
-    *,
-    cache_path: Path | None = None,
-    accounting: Accounting | None = None,
-    stage: str = "label",
+    cfg: TeacherConfig, *, cache_path: Path | None = None, accounting: Accounting | None = None, stage: str = "label",
     spent_before: float = 0.0,
 ) -> Generator:
-    """The teacher for `cfg.backend`: an OpenAI-compatible endpoint (online or through the Batch API, with
-    `spent_before` dollars already spent by the run under `teacher.max_budget_usd`), or a local checkpoint."""
+    """The teacher for `cfg.backend`: an endpoint (online or Batch API; budget: `spent_before`) or a checkpoint."""
     if cfg.backend == "openai":
         cache = RequestCache(cache_path) if cache_path is not None else None
         online = OpenAIGenerator(cfg, cache=cache, accounting=accounting, stage=stage, spent_before=spent_before)
-        if cfg.mode == "batch":
-            from mga.distill.generate.batch import BatchGenerator
-
-            return BatchGenerator(online, state_dir=cache_path.parent if cache_path is not None else Path("."))
-        return online
+        return batch_mode(online, cache_path) if cfg.mode == "batch" else online
     from mga.distill.generate.local import LocalGenerator
 
     return LocalGenerator(cfg.model, batch_size=cfg.batch_size, backend=cfg.backend)
