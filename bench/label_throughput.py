@@ -1,10 +1,13 @@
 """Teacher-client throughput, rerun cost and kill -9 resume cost against a loopback OpenAI-compatible server.
 
-    python bench/label_throughput.py [--requests 1000] [--concurrency 64] [--latency 0.2] [--kill-requests 2000]
+    python bench/label_throughput.py [--requests 1000] [--concurrency 64] [--latency 0.2] [--kill-requests 6400] [--repeats 3]
 
 The server runs in its own process with a fixed latency L per request. Printed:
 - achieved requests/s of the toolkit (`OpenAIGenerator`, cache on) over the bound C/L, and over a bare
   `AsyncOpenAI(max_retries=0)` + `asyncio.Semaphore(C)` loop measured in the same run against the same server;
+- the same with two servers (processes) behind one teacher (`teacher.base_url: [A, B]`, C per endpoint): the
+  endpoint pool's aggregate requests/s over a bare loop spread round-robin over the same two endpoints (one
+  client and one Semaphore(C) each), target >= 0.95x, and the pool's client CPU per request beyond it;
 - the toolkit's client CPU time per request beyond the bare loop's (process CPU, both measured alike);
 - requests sent by an immediate rerun (target 0);
 - after `mga label --stage rewrite` is killed (SIGKILL) at about 50% and rerun: requests the server received
@@ -66,27 +69,32 @@ def messages(i: int, tag: str) -> list[dict[str, str]]:
     return [{"role": "system", "content": "You rewrite."}, {"role": "user", "content": f"{tag} document {i} " * 40}]
 
 
-def bare_loop(url: str, n: int, concurrency: int) -> tuple[float, float]:
+def bare_loop(url: str | list[str], n: int, concurrency: int, tag: str = "bare") -> tuple[float, float]:
+    """A bare AsyncOpenAI loop; with several URLs, requests go round-robin, one client and Semaphore(C) each."""
     from openai import AsyncOpenAI
 
+    urls = [url] if isinstance(url, str) else url
+
     async def main() -> None:
-        client = AsyncOpenAI(api_key="EMPTY", base_url=url, max_retries=0, timeout=60)
-        semaphore = asyncio.Semaphore(concurrency)
+        clients = [AsyncOpenAI(api_key="EMPTY", base_url=u, max_retries=0, timeout=60) for u in urls]
+        semaphores = [asyncio.Semaphore(concurrency) for _ in urls]
 
         async def one(i: int) -> None:
-            async with semaphore:
-                r = await client.chat.completions.create(model="m", messages=messages(i, "bare"), max_tokens=64)
+            k = i % len(urls)
+            async with semaphores[k]:
+                r = await clients[k].chat.completions.create(model="m", messages=messages(i, tag), max_tokens=64)
                 assert r.choices[0].message.content
 
-        async with client:
-            await asyncio.gather(*(one(i) for i in range(n)))
+        await asyncio.gather(*(one(i) for i in range(n)))
+        for client in clients:
+            await client.close()
 
     wall, cpu = time.perf_counter(), time.process_time()
     asyncio.run(main())
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def toolkit_run(url: str, n: int, concurrency: int, cache_path: Path) -> tuple[float, float, int]:
+def toolkit_run(url: str | list[str], n: int, concurrency: int, cache_path: Path, tag: str = "toolkit") -> tuple[float, float, int]:
     from mga.distill.core.config import GenerationParams, TeacherConfig
     from mga.distill.generate.accounting import Accounting
     from mga.distill.generate.protocol import Request
@@ -96,12 +104,17 @@ def toolkit_run(url: str, n: int, concurrency: int, cache_path: Path) -> tuple[f
     accounting = Accounting()
     gen = make_generator(cfg, cache_path=cache_path, accounting=accounting, stage="bench")
     params = GenerationParams(max_tokens=64)
-    requests = [Request(str(i), messages(i, "toolkit"), params) for i in range(n)]
+    requests = [Request(str(i), messages(i, tag), params) for i in range(n)]
     wall, cpu = time.perf_counter(), time.process_time()
     ok = sum(r.ok for r in gen.run(requests, description="toolkit"))
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     assert ok == n, f"{n - ok} requests failed"
     return wall, cpu, accounting.stage("bench").requests
+
+
+def _median(runs: list[tuple[float, float]]) -> tuple[float, float]:
+    """The (wall, cpu) pair of the run with the median wall time."""
+    return sorted(runs)[len(runs) // 2]
 
 
 def kill_and_resume(url: str, n: int, concurrency: int, log_path: Path, work: Path) -> dict[str, float]:
@@ -149,6 +162,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--latency", type=float, default=0.2)
     ap.add_argument("--kill-requests", type=int, default=6400)
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats of each case; medians are printed")
     args = ap.parse_args()
     n, c, latency = args.requests, args.concurrency, args.latency
     bound = c / latency
@@ -156,29 +170,49 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="mga-bench-"))
     log_path = work / "server.log"
     log_path.touch()
-    parent, child = multiprocessing.Pipe()
-    server = multiprocessing.get_context("fork").Process(target=_serve, args=(latency, str(log_path), child), daemon=True)
-    server.start()
-    url = parent.recv()
+    servers, urls = [], []
+    for name in ("server", "server-b"):
+        parent, child = multiprocessing.Pipe()
+        log = log_path if name == "server" else work / f"{name}.log"
+        servers.append(multiprocessing.get_context("fork").Process(target=_serve, args=(latency, str(log), child), daemon=True))
+        servers[-1].start()
+        urls.append(parent.recv())
+    url = urls[0]
     try:
         bare_loop(url, 64, c)  # warm-up: imports, connection pool
-        bare_wall, bare_cpu = bare_loop(url, n, c)
-        tk_wall, tk_cpu, sent = toolkit_run(url, n, c, work / "cache.sqlite")
+        bare_loop(urls, 64, c, "warm-two")
+        runs: dict[str, list[tuple[float, float]]] = {"bare": [], "toolkit": [], "bare-two": [], "toolkit-two": []}
+        for r in range(args.repeats):  # interleaved, medians printed: a shared machine's load drifts
+            runs["bare"].append(bare_loop(url, n, c, f"bare-{r}"))
+            runs["toolkit"].append(toolkit_run(url, n, c, work / f"cache-{r}.sqlite", f"toolkit-{r}")[:2])
+            runs["bare-two"].append(bare_loop(urls, n, c, f"bare-two-{r}"))
+            runs["toolkit-two"].append(toolkit_run(urls, n, c, work / f"cache-two-{r}.sqlite", f"toolkit-two-{r}")[:2])
+        (bare_wall, bare_cpu), (tk_wall, tk_cpu), (two_bare_wall, two_bare_cpu), (two_wall, two_cpu) = (
+            _median(runs[k]) for k in ("bare", "toolkit", "bare-two", "toolkit-two"))
         before = len(read_log(log_path))
-        _, _, rerun_sent = toolkit_run(url, n, c, work / "cache.sqlite")
+        _, _, rerun_sent = toolkit_run(url, n, c, work / "cache-0.sqlite", "toolkit-0")
         rerun_received = sum(kind == "R" for kind, _ in read_log(log_path)[before:])
         kill = kill_and_resume(url, args.kill_requests, c, log_path, work)
     finally:
-        server.kill()
+        for server in servers:
+            server.kill()
 
     bare_rate, tk_rate = n / bare_wall, n / tk_wall
     extra_ms = (tk_cpu - bare_cpu) / n * 1000
-    print(f"loopback server: latency L={latency * 1000:.0f} ms, concurrency C={c}, {n} requests, bound C/L={bound:.0f} req/s")
+    print(f"loopback server: latency L={latency * 1000:.0f} ms, concurrency C={c}, {n} requests, bound C/L={bound:.0f} req/s; "
+          f"medians of {args.repeats} interleaved runs; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"bare AsyncOpenAI + Semaphore: {bare_rate:7.1f} req/s  ({bare_rate / bound:.2f} of bound), "
           f"client CPU {bare_cpu / n * 1000:.2f} ms/request")
     print(f"toolkit OpenAIGenerator:      {tk_rate:7.1f} req/s  ({tk_rate / bound:.2f} of bound, "
           f"{tk_rate / bare_rate:.2f} of bare), client CPU {tk_cpu / n * 1000:.2f} ms/request")
-    print(f"toolkit CPU beyond the bare client: {extra_ms:+.2f} ms/request (target < 1 ms)")
+    print(f"toolkit CPU beyond the bare client: {extra_ms:+.2f} ms/request (target <= 0.3 ms)")
+    two_bare, two_rate = n / two_bare_wall, n / two_wall
+    print(f"two endpoints, C={c} each (bound 2C/L={2 * bound:.0f} req/s), {n} requests:")
+    print(f"  bare loop round-robin over both: {two_bare:7.1f} req/s ({two_bare / (2 * bound):.2f} of bound), "
+          f"client CPU {two_bare_cpu / n * 1000:.2f} ms/request")
+    print(f"  toolkit endpoint pool:           {two_rate:7.1f} req/s ({two_rate / (2 * bound):.2f} of bound, "
+          f"{two_rate / two_bare:.2f} of bare; target >= 0.95), client CPU {two_cpu / n * 1000:.2f} ms/request, "
+          f"{(two_cpu - two_bare_cpu) / n * 1000:+.2f} ms beyond the bare loop (target <= 0.3)")
     print(f"immediate rerun: {rerun_received} requests received by the server (client counted {rerun_sent}; target 0)")
     k = kill
     print(

@@ -37,10 +37,15 @@ def label(
     variant: Annotated[str, typer.Option(help="Rewrite prompt: base, strict or relaxed.")] = "base",
     teacher_model: Annotated[str | None, typer.Option(help="Local checkpoint to answer instead of an endpoint.")] = None,
     language: Annotated[str | None, typer.Option(help="Prompt set (a folder under data/prompts/); default: recipe.")] = None,
-    base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1.")] = None,
+    base_url: Annotated[
+        list[str] | None,
+        typer.Option(help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1; repeat it for a pool of servers."),
+    ] = None,
     model: Annotated[str | None, typer.Option(help="Served model name (teacher.model).")] = None,
     concurrency: Annotated[int | None, typer.Option(help="Requests in flight (teacher.concurrency).")] = None,
     overwrite: OverwriteOpt = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the requests, tokens, cost and time; send nothing.")] = False,
+    latency: Annotated[float, typer.Option(help="Seconds per request assumed by --dry-run's wall time.")] = 2.0,
     recipe: RecipeOpt = None,
     set_: SetOpt = None,
 ) -> None:
@@ -51,6 +56,7 @@ def label(
     from mga.distill.core.console import console
     from mga.distill.core.io import check_input, check_output
     from mga.distill.generate.accounting import Accounting
+    from mga.distill.generate.budget import recorded_cost
     from mga.distill.generate.teacher import make_generator
     from mga.distill.label.labeling import label_pairs, label_rewrites
 
@@ -66,10 +72,15 @@ def label(
     })
     teacher = cfg.teacher
     out_dir = output.parent
-    accounting = Accounting.for_teacher(teacher, path=out_dir / "accounting.json")
     cache_path = cfg.label.cache_path or out_dir / ".mga-cache.sqlite"
+    if dry_run:
+        _dry_run(stage, input, output, cfg, variant, cache_path, latency)
+        return
+    spent_before = recorded_cost(out_dir / "accounting.json")  # for teacher.max_budget_usd
+    accounting = Accounting.for_teacher(teacher, path=out_dir / "accounting.json")
     check_output(cache_path, [input], what="request cache", rows=False)
-    generator = make_generator(teacher, cache_path=cache_path, accounting=accounting, stage=f"label-{stage}")
+    generator = make_generator(teacher, cache_path=cache_path, accounting=accounting, stage=f"label-{stage}",
+                               spent_before=spent_before)
     try:
         if stage == "pairs":
             chunks = input
@@ -94,3 +105,15 @@ def label(
         if accounting.stages:
             accounting.write()
             console.print(accounting.table())
+
+
+def _dry_run(stage: str, input: Path, output: Path, cfg, variant: str, cache_path: Path, latency: float) -> None:
+    from mga.distill.core.console import console
+    from mga.distill.generate.estimate import estimate_table
+    from mga.distill.pipeline.dry_run import label_dry_run, print_notes
+
+    chunks = stage == "pairs" and _is_chunks_file(input)
+    estimates = label_dry_run(stage, input, output, cfg, variant=variant, chunks=chunks, cache_path=cache_path,
+                              latency_s=latency)
+    console.print(estimate_table(estimates, title=f"mga label --stage {stage} --dry-run: nothing was sent"))
+    print_notes(estimates)

@@ -18,6 +18,8 @@ def run(
     set_: SetOpt = None,
     until: Annotated[str | None, typer.Option(help=f"Stop after this stage ({STAGE_HELP}).")] = None,
     from_: Annotated[str | None, typer.Option("--from", help="Redo this stage and everything after it.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print per stage the requests, tokens, cost and time; send nothing.")] = False,
+    latency: Annotated[float, typer.Option(help="Seconds per request assumed by --dry-run's wall time.")] = 2.0,
 ) -> None:
     """Run a recipe end to end: chunk, label, judge, filter, SFT rounds, quantize, report.
 
@@ -28,6 +30,15 @@ def run(
     from mga.distill.pipeline.recipe import load_recipe
 
     config = load_recipe(recipe, set_)
+    if dry_run:
+        from mga.distill.generate.estimate import estimate_table
+        from mga.distill.pipeline.dry_run import print_notes
+        from mga.distill.pipeline.dry_run import dry_run as estimate
+
+        estimates = estimate(config, latency_s=latency)
+        console.print(estimate_table(estimates, title=f"mga run {config.name} --dry-run: nothing was sent"))
+        print_notes(estimates)
+        return
     out = run_pipeline(config, from_stage=from_, until=until)
     report = out / "report" / "report.html"
     if report.exists():

@@ -15,9 +15,12 @@ from pydantic import (
     ConfigDict,
     Field,
     NonNegativeFloat,
+    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     SecretStr,
+    field_validator,
+    model_validator,
 )
 
 Variant = Literal["base", "strict", "relaxed"]
@@ -56,10 +59,12 @@ class TeacherConfig(Section):
 
     backend: Literal["openai", "transformers", "vllm"] = "openai"
     model: str = Field("gpt-4o-mini", description="served model name, or a local checkpoint path")
-    base_url: str | None = Field(None, description="endpoint; default: $OPENAI_BASE_URL, else OpenAI")
+    base_url: str | list[str] | None = Field(
+        None, description="endpoint, or a list served as one pool; default: $OPENAI_BASE_URL, else OpenAI"
+    )
     api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key")
     api_key: SecretStr | None = Field(None, description="discouraged: prefer api_key_env")
-    concurrency: PositiveInt = 64
+    concurrency: PositiveInt = Field(64, description="requests in flight per endpoint")
     timeout_s: PositiveFloat = 120.0
     max_attempts: PositiveInt = Field(6, description="attempts per request on network/server errors")
     requests_per_minute: PositiveInt | None = None
@@ -76,9 +81,50 @@ class TeacherConfig(Section):
     price_input_per_million: NonNegativeFloat | None = None
     price_output_per_million: NonNegativeFloat | None = None
     batch_size: PositiveInt = Field(8, description="local backends: prompts per generate() batch")
+    # -- several endpoints (mga.distill.generate.pool) --
+    eject_after: PositiveInt = Field(3, description="connect failures in a row that take an endpoint out of the pool")
+    eject_cooldown_s: PositiveFloat = Field(30.0, description="how long an ejected endpoint stays out")
+    # -- spending (mga.distill.generate.budget) --
+    max_budget_usd: NonNegativeFloat | None = Field(None, description="stop before a request could exceed this spend")
+    # -- the OpenAI Batch API (mga.distill.generate.batch) --
+    mode: Literal["online", "batch"] = Field("online", description="batch = the Batch API (cheaper, answers within a day)")
+    batch_price_factor: float = Field(0.5, gt=0.0, le=1.0, description="batch price as a share of the online price")
+    batch_fallback: Literal["resubmit", "online"] = Field(
+        "resubmit", description="requests a batch did not answer (expired, failed): resubmit them, or send them online"
+    )
+    batch_max_resubmits: NonNegativeInt = 2
+    batch_max_requests: PositiveInt = Field(50_000, description="requests per batch (the API's limit)")
+    batch_max_bytes: PositiveInt = Field(190 * 1024**2, description="bytes per batch input file (API limit: 200 MB)")
+    batch_poll_s: PositiveFloat = Field(15.0, description="first poll interval; doubles up to batch_poll_max_s")
+    batch_poll_max_s: PositiveFloat = 300.0
+    batch_completion_window: str = "24h"
     pairs: GenerationParams = GenerationParams(temperature=1.0, max_tokens=2048)
     rewrite: GenerationParams = GenerationParams(temperature=0.7, max_tokens=4096)
     judge: GenerationParams = GenerationParams(temperature=0.0, max_tokens=2048)
+
+    @field_validator("base_url")
+    @classmethod
+    def _urls(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list):
+            if not value or not all(u.strip() for u in value):
+                raise ValueError("give at least one endpoint URL, none empty")
+            if len(set(value)) != len(value):
+                raise ValueError("an endpoint is listed twice")
+            return value[0] if len(value) == 1 else value
+        return value
+
+    @model_validator(mode="after")
+    def _budget_needs_prices(self) -> TeacherConfig:
+        if self.max_budget_usd is not None and self.price_input_per_million is None and self.price_output_per_million is None:
+            raise ValueError("max_budget_usd needs teacher.price_input_per_million / price_output_per_million")
+        return self
+
+    @property
+    def base_urls(self) -> list[str]:
+        """The endpoints as a list (empty: $OPENAI_BASE_URL, else OpenAI)."""
+        if self.base_url is None:
+            return []
+        return [self.base_url] if isinstance(self.base_url, str) else list(self.base_url)
 
 
 class LabelConfig(Section):

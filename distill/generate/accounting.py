@@ -38,6 +38,8 @@ class StageCounters:
     failures: int = 0  # requests that ended with an error
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    batch_prompt_tokens: int = 0  # the part of prompt_tokens billed at the Batch API price
+    batch_completion_tokens: int = 0  # the part of completion_tokens billed at the Batch API price
     wall_s: float = 0.0
 
     def add(self, other: dict[str, Any]) -> None:
@@ -94,9 +96,13 @@ class Accounting:
         price_input_per_million: float | None = None,
         price_output_per_million: float | None = None,
         path: str | Path | None = None,
+        batch_price_factor: float = 0.5,
     ):
         self.price_in = price_input_per_million
         self.price_out = price_output_per_million
+        self.batch_factor = batch_price_factor
+        self.endpoints: dict[str, dict[str, int]] = {}  # per endpoint of a pool (mga.distill.generate.pool)
+        self._endpoints_written: dict[str, dict[str, int]] = {}
         self.path = Path(path) if path is not None else None
         self.stages: dict[str, StageCounters] = {}
         self._written: dict[str, dict[str, Any]] = {}
@@ -106,7 +112,7 @@ class Accounting:
 
     @classmethod
     def for_teacher(cls, teacher: Any, path: str | Path | None = None) -> Accounting:
-        return cls(teacher.price_input_per_million, teacher.price_output_per_million, path)
+        return cls(teacher.price_input_per_million, teacher.price_output_per_million, path, teacher.batch_price_factor)
 
     @property
     def account(self) -> str | None:
@@ -126,7 +132,10 @@ class Accounting:
         if self.price_in is None and self.price_out is None:
             return None
         c = asdict(counters) if isinstance(counters, StageCounters) else counters
-        return c["prompt_tokens"] / 1e6 * (self.price_in or 0.0) + c["completion_tokens"] / 1e6 * (self.price_out or 0.0)
+        price_in, price_out = self.price_in or 0.0, self.price_out or 0.0
+        batch_in, batch_out = c.get("batch_prompt_tokens") or 0, c.get("batch_completion_tokens") or 0
+        online = (c["prompt_tokens"] - batch_in) * price_in + (c["completion_tokens"] - batch_out) * price_out
+        return (online + (batch_in * price_in + batch_out * price_out) * self.batch_factor) / 1e6
 
     def _from_ledgers(self, recorded: list[str]) -> tuple[dict[str, StageCounters], list[str]]:
         totals: dict[str, StageCounters] = {}
@@ -154,7 +163,8 @@ class Accounting:
         if self.path is not None and target.resolve() == self.path.resolve():
             totals, ledgers = self._from_ledgers([str(p) for p in old.get("ledgers", [])])
             stages = {name: {**asdict(c), "cost": self.cost(c)} for name, c in totals.items()}
-            return write_json(target, {"stages": stages, "prices_per_million": prices, "ledgers": ledgers})
+            return write_json(target, {"stages": stages, "prices_per_million": prices, "ledgers": ledgers,
+                                       **self._endpoint_section(old)})
         merged: dict[str, Any] = dict(old.get("stages", {}))
         for name, counters in self.stages.items():
             total = StageCounters()
@@ -162,7 +172,18 @@ class Accounting:
             total.add(counters.minus(self._written.get(name, {})))
             merged[name] = {**asdict(total), "cost": self.cost(total)}
             self._written[name] = asdict(counters)
-        return write_json(target, {"stages": merged, "prices_per_million": prices})
+        return write_json(target, {"stages": merged, "prices_per_million": prices, **self._endpoint_section(old)})
+
+    def _endpoint_section(self, old: dict[str, Any]) -> dict[str, Any]:
+        """Per-endpoint counts of a pool: what the file holds plus this process's since the last write."""
+        merged: dict[str, dict[str, int]] = {k: dict(v) for k, v in (old.get("endpoints") or {}).items()}
+        for name, counts in self.endpoints.items():
+            before = self._endpoints_written.get(name, {})
+            total = merged.setdefault(name, {})
+            for key, value in counts.items():
+                total[key] = total.get(key, 0) + value - before.get(key, 0)
+            self._endpoints_written[name] = dict(counts)
+        return {"endpoints": merged} if merged else {}
 
     def table(self, title: str = "teacher accounting") -> Table:
         """One column per stage, one row per counter (fits a narrow terminal): what this process did."""

@@ -25,7 +25,7 @@ from mga.distill.core.errors import MgaError
 from mga.distill.generate.protocol import Completion, Request
 
 COUNTS = ("requests", "cache_hits", "retries", "invalid", "results", "failures", "prompt_tokens",
-          "completion_tokens", "wall_s")
+          "completion_tokens", "batch_prompt_tokens", "batch_completion_tokens", "wall_s")
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, model TEXT, answer TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS spend (id INTEGER PRIMARY KEY, account TEXT NOT NULL, stage TEXT NOT NULL, "
@@ -53,6 +53,10 @@ def _connect(path: Path) -> sqlite3.Connection:
         db.execute("PRAGMA synchronous=NORMAL")
         for statement in _SCHEMA:
             db.execute(statement)
+        have = {row[1] for row in db.execute("PRAGMA table_info(spend)")}
+        for column in COUNTS:  # a ledger written before a count existed (batch tokens) gets the column
+            if column not in have:
+                db.execute(f"ALTER TABLE spend ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
         return db
     except sqlite3.DatabaseError as e:
         raise MgaError(f"{path}: cannot open the request cache ({e}); delete it to start afresh "

@@ -26,8 +26,17 @@ class TeacherUnavailable(MgaError):
 
 
 def base_url_of(cfg: TeacherConfig) -> str | None:
-    """The configured endpoint (recipe, else $OPENAI_BASE_URL), checked; None means OpenAI itself."""
-    url = cfg.base_url or os.environ.get("OPENAI_BASE_URL") or None
+    """The configured endpoint (recipe, else $OPENAI_BASE_URL), checked; None means OpenAI itself. The
+    first one of a pool (`base_urls_of` gives them all)."""
+    return base_urls_of(cfg)[0]
+
+
+def base_urls_of(cfg: TeacherConfig) -> list[str | None]:
+    """Every configured endpoint (one, or a pool: `teacher.base_url` as a list), each checked."""
+    return [_checked(url) for url in cfg.base_urls] or [_checked(os.environ.get("OPENAI_BASE_URL") or None)]
+
+
+def _checked(url: str | None) -> str | None:
     if url is None:
         return None
     try:
@@ -58,8 +67,9 @@ def display_url(url: str | None) -> str:
 def cache_scope(cfg: TeacherConfig) -> str:
     """The endpoint identity in the cache key: `teacher.cache_namespace`, else the endpoint URL. A model
     served under the same name by another server is then a different model; name a namespace to share
-    answers between servers you know serve the same weights (replicas, a restarted job on another node)."""
-    return cfg.cache_namespace or display_url(base_url_of(cfg))
+    answers between servers you know serve the same weights (replicas, a restarted job on another node).
+    A pool's identity is the sorted list of its URLs: which server of the pool answered does not matter."""
+    return cfg.cache_namespace or ",".join(sorted(display_url(u) for u in base_urls_of(cfg)))
 
 
 def api_key_of(cfg: TeacherConfig, base_url: str | None) -> str:
@@ -113,3 +123,21 @@ def preflight(cfg: TeacherConfig, base_url: str | None, api_key: str) -> None:
         shown = ", ".join(map(str, served[:8])) + (", ..." if len(served) > 8 else "")
         raise TeacherUnavailable(f"the teacher at {url} has no model '{cfg.model}' (it serves: {shown}); "
                                  "check teacher.model / --model")
+
+
+def preflight_all(cfg: TeacherConfig, base_urls: list[str | None], api_key: str) -> None:
+    """`preflight` each endpoint; in a pool, one that fails is only a warning (the pool leaves it out) as
+    long as another passes."""
+    if len(base_urls) == 1:
+        preflight(cfg, base_urls[0], api_key)
+        return
+    failures = []
+    for url in base_urls:
+        try:
+            preflight(cfg, url, api_key)
+        except TeacherUnavailable as e:
+            failures.append(e)
+    if len(failures) == len(base_urls):
+        raise failures[0]
+    for failure in failures:
+        console.print(f"warning: {failure}; the pool goes on without it", markup=False, soft_wrap=True)

@@ -24,8 +24,11 @@ from mga.distill.core.config import TeacherConfig
 from mga.distill.core.console import progress_task
 from mga.distill.generate import endpoint
 from mga.distill.generate.accounting import Accounting
+from mga.distill.generate.batch import batch_mode
+from mga.distill.generate.budget import Budget, within_budget
 from mga.distill.generate.cache import RequestCache, request_key
 from mga.distill.generate.endpoint import TeacherUnavailable
+from mga.distill.generate.pool import pool_for
 from mga.distill.generate.protocol import Completion, Generator, Request, Result, Validator
 from mga.distill.generate.ratelimit import TokenBucket, estimate_tokens
 from mga.distill.generate.retry import GAVE_UP, Failure, backoff, classify
@@ -53,6 +56,7 @@ class OpenAIGenerator:
         accounting: Accounting | None = None,
         stage: str = "label",
         preflight: bool = True,
+        spent_before: float = 0.0,
     ):
         self.cfg = cfg
         self.model_name = cfg.model
@@ -61,12 +65,13 @@ class OpenAIGenerator:
         self.stage = stage
         self.account = self.accounting.for_stage(stage, cache)
         self.counters = self.account.counters
-        self.base_url = endpoint.base_url_of(cfg)
-        self.url = endpoint.display_url(self.base_url)
+        self.base_urls = endpoint.base_urls_of(cfg)  # one, or a pool (mga.distill.generate.pool)
+        self.base_url, self.url = self.base_urls[0], ", ".join(endpoint.display_url(u) for u in self.base_urls)
         self.endpoint_id = endpoint.cache_scope(cfg)
         self._api_key = endpoint.api_key_of(cfg, self.base_url)
         self._preflight = preflight
         self._any_success = self._any_cached = False
+        self.budget = Budget.for_teacher(cfg, self.accounting, spent_before)  # None without teacher.max_budget_usd
         self._early_failures = 0
         self._last_reason: str | None = None
 
@@ -110,7 +115,7 @@ class OpenAIGenerator:
             if tpm is not None:
                 await tpm.acquire(estimate_tokens(request.messages))
             try:
-                response = await client.chat.completions.create(**kwargs)
+                response = await within_budget(self.budget, request, lambda: client.create(**kwargs))
             except openai.OpenAIError as e:
                 failure = classify(e, self.cfg.timeout_s, self._api_key)
             else:
@@ -199,8 +204,6 @@ class OpenAIGenerator:
         self, requests: Iterator[Request], validate: Validator | None, max_attempts: int, out: queue.SimpleQueue,
         state: _RunState,
     ) -> None:
-        from openai import AsyncOpenAI
-
         state.loop, state.task = asyncio.get_running_loop(), asyncio.current_task()
         if state.stopped.is_set():
             return
@@ -215,12 +218,11 @@ class OpenAIGenerator:
                 self.account.count(results=1, failures=int(result.error is not None))
                 out.put(result)
 
-        client = AsyncOpenAI(api_key=self._api_key, base_url=self.base_url, max_retries=0,
-                             timeout=endpoint.client_timeout(self.cfg))
+        client = pool_for(self)
         async with client:
             try:
                 async with asyncio.TaskGroup() as group:
-                    for _ in range(self.cfg.concurrency):
+                    for _ in range(client.capacity):
                         group.create_task(worker())
             except BaseExceptionGroup as group_error:
                 first = group_error.exceptions[0]
@@ -249,7 +251,7 @@ class OpenAIGenerator:
         if total == 0:
             return
         if self._preflight:
-            endpoint.preflight(self.cfg, self.base_url, self._api_key)
+            endpoint.preflight_all(self.cfg, self.base_urls, self._api_key)
             self._preflight = False
         out: queue.SimpleQueue = queue.SimpleQueue()
         state = _RunState()
@@ -285,16 +287,14 @@ class OpenAIGenerator:
 
 
 def make_generator(
-    cfg: TeacherConfig,
-    *,
-    cache_path: Path | None = None,
-    accounting: Accounting | None = None,
-    stage: str = "label",
+    cfg: TeacherConfig, *, cache_path: Path | None = None, accounting: Accounting | None = None, stage: str = "label",
+    spent_before: float = 0.0,
 ) -> Generator:
-    """The teacher for `cfg.backend`: an OpenAI-compatible endpoint, or a local checkpoint."""
+    """The teacher for `cfg.backend`: an endpoint (online or Batch API; budget: `spent_before`) or a checkpoint."""
     if cfg.backend == "openai":
         cache = RequestCache(cache_path) if cache_path is not None else None
-        return OpenAIGenerator(cfg, cache=cache, accounting=accounting, stage=stage)
+        online = OpenAIGenerator(cfg, cache=cache, accounting=accounting, stage=stage, spent_before=spent_before)
+        return batch_mode(online, cache_path) if cfg.mode == "batch" else online
     from mga.distill.generate.local import LocalGenerator
 
     return LocalGenerator(cfg.model, batch_size=cfg.batch_size, backend=cfg.backend)

@@ -29,6 +29,7 @@ from mga.distill.pipeline.layout import RunLayout
 from mga.distill.pipeline.recipe import RunConfig, dump_recipe
 from mga.distill.pipeline.report import report
 from mga.distill.pipeline.runner import Runner, timed
+from mga.distill.train.launch import preflight
 from mga.distill.train.split import only_docs, read_split, split_documents, write_parts
 from mga.judge.controls import control_verdict, failed_stages
 from mga.judge.pairs_check import check_pairs_file
@@ -44,6 +45,7 @@ JUDGE_FAILED = "judge failed its controls"
 
 def run_pipeline(cfg: RunConfig, *, from_stage: str | None = None, until: str | None = None) -> Path:
     """Run (or resume) the recipe `cfg`; returns the run directory."""
+    preflight(cfg.train)  # a training plan known to fail is refused before any stage spends anything
     runner = Runner(cfg.out_dir, cfg.teacher, from_stage=from_stage, until=until)
     (runner.dir / "recipe.yaml").write_text(dump_recipe(cfg), encoding="utf-8")
     return timed(runner, f"run {cfg.name}", lambda: Pipeline(cfg, runner).run())

@@ -112,7 +112,8 @@ def format_errors(error: ValidationError) -> list[str]:
         if err["type"] == "extra_forbidden":
             parent = _model_at(loc[:-1])
             choices = list(parent.model_fields) if parent else []
-            close = difflib.get_close_matches(str(loc[-1]), choices, n=1)
+            typo = str(loc[-1])  # a transposition (modle -> model) beats a near miss of another key (mode)
+            close = sorted(difflib.get_close_matches(typo, choices, n=3), key=lambda c: sorted(c) != sorted(typo))
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             lines.append(f"{path}: unknown key{hint}")
         elif err["type"] == "missing":

@@ -16,6 +16,7 @@ from mga.distill.core.config import TeacherConfig
 from mga.distill.core.console import console
 from mga.distill.core.errors import MgaError
 from mga.distill.generate.accounting import Accounting
+from mga.distill.generate.budget import recorded_cost
 from mga.distill.generate.protocol import Generator
 from mga.distill.generate.teacher import make_generator
 from mga.distill.pipeline.manifest import Manifest
@@ -53,7 +54,7 @@ class GeneratorFactory:
 
     def __call__(self) -> Generator:
         return make_generator(self.endpoint, cache_path=self.runner.cache_path, accounting=self.runner.accounting,
-                              stage=self.runner.current)
+                              stage=self.runner.current, spent_before=self.runner.spent_before)
 
 
 class Runner:
@@ -64,6 +65,7 @@ class Runner:
         self.dir = Path(run_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.manifest = Manifest(self.dir / "manifest.json")
+        self.spent_before = recorded_cost(self.dir / "accounting.json")  # for teacher.max_budget_usd
         self.accounting = Accounting.for_teacher(teacher, path=self.dir / "accounting.json")  # durable ledger
         self.cache_path = self.dir / "cache.sqlite"
         self.from_index = STAGES.index(from_stage) if from_stage else None

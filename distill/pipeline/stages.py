@@ -16,7 +16,7 @@ from mga.distill.label.chunk import chunk_corpus
 from mga.distill.label.labeling import label_pairs, label_rewrites
 from mga.distill.pipeline.recipe import RunConfig
 from mga.distill.pipeline.runner import GeneratorFactory
-from mga.distill.train.sft import train_tool_model
+from mga.distill.train.launch import train as train_tool_model
 from mga.distill.train.sft_data import build_sft_datasets
 from mga.distill.train.split import only_docs, read_split
 from mga.distill.train.tiny_model import resolve_student

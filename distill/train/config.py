@@ -10,7 +10,7 @@ import typing
 from typing import Any
 
 from mga.distill.core.config import Section
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, PositiveInt
 
 
 class TrainConfig(Section):
@@ -22,6 +22,13 @@ class TrainConfig(Section):
     merge: bool = Field(True, description="merge LoRA into a full checkpoint after training")
     qlora: bool = Field(False, description="LoRA on a 4-bit (bitsandbytes NF4) base; needs CUDA and train.lora")
     stages: list[typing.Literal["pairs", "rewrite"]] = Field(default_factory=lambda: ["pairs", "rewrite"])
+    num_processes: PositiveInt = Field(1, description="training processes (GPUs); > 1 runs through accelerate/torchrun")
+    accelerate_config: str | None = Field(
+        None, description="ddp, fsdp, zero3 (recipes/accelerate/<name>.yaml) or a path to an accelerate config"
+    )
+    launcher: typing.Literal["auto", "accelerate", "torchrun"] = Field(
+        "auto", description="auto = accelerate on CUDA, torchrun (gloo) on CPU"
+    )
 
     def sft_kwargs(self) -> dict[str, Any]:
         """The recipe's `SFTConfig` fields (everything that is not a toolkit key)."""

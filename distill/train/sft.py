@@ -17,7 +17,6 @@ Run directory (`out_dir`):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -28,29 +27,11 @@ from mga.distill.core.console import console
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import read_rows, write_json
 from mga.distill.train.config import TrainConfig
+from mga.distill.train.job import DONE, STARTED, TrainJob, plan_run
 from mga.distill.train.tokenizer_check import check_tokenizer, sync_special_tokens
 
-DONE = "train_done.json"
-STARTED = "train_started.json"
 _SECRET_KEY = re.compile(r"token|secret|password|api_key", re.IGNORECASE)
 _NOT_SECRET = {"eos_token", "pad_token", "bos_token", "unk_token"}
-
-
-def _file_digest(path: Path | None) -> str | None:
-    if path is None or not Path(path).exists():
-        return None
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def _fingerprint(cfg: TrainConfig, student: str, stage: str, train_path: Path, eval_path: Path | None) -> str:
-    payload = {
-        "config": cfg.model_dump(mode="json"),
-        "student": student,
-        "stage": stage,
-        "train": _file_digest(train_path),
-        "eval": _file_digest(eval_path),
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _public_config(cfg: TrainConfig) -> dict[str, Any]:
@@ -186,22 +167,70 @@ def build_trainer(
         raise MgaError(f"train: {str(e).splitlines()[0]}") from None
 
 
-def _final_checkpoint(trainer: Any, out_dir: Path, cfg: TrainConfig) -> Path:
+def _final_checkpoint(trainer: Any, out_dir: Path, cfg: TrainConfig, main: bool = True) -> Path:
+    """Every process takes part in saving (FSDP and ZeRO-3 gather the shards); the main one writes the rest."""
     tokenizer = trainer.processing_class
     if cfg.lora is None:
         model_dir = out_dir / "model"
         sync_special_tokens(trainer.model, tokenizer)
         trainer.save_model(str(model_dir))
-        tokenizer.save_pretrained(model_dir)
+        if main:
+            tokenizer.save_pretrained(model_dir)
         return model_dir
     adapter_dir = out_dir / "adapter"
     trainer.save_model(str(adapter_dir))
-    tokenizer.save_pretrained(adapter_dir)
+    if main:
+        tokenizer.save_pretrained(adapter_dir)
     if not cfg.merge:
         return adapter_dir
+    if not main:
+        return out_dir / "model"
     from mga.distill.train.merge import merge_lora
 
     return merge_lora(adapter_dir, out_dir / "model")
+
+
+def fit(job: TrainJob, cfg: TrainConfig) -> Path:
+    """Train and save; in every process of a multi-process run (the main process alone writes files)."""
+    from mga.distill.train.loss_plot import plot_loss
+
+    train_path, eval_path, out_dir, student, stage = job.train_path, job.eval_path, job.out_dir, job.student, job.stage
+
+    started_file, trainer_dir = out_dir / STARTED, out_dir / "trainer"
+    resume = any(trainer_dir.glob("checkpoint-*"))
+    trainer = build_trainer(train_path, eval_path, out_dir, cfg, student=student)
+    main = trainer.is_world_process_zero()
+    if main:
+        write_json(started_file, {"fingerprint": job.fingerprint})
+        write_json(
+            out_dir / "train_config.json",
+            {"stage": stage, "student": student, "train": str(train_path), "eval": str(eval_path) if eval_path else None,
+             "config": _public_config(cfg), "processes": trainer.args.world_size},
+        )
+        if (split := train_path.parent / "split.json").exists():
+            shutil.copyfile(split, out_dir / "split.json")
+    say = console.print if main else (lambda *a, **k: None)
+    if resume:
+        say(f"train ({stage}): resuming from {trainer_dir}", markup=False, soft_wrap=True)
+    kind = "LoRA" if cfg.lora is not None else "full"
+    if len(trainer.train_dataset) == 0:
+        raise MgaError(
+            f"{train_path}: every example lost its answer to truncation at train.max_length={trainer.args.max_length} "
+            "tokens; raise train.max_length"
+        )
+    say(f"train ({stage}): {kind} fine-tune of {student}, {len(trainer.train_dataset)} examples", markup=False, soft_wrap=True)
+    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    checkpoint = _final_checkpoint(trainer, out_dir, cfg, main)
+    trainer.accelerator.wait_for_everyone()
+    if main:
+        log_history = trainer.state.log_history
+        write_json(out_dir / "log_history.json", log_history)
+        plot_loss(log_history, out_dir / "loss.png", title=f"SFT loss ({stage}, {kind})")
+        shutil.rmtree(trainer_dir, ignore_errors=True)
+        write_json(out_dir / DONE, {"fingerprint": job.fingerprint, "checkpoint": str(checkpoint), "metrics": result.metrics})
+        started_file.unlink(missing_ok=True)
+        say(f"train ({stage}): checkpoint -> {checkpoint}", markup=False, soft_wrap=True)
+    return checkpoint
 
 
 def train_tool_model(
@@ -213,51 +242,8 @@ def train_tool_model(
     student: str,
     stage: str,
 ) -> Path:
-    """Fine-tune `student` on the SFT files; returns the checkpoint to use downstream (out_dir/model, or
-    out_dir/adapter for LoRA without merge). Resumes from trainer checkpoints; a finished run is not redone."""
-    from mga.distill.train.loss_plot import plot_loss
-    from mga.distill.train.tiny_model import resolve_student
-
-    train_path, out_dir = Path(train_path), Path(out_dir)
-    eval_path = Path(eval_path) if eval_path else None
-    student = resolve_student(student, out_dir / "students")
-    fingerprint = _fingerprint(cfg, student, stage, train_path, eval_path)
-    done_file, started_file, trainer_dir = out_dir / DONE, out_dir / STARTED, out_dir / "trainer"
-    if done_file.exists():
-        done = json.loads(done_file.read_text())
-        if done.get("fingerprint") == fingerprint and Path(done["checkpoint"]).exists():
-            console.print(f"train ({stage}): already trained with this config -> {done['checkpoint']}", markup=False, soft_wrap=True)
-            return Path(done["checkpoint"])
-        done_file.unlink()
-    if started_file.exists() and json.loads(started_file.read_text()).get("fingerprint") != fingerprint:
-        shutil.rmtree(trainer_dir, ignore_errors=True)  # checkpoints of another config: start over
-    resume = any(trainer_dir.glob("checkpoint-*"))
-
-    trainer = build_trainer(train_path, eval_path, out_dir, cfg, student=student)
-    write_json(started_file, {"fingerprint": fingerprint})
-    write_json(
-        out_dir / "train_config.json",
-        {"stage": stage, "student": student, "train": str(train_path), "eval": str(eval_path) if eval_path else None,
-         "config": _public_config(cfg)},
-    )
-    if (split := train_path.parent / "split.json").exists():
-        shutil.copyfile(split, out_dir / "split.json")
-    if resume:
-        console.print(f"train ({stage}): resuming from {trainer_dir}", markup=False, soft_wrap=True)
-    kind = "LoRA" if cfg.lora is not None else "full"
-    if len(trainer.train_dataset) == 0:
-        raise MgaError(
-            f"{train_path}: every example lost its answer to truncation at train.max_length={trainer.args.max_length} "
-            "tokens; raise train.max_length"
-        )
-    console.print(f"train ({stage}): {kind} fine-tune of {student}, {len(trainer.train_dataset)} examples", markup=False, soft_wrap=True)
-    result = trainer.train(resume_from_checkpoint=True if resume else None)
-    log_history = trainer.state.log_history
-    write_json(out_dir / "log_history.json", log_history)
-    plot_loss(log_history, out_dir / "loss.png", title=f"SFT loss ({stage}, {kind})")
-    checkpoint = _final_checkpoint(trainer, out_dir, cfg)
-    shutil.rmtree(trainer_dir, ignore_errors=True)
-    write_json(done_file, {"fingerprint": fingerprint, "checkpoint": str(checkpoint), "metrics": result.metrics})
-    started_file.unlink(missing_ok=True)
-    console.print(f"train ({stage}): checkpoint -> {checkpoint}", markup=False, soft_wrap=True)
-    return checkpoint
+    """Fine-tune `student` on the SFT files in this process; returns the checkpoint to use downstream
+    (out_dir/model, or out_dir/adapter for LoRA without merge). Resumes from trainer checkpoints; a finished
+    run is not redone. Several processes: `mga.distill.train.launch.train`."""
+    job = plan_run(train_path, eval_path, out_dir, cfg, student=student, stage=stage)
+    return job.done or fit(job, cfg)
