@@ -76,3 +76,14 @@ def _judge_llm(rows, out_path, cfg, generator, params, endpoint, language) -> Pa
         params = endpoint.judge if endpoint is not None else TeacherConfig().judge
     return judge_rows(rows, out_path, generator, language=language, params=params,
                       max_parse_attempts=cfg.max_parse_attempts, logprobs=cfg.logprobs)
+
+
+def judged_rate(rows: list[dict], label: str, *, work_dir: str | Path, cfg: JudgeConfig | None = None,
+                language: str = "en", teacher: TeacherConfig | None = None) -> float:
+    """Rate(>=3) of rewrite rows judged with `cfg` (files kept in `work_dir` as rewrites/judged.<label>.jsonl)."""
+    from mga.distill.core.io import read_rows, write_rows
+    from mga.judge.scores import summarize
+
+    source = write_rows(Path(work_dir) / f"rewrites.{label}.jsonl", rows)
+    judged = judge_file(source, Path(work_dir) / f"judged.{label}.jsonl", cfg, language=language, teacher=teacher)
+    return summarize(read_rows(judged))["rate_ge3"]

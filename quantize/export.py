@@ -24,6 +24,7 @@ from mga.distill.core.console import console
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import write_json
 from mga.quantize.calibration import text_hash
+from mga.quantize.checkpoint import check_checkpoint, weight_files
 
 MARKER = "mga_quantize.json"
 MIN_CALIBRATION_ROWS = 8
@@ -49,6 +50,8 @@ SCHEMES = {
     "gptq-w8": Scheme("gptq-w8", "gptq", 8, "gptqmodel", "gptqmodel==7.6.0 optimum==2.3.0", "gptq"),
     "w8a8": Scheme("w8a8", "w8a8", 8, "llmcompressor", "llmcompressor==0.14.0.1 compressed-tensors==0.19.0",
                    "compressed-tensors int-quantized"),
+    "gguf-q8_0": Scheme("gguf-q8_0", "gguf", 8, "llama_cpp", "llama-cpp-python==0.3.36 gguf==0.19.0", "gguf q8_0"),
+    "gguf-q4_k_m": Scheme("gguf-q4_k_m", "gguf", 4, "llama_cpp", "llama-cpp-python==0.3.36 gguf==0.19.0", "gguf q4_k_m"),
 }
 
 
@@ -60,29 +63,6 @@ def get_scheme(name: str) -> Scheme:
         raise MgaError(f"scheme {name} needs {scheme.library}, which is not installed: "
                        f"pip install -c constraints.txt {scheme.packages}")
     return scheme
-
-
-def weight_files(folder: Path) -> list[Path]:
-    """The full-model weight files of a checkpoint folder (a LoRA adapter's own weights do not count)."""
-    files = [*folder.glob("*.safetensors"), *folder.glob("pytorch_model*.bin")]
-    return sorted(f for f in files if not f.name.startswith("adapter_model"))
-
-
-def check_checkpoint(checkpoint: Path) -> dict[str, Any]:
-    """The checkpoint's config.json, after refusing what cannot be quantized (adapter only, quantized, missing)."""
-    if not checkpoint.is_dir():
-        raise MgaError(f"{checkpoint}: not a checkpoint folder")
-    if (checkpoint / "adapter_config.json").exists() and not weight_files(checkpoint):
-        raise MgaError(f"{checkpoint}: a LoRA adapter without full weights cannot be quantized; "
-                       "merge first: mga train --merge (then quantize the merged folder)")
-    config_path = checkpoint / "config.json"
-    if not config_path.exists() or not weight_files(checkpoint):
-        raise MgaError(f"{checkpoint}: no config.json and model weights (a full or merged checkpoint is needed)")
-    config = json.loads(config_path.read_text(encoding="utf-8"))
-    if config.get("quantization_config"):
-        method = config["quantization_config"].get("quant_method", "?")
-        raise MgaError(f"{checkpoint}: already quantized ({method}); quantize the full-precision checkpoint")
-    return config
 
 
 def check_architecture(config: dict[str, Any], scheme: Scheme, group_size: int) -> None:
@@ -138,6 +118,15 @@ def _carry_files(checkpoint: Path, out_dir: Path) -> list[str]:
     return carried
 
 
+def _lint(checkpoint: Path, exported: Path) -> None:
+    """A folder a serving engine would misread is an error now, not a surprise at serving (`export_lint`)."""
+    from mga.quantize.export_lint import lint_export
+
+    problems = lint_export(checkpoint, exported)
+    if problems:
+        raise MgaError(f"export check failed for {exported} (not published):\n" + "\n".join(f"  {p}" for p in problems))
+
+
 def default_calibration(checkpoint: Path, tokenizer, *, num_samples: int, max_length: int, seed: int):
     """The SFT rows `mga train` saved beside the checkpoint (`../data/train.jsonl`), with the sample corpus."""
     from mga.distill.core.config import default_corpus_path
@@ -166,7 +155,7 @@ def quantize_checkpoint(
     calibration_record: list[dict] | None = None,
     device: str | None = None,
 ) -> Path:
-    """Quantize a full or merged checkpoint with `scheme` (gptq-w4, gptq-w8, w8a8) into `out_dir`; returns it.
+    """Quantize a full or merged checkpoint with `scheme` (gptq-w4, gptq-w8, w8a8, gguf-*) into `out_dir`; returns it.
 
     `calibration` holds ready texts (see `mga.quantize.calibration.build_calibration`, whose record can be passed
     as `calibration_record`); when None, the SFT rows beside the checkpoint and the sample corpus are used.
@@ -176,6 +165,15 @@ def quantize_checkpoint(
 
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     spec = get_scheme(scheme)
+    if spec.method == "gguf":  # no calibration: llama.cpp's quantizer is data-free
+        from mga.quantize.gguf_export import export_gguf
+        from mga.quantize.task_checks import eval_rows
+
+        try:
+            rows, rows_used, _ = eval_rows(checkpoint)
+        except MgaError:
+            rows, rows_used = [], "no SFT rows beside the checkpoint: greedy answers not compared"
+        return export_gguf(checkpoint, out_dir, scheme, rows=rows, rows_used=rows_used)
     config = check_checkpoint(checkpoint)
     check_architecture(config, spec, group_size)
     device = check_device(device)
@@ -227,6 +225,7 @@ def quantize_checkpoint(
         timings = quantize_w8a8(checkpoint, partial, texts, tokenizer=tokenizer, max_length=max_length,
                                 device=device, seed=seed)
     carried = _carry_files(checkpoint, partial)
+    _lint(checkpoint, partial)
     tokens = sum(len(tokenizer(t, add_special_tokens=False, truncation=True, max_length=max_length)["input_ids"])
                  for t in texts)
     write_json(partial / MARKER, {

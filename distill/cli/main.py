@@ -6,7 +6,7 @@ import logging
 import os
 
 import typer
-from mga.distill.cli import expand, judge, label, language, quantize, run, tiny_model, train
+from mga.distill.cli import analyze, expand, judge, label, language, quantize, run, tiny_model, train
 from mga.distill.core.console import console
 from mga.distill.core.errors import MgaError
 
@@ -27,6 +27,7 @@ app.command("run")(run.run)
 app.command("expand")(expand.expand)
 app.command("tiny-model")(tiny_model.tiny_model)
 app.add_typer(language.app, name="language")
+app.add_typer(analyze.app, name="analyze")
 
 
 def configure_environment() -> None:

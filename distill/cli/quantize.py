@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from mga.distill.cli.common import RecipeOpt, SetOpt
 from mga.distill.core.console import console
 from mga.distill.core.errors import MgaError
 
@@ -23,7 +24,7 @@ def _config(**values):
 
 def quantize(
     checkpoint: Annotated[Path, typer.Argument(help="Full or merged-LoRA checkpoint folder.")],
-    scheme: Annotated[str, typer.Option(help="gptq-w4, gptq-w8 or w8a8.")] = "gptq-w4",
+    scheme: Annotated[str, typer.Option(help="gptq-w4, gptq-w8, w8a8 (vLLM) or gguf-q8_0, gguf-q4_k_m (llama.cpp/Ollama).")] = "gptq-w4",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Output folder [default: CHECKPOINT-SCHEME].")] = None,
     group_size: Annotated[int, typer.Option(help="GPTQ group size (-1 = per channel).")] = 128,
     desc_act: Annotated[bool, typer.Option(help="GPTQ act-order.")] = False,
@@ -36,10 +37,17 @@ def quantize(
     device: Annotated[str | None, typer.Option(help="cpu or cuda [default: GPU when visible, else CPU].")] = None,
     seed: Annotated[int, typer.Option(help="Calibration sampling seed.")] = 0,
     eval: Annotated[bool, typer.Option("--eval", help="Compare full vs quantized on held-out prompts.")] = False,
-    heldout: Annotated[Path | None, typer.Option(
-        help="Held-out rows for --eval [default: CHECKPOINT/../data/eval.jsonl].")] = None,
+    heldout: Annotated[Path | None, typer.Option(help="Rows (chat 'messages') for --eval and GGUF checks [default: "
+                                                 "CHECKPOINT/../data/eval.jsonl, else train.jsonl, named as such].")] = None,
+    judge: Annotated[str | None, typer.Option(
+        help="--eval: also judge the rewrite model's answers, full vs quantized: heuristic or llm (endpoint from --recipe/--set).")] = None,
+    recipe: RecipeOpt = None,
+    set_: SetOpt = None,
 ) -> None:
-    """Quantize a tool model for deployment (GPTQ via GPTQModel, W8A8 via llm-compressor)."""
+    """Quantize a tool model for deployment: GPTQ (GPTQModel), W8A8 (llm-compressor), GGUF (llama.cpp, Ollama).
+
+    Example: mga quantize runs/x/models/round-1/rewrite/model --scheme gguf-q8_0 -o rewrite-q8.gguf.d
+    """
     from mga.distill.core.config import default_corpus_path
     from mga.quantize.calibration import build_calibration
     from mga.quantize.export import check_checkpoint, quantize_checkpoint
@@ -49,10 +57,11 @@ def quantize(
                   calibration_max_length=max_length, corpus_fraction=corpus_fraction, eval=eval)
     check_checkpoint(checkpoint)
     out_dir = output or checkpoint.with_name(f"{checkpoint.name}-{scheme}")
-    if eval:
-        heldout = heldout or checkpoint.parent / "data" / "eval.jsonl"
-        if not heldout.exists():
-            raise MgaError(f"--eval: {heldout} not found; pass --heldout EVAL_JSONL")
+    if heldout is not None and not heldout.exists():
+        raise MgaError(f"--heldout: {heldout} not found")
+    if scheme.startswith("gguf-"):
+        _gguf(checkpoint, out_dir, scheme, heldout)
+        return
     sft = calibration or checkpoint.parent / "data" / "train.jsonl"
     if calibration is None and not sft.exists():
         console.print(f"calibration: no {sft}; using corpus text only (pass --calibration SFT_TRAIN_JSONL to "
@@ -66,11 +75,51 @@ def quantize(
                         max_length=cfg.calibration_max_length, seed=seed, device=device)
     typer.echo(str(out_dir))
     if eval:
-        from mga.quantize.evaluate import compare
+        _evaluate(checkpoint, out_dir, heldout, judge, recipe, set_)
 
-        result = compare(checkpoint, out_dir, heldout, out_dir / "compare.json")
-        f, q = result["full"], result["quantized"]
-        console.print(
-            f"perplexity {f['perplexity']:.3f} -> {q['perplexity']:.3f} (x{result['ratios']['perplexity']}), "
-            f"linear bytes x{result['ratios']['linear_bytes']}, tokens/s {f['tokens_per_s']} -> {q['tokens_per_s']}; "
-            f"written to {out_dir / 'compare.json'}", markup=False)
+
+def _gguf(checkpoint: Path, out_dir: Path, scheme: str, heldout: Path | None) -> None:
+    import json
+
+    from mga.quantize.gguf_export import MARKER, export_gguf
+    from mga.quantize.task_checks import eval_rows
+
+    try:
+        rows, rows_used, _ = eval_rows(checkpoint, heldout)
+    except MgaError:
+        rows, rows_used = [], "none"
+    export_gguf(checkpoint, out_dir, scheme, rows=rows, rows_used=rows_used)
+    typer.echo(str(out_dir))
+    check = json.loads((out_dir / MARKER).read_text(encoding="utf-8")).get("verification", {})
+    if check.get("agreement"):
+        console.print(f"llama.cpp vs full model, greedy on {check['prompts']} prompts ({check['rows_used']}): "
+                      f"{100 * check['agreement']['identical']:.0f}% identical, token overlap "
+                      f"{100 * check['agreement']['token_overlap']:.1f}%, stopped at end-of-turn "
+                      f"{100 * check['stopped_at_end_of_turn']['gguf']:.0f}% (full {100 * check['stopped_at_end_of_turn']['full']:.0f}%)",
+                      markup=False)
+
+
+def _evaluate(checkpoint: Path, out_dir: Path, heldout: Path | None, judge: str | None, recipe, set_) -> None:
+    from functools import partial
+
+    from mga.judge.pairs_check import parse_pairs
+    from mga.quantize.export_eval import evaluate_export, task_rows
+
+    judge_rate = None
+    if judge is not None:
+        from mga.distill.cli.common import load_config
+        from mga.judge.judging import judged_rate
+
+        cfg = load_config(recipe, [*(set_ or []), f"judge.backend={judge}"])
+        judge_rate = partial(judged_rate, work_dir=out_dir / "judged", cfg=cfg.judge, language=cfg.language,
+                             teacher=cfg.teacher)
+    result = evaluate_export(checkpoint, out_dir, heldout=heldout, pairs_check=lambda text: parse_pairs(text)[1],
+                             judge_rate=judge_rate)
+    f, q = result["full"], result["quantized"]
+    console.print(
+        f"perplexity {f['perplexity']:.3f} -> {q['perplexity']:.3f} (x{result['ratios']['perplexity']}), "
+        f"linear bytes x{result['ratios']['linear_bytes']}, tokens/s {f['tokens_per_s']} -> {q['tokens_per_s']}; "
+        f"rows: {result['rows_used']}", markup=False, soft_wrap=True)
+    for row in task_rows(result["task"]):
+        console.print(f"  {row['check']}: {row['full'] or '-'} -> {row['quantized']}", markup=False)
+    console.print(f"written to {out_dir / 'compare.json'}", markup=False)

@@ -101,6 +101,8 @@ def build_sft_datasets(
         if key not in examples:
             messages = sft_messages(row, stage, language, num_pairs)
             examples[key] = {"messages": messages, "docid": str(row["meta"]["docid"]), "key": key}
+            if stage == "rewrite":  # what a judge needs to score an export's rewrite of this prompt
+                examples[key]["meta"] = {k: row["meta"][k] for k in ("docid", "raw_text", "genre", "audience")}
     if skipped:
         detail = ", ".join(f"{n} {why}" for why, n in skipped.most_common())
         console.print(f"sft data ({stage}): skipped {sum(skipped.values())} rows ({detail})", markup=False, soft_wrap=True)

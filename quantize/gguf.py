@@ -1,0 +1,207 @@
+"""GGUF export for llama.cpp and Ollama: a Qwen2/Llama checkpoint written with the `gguf` package (the llama.cpp
+project's own writer), then quantized by llama.cpp's quantizer (`llama_model_quantize` via llama-cpp-python).
+
+The file carries what a chat model needs to be served as trained: the BPE vocabulary, merges and pre-tokenizer,
+the chat template (without transformers' `{% generation %}` training markers), and the end-of-turn token as both
+eos and eot, so llama.cpp and Ollama stop where the model was trained to stop. `gguf` 0.19 ships no converter
+script: this module is the converter for the two architectures the toolkit trains (others are refused).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from mga.distill.core.errors import MgaError
+
+GGUF_SCHEMES = {"gguf-q8_0": ("q8_0", "MOSTLY_Q8_0"), "gguf-q4_k_m": ("q4_k_m", "MOSTLY_Q4_K_M")}
+ARCHS = {"qwen2": "QWEN2", "llama": "LLAMA"}
+PACKAGES = "llama-cpp-python==0.3.36 gguf==0.19.0"
+# Pre-tokenizer regexes llama.cpp knows by name (convert_hf_to_gguf.py identifies them the same way).
+_QWEN2_RE = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+_LLAMA3_RE = _QWEN2_RE.replace(r"|\p{N}|", r"|\p{N}{1,3}|")
+_GENERATION_TAGS = re.compile(r"\{%-?\s*(?:end)?generation\s*-?%\}")
+
+
+def check_gguf_libraries() -> None:
+    import importlib.util
+
+    missing = [name for name in ("gguf", "llama_cpp") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MgaError(f"GGUF export needs {' and '.join(missing)}, not installed: pip install -c constraints.txt {PACKAGES}")
+
+
+def check_gguf_architecture(config: dict[str, Any]) -> str:
+    """The checkpoint's model_type when GGUF export supports it (Qwen2, Llama), else a clear refusal."""
+    model_type = config.get("model_type", "?")
+    if model_type not in ARCHS:
+        raise MgaError(f"GGUF export supports Qwen2 and Llama checkpoints, not '{model_type}': use --scheme gptq-w4 "
+                       "or w8a8 (vLLM), or llama.cpp's own convert_hf_to_gguf.py for this architecture")
+    rope = config.get("rope_scaling") or {}
+    rope_type = rope.get("rope_type") or rope.get("type") or (config.get("rope_parameters") or {}).get("rope_type", "default")
+    if rope_type not in (None, "default"):
+        raise MgaError(f"GGUF export: rope scaling '{rope_type}' is not supported by this converter")
+    return model_type
+
+
+def strip_generation_tags(template: str) -> str:
+    """transformers' `{% generation %}` markers only mask training loss; llama.cpp's Jinja does not know them."""
+    return _GENERATION_TAGS.sub("", template)
+
+
+def chat_template_of(checkpoint: Path) -> str:
+    jinja, config = checkpoint / "chat_template.jinja", checkpoint / "tokenizer_config.json"
+    template = jinja.read_text(encoding="utf-8") if jinja.exists() else None
+    if template is None and config.exists():
+        template = json.loads(config.read_text(encoding="utf-8")).get("chat_template")
+    if not isinstance(template, str):
+        raise MgaError(f"{checkpoint}: no chat template (chat_template.jinja or tokenizer_config.json): a tool model "
+                       "served by llama.cpp/Ollama needs the template it was trained with")
+    return strip_generation_tags(template)
+
+
+def _pre_tokenizer(tokenizer_json: dict[str, Any]) -> str:
+    model = tokenizer_json.get("model") or {}
+    if model.get("type") != "BPE" or model.get("byte_fallback"):
+        raise MgaError("GGUF export supports byte-level BPE tokenizers (GPT-2/Qwen2/Llama-3 style) only; "
+                       "this tokenizer is not one (sentencepiece or byte-fallback BPE)")
+    pre = tokenizer_json.get("pre_tokenizer") or {}
+    steps = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
+    if len(steps) == 1 and steps[0].get("type") == "ByteLevel" and steps[0].get("use_regex", True):
+        return "gpt-2"
+    splits = [s.get("pattern", {}).get("Regex") for s in steps if s.get("type") == "Split"]
+    if splits == [_QWEN2_RE]:
+        return "qwen2"
+    if splits == [_LLAMA3_RE]:
+        return "llama-bpe"
+    raise MgaError("GGUF export: the tokenizer's pre-tokenizer is none llama.cpp knows by name (gpt-2, qwen2, "
+                   "llama-bpe); tokens would split differently in llama.cpp")
+
+
+def _vocab(checkpoint: Path, vocab_size: int):
+    """(tokens, token types, pre-tokenizer name) in id order, padded to the model's embedding rows.
+
+    Read from the tokenizer as transformers loads it, not from tokenizer.json: for a `qwen2` checkpoint
+    transformers swaps in Qwen2's pre-tokenizer, and that is how the model saw its training text."""
+    import gguf
+    from transformers import AutoTokenizer
+
+    data = json.loads(AutoTokenizer.from_pretrained(checkpoint).backend_tokenizer.to_str())
+    pre = _pre_tokenizer(data)
+    by_id = {i: t for t, i in data["model"]["vocab"].items()}
+    kinds = {i: gguf.TokenType.NORMAL for i in by_id}
+    for added in data.get("added_tokens", []):
+        by_id[added["id"]] = added["content"]
+        kinds[added["id"]] = gguf.TokenType.CONTROL if added.get("special") else gguf.TokenType.USER_DEFINED
+    size = max(vocab_size, max(by_id) + 1)
+    tokens = [by_id.get(i, f"[PAD{i}]") for i in range(size)]
+    types = [kinds.get(i, gguf.TokenType.UNUSED) for i in range(size)]
+    return tokens, types, pre
+
+
+def _permute(weights, n_head: int):
+    """HF Llama stores q/k rotated-half; llama.cpp's LLAMA graph applies interleaved RoPE (as convert_hf_to_gguf)."""
+    return (weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
+            .swapaxes(1, 2).reshape(weights.shape))
+
+
+def _tensors(checkpoint: Path, config: dict[str, Any], arch: str):
+    """(gguf name, numpy array) for every weight, in the checkpoint's precision (f32 stays f32, else f16)."""
+    import gguf
+    import numpy as np
+    import torch
+    from safetensors import safe_open
+
+    from mga.quantize.checkpoint import weight_files
+
+    n_layers = config["num_hidden_layers"]
+    names = gguf.TensorNameMap(getattr(gguf.MODEL_ARCH, ARCHS[arch]), n_layers)
+    files = weight_files(checkpoint)
+    if any(f.suffix != ".safetensors" for f in files):
+        raise MgaError(f"{checkpoint}: GGUF export reads safetensors weights; re-save the checkpoint with safetensors")
+    for file in files:
+        with safe_open(str(file), framework="pt") as f:
+            for key in f.keys():
+                if key.endswith("rotary_emb.inv_freq") or (key == "lm_head.weight" and config.get("tie_word_embeddings")):
+                    continue
+                name = names.get_name(key, try_suffixes=(".weight", ".bias"))
+                if name is None:
+                    raise MgaError(f"GGUF export: no llama.cpp tensor for '{key}' in {file.name}")
+                tensor = f.get_tensor(key)
+                array = tensor.to(torch.float32).numpy()
+                if arch == "llama" and key.endswith(("q_proj.weight", "k_proj.weight")):
+                    heads = config["num_attention_heads"] if "q_proj" in key else config.get(
+                        "num_key_value_heads", config["num_attention_heads"])
+                    array = _permute(array, heads)
+                half = array.ndim > 1 and tensor.dtype != torch.float32
+                yield name, np.ascontiguousarray(array.astype(np.float16 if half else np.float32))
+
+
+def write_gguf(checkpoint: Path, out_file: Path) -> Path:
+    """The full-precision GGUF of a Qwen2/Llama checkpoint (weights, tokenizer, chat template, stop tokens)."""
+    import gguf
+
+    config = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
+    arch = check_gguf_architecture(config)
+    if not (checkpoint / "tokenizer.json").exists():
+        raise MgaError(f"{checkpoint}: no tokenizer.json (a fast tokenizer is needed for GGUF export)")
+    tokenizer_config = json.loads((checkpoint / "tokenizer_config.json").read_text(encoding="utf-8"))
+    tokens, types, pre = _vocab(checkpoint, config["vocab_size"])
+    eos_text = tokenizer_config.get("eos_token")
+    eos_text = eos_text.get("content") if isinstance(eos_text, dict) else eos_text
+    if eos_text not in tokens:
+        raise MgaError(f"{checkpoint}: the tokenizer has no eos token: the exported model would never stop")
+    end_of_turn = tokens.index(eos_text)
+    hidden, heads = config["hidden_size"], config["num_attention_heads"]
+    rope_theta = config.get("rope_theta") or (config.get("rope_parameters") or {}).get("rope_theta", 10000.0)
+
+    writer = gguf.GGUFWriter(str(out_file), gguf.MODEL_ARCH_NAMES[getattr(gguf.MODEL_ARCH, ARCHS[arch])])
+    writer.add_name(checkpoint.name)
+    writer.add_context_length(config.get("max_position_embeddings", 4096))
+    writer.add_embedding_length(hidden)
+    writer.add_block_count(config["num_hidden_layers"])
+    writer.add_feed_forward_length(config["intermediate_size"])
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(config.get("num_key_value_heads", heads))
+    writer.add_rope_freq_base(float(rope_theta))
+    writer.add_layer_norm_rms_eps(config.get("rms_norm_eps", 1e-6))
+    writer.add_rope_dimension_count(config.get("head_dim") or hidden // heads)
+    writer.add_vocab_size(len(tokens))
+    tensors = list(_tensors(checkpoint, config, arch))
+    half = any(str(array.dtype) == "float16" for _, array in tensors)
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if half else gguf.LlamaFileType.ALL_F32)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre(pre)
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    special = gguf.SpecialVocab(checkpoint, load_merges=True, n_vocab=len(tokens))
+    special.chat_template = chat_template_of(checkpoint)
+    special.special_token_ids["eos"] = end_of_turn  # generation stops at the end-of-turn token it was trained on
+    special.add_to_gguf(writer, quiet=True)
+    writer.add_eot_token_id(end_of_turn)
+    if "bos" not in special.special_token_ids:
+        writer.add_add_bos_token(False)
+    for name, array in tensors:
+        writer.add_tensor(name, array)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return out_file
+
+
+def llama_quantize(source: Path, out_file: Path, scheme: str, threads: int = 2) -> Path:
+    """llama.cpp's own quantizer (`llama_model_quantize`) from the full-precision GGUF to `scheme`."""
+    import gguf
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = int(getattr(gguf.LlamaFileType, GGUF_SCHEMES[scheme][1]))
+    params.nthread = threads
+    status = llama_cpp.llama_model_quantize(str(source).encode(), str(out_file).encode(), ctypes.byref(params))
+    if status != 0 or not out_file.exists():
+        raise MgaError(f"llama.cpp could not quantize {source} to {scheme} (status {status})")
+    return out_file

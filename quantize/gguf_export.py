@@ -1,0 +1,102 @@
+"""`export_gguf`: the `gguf-q8_0` / `gguf-q4_k_m` schemes end to end, into one folder ready for llama.cpp and Ollama.
+
+    OUT/model-<type>.gguf   weights, tokenizer, chat template, stop tokens (llama.cpp, llama-server, Ollama)
+    OUT/Modelfile           `ollama create NAME -f OUT/Modelfile`: TEMPLATE and stop match the training template
+    OUT/mga_quantize.json   scheme, source, library versions, and the verification run in llama.cpp
+
+Written to a `.partial` sibling and renamed when complete and verified, like the other schemes.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from mga.distill.core.console import console
+from mga.distill.core.errors import MgaError
+from mga.distill.core.io import write_json
+from mga.quantize.checkpoint import check_checkpoint, weight_files
+from mga.quantize.gguf import GGUF_SCHEMES, check_gguf_architecture, check_gguf_libraries, llama_quantize, write_gguf
+
+MARKER = "mga_quantize.json"
+
+
+def gguf_file_name(scheme: str) -> str:
+    return f"model-{GGUF_SCHEMES[scheme][0]}.gguf"
+
+
+def _settings(checkpoint: Path, scheme: str) -> dict[str, Any]:
+    return {"scheme": scheme, "source": str(checkpoint.resolve()),
+            "source_weights": [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in weight_files(checkpoint)]}
+
+
+def _reusable(out_dir: Path, scheme: str, settings: dict[str, Any]) -> bool:
+    marker = out_dir / MARKER
+    if not marker.exists() or not (out_dir / gguf_file_name(scheme)).exists():
+        return False
+    return json.loads(marker.read_text(encoding="utf-8")).get("settings") == settings
+
+
+def export_gguf(
+    checkpoint: Path,
+    out_dir: Path,
+    scheme: str,
+    *,
+    rows: list[dict[str, Any]] | None = None,
+    rows_used: str = "",
+    verify: bool = True,
+    threads: int | None = None,
+) -> Path:
+    """Convert, quantize with llama.cpp, write the Modelfile and verify in llama.cpp; returns `out_dir`."""
+    from transformers import AutoTokenizer
+
+    from mga.quantize.ollama import modelfile
+
+    checkpoint, out_dir = Path(checkpoint), Path(out_dir)
+    if scheme not in GGUF_SCHEMES:
+        raise MgaError(f"unknown GGUF scheme '{scheme}': choose {', '.join(GGUF_SCHEMES)}")
+    check_gguf_libraries()
+    check_gguf_architecture(check_checkpoint(checkpoint))
+    settings = _settings(checkpoint, scheme)
+    if _reusable(out_dir, scheme, settings):
+        console.print(f"  {out_dir}: finished {scheme} output with the same settings, reused", markup=False)
+        return out_dir
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / MARKER).exists():
+        raise MgaError(f"{out_dir}: exists and is not an `mga quantize` output; choose another --output")
+    threads = threads or max(1, min(8, os.cpu_count() or 1))
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    partial = out_dir.with_name(f".{out_dir.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    console.print(f"  {scheme}: converting {checkpoint} -> {out_dir}", markup=False)
+    started = time.time()
+    source = write_gguf(checkpoint, partial / "model-full.gguf")
+    converted = time.time()
+    target = llama_quantize(source, partial / gguf_file_name(scheme), scheme, threads=threads)
+    source.unlink()
+    quantized = time.time()
+    stop = [tokenizer.eos_token]
+    (partial / "Modelfile").write_text(modelfile(target.name, tokenizer, stop), encoding="utf-8")
+    record: dict[str, Any] = {
+        "scheme": scheme, "method": "gguf", "format": f"gguf {GGUF_SCHEMES[scheme][0]}", "source": str(checkpoint),
+        "settings": settings, "file": target.name, "bytes": target.stat().st_size, "stop_tokens": stop,
+        "library": f"gguf {importlib.metadata.version('gguf')}, llama-cpp-python {importlib.metadata.version('llama-cpp-python')}",
+        "timings": {"convert_s": round(converted - started, 3), "quantize_s": round(quantized - converted, 3)},
+    }
+    if verify:
+        from mga.quantize.gguf_verify import verify_gguf
+
+        record["verification"] = verify_gguf(target, checkpoint, rows or [], rows_used=rows_used, threads=threads)
+        record["timings"]["verify_s"] = round(time.time() - quantized, 3)
+    write_json(partial / MARKER, record)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(partial, out_dir)
+    console.print(f"  {scheme}: {record['bytes'] / 1e6:.1f} MB in {time.time() - started:.1f}s -> "
+                  f"{out_dir / target.name}", markup=False)
+    return out_dir
