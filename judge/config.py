@@ -29,3 +29,13 @@ class FilterConfig(Section):
 class ReportConfig(Section):
     reference_model: str | None = Field(None, description="model Diff is measured against; default: teacher")
     embed: bool = Field(True, description="draw the t-SNE embedding map (MiniLM)")
+
+
+class AnalyzeConfig(Section):
+    """`analyze:` in a recipe: the token-level loss analysis (paper Figure 7) added to the run's report."""
+
+    real_model: str = Field(description="causal LM trained on real data only (A)")
+    synthetic_model: str = Field(description="causal LM trained with synthetic data (B), same tokenizer as A")
+    texts: str = Field(description="held-out documents (.jsonl/.parquet rows with 'text')")
+    k: float = Field(2.0, ge=0.0, description="anomaly threshold |mu| + k*sigma (the paper does not publish k)")
+    max_length: PositiveInt = Field(2048, description="tokens scored per document")

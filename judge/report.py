@@ -243,3 +243,19 @@ def write_report(
         "images": [str(p) for p in pictures],
     })
     return out_dir / "report.md"
+
+
+def loss_analysis_section(summary_json: str | Path) -> tuple[tuple[str, str], list[Path]]:
+    """The loss analysis (`mga analyze loss`) as a report section (title, Markdown) and its two charts."""
+    import json
+
+    s = json.loads(Path(summary_json).read_text(encoding="utf-8"))
+    q = s["first_position_pct"]
+    rows = [["documents", _fmt_int(s["documents"])], ["with a first anomaly", f"{_fmt_int(s['with_anomaly'])} "
+            f"({100 * s['anomaly_share']:.1f}%)"],
+            ["first position q1 / median / q3", "none" if q["median"] is None else
+             f"{q['q1']:.1f}% / {q['median']:.1f}% / {q['q3']:.1f}%"],
+            ["mean loss_diff (B - A), nats/token", f"{s['mean_loss_diff_per_token']:+.4f}"]]
+    body = (f"A (real data): `{s['real_model']}`; B (synthetic data): `{s['synthetic_model']}`; texts: `{s['texts']}`.\n\n"
+            + markdown_table(["", "value"], rows) + f"\n\nRule: {s['rule']} (k = {s['k']:g}; the paper does not publish k).")
+    return ("Token-level loss analysis (Figure 7)", body), [Path(p) for p in s.get("plots", [])]

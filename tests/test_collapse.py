@@ -113,6 +113,13 @@ def test_degenerate_model_shows_anomalies_earlier_and_more_often(models, tmp_pat
     for png in ("loss_diff.png", "first_anomaly.png"):
         assert (tmp_path / "degenerate" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+    from mga.judge.report import loss_analysis_section
+
+    (title, body), images = loss_analysis_section(tmp_path / "degenerate" / "summary.json")
+    assert "Figure 7" in title and [p.name for p in images] == ["loss_diff.png", "first_anomaly.png"]
+    share = f"{collapsed['with_anomaly']} ({100 * collapsed['anomaly_share']:.1f}%)"
+    assert share in body and "k = 1" in body and f"{collapsed['mean_loss_diff_per_token']:+.4f}" in body
+
 
 def test_cli_and_refusal_of_different_tokenizers(models, tmp_path):
     from mga.distill.cli.main import app

@@ -18,35 +18,18 @@ from mga.distill.core.config import default_corpus_path
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import read_rows, write_rows
 
+from tests.tiny_lm import train_steps
+
 PPL_BOUND = {"gptq-w4": 1.05, "gptq-w8": 1.01, "w8a8": 1.01}
 # group size 32 costs ~0.05 of fp16 in scales and zeros over the 4/16 of the weights themselves
 LINEAR_OVER_FP16 = {"gptq-w4": 0.32, "gptq-w8": 0.6, "w8a8": 0.6}
 SAMPLES, MAX_LENGTH, GROUP_SIZE = 16, 128, 32
 
 
-def train_tiny_lm(folder, steps: int, batch: int = 8, length: int = 64, lr: float = 3e-3, holdout: int = 10):
+def train_tiny_lm(folder, steps: int, holdout: int = 10):
     """Pretrain the tiny model on the sample corpus (every `holdout`-th document left out), plain torch loop."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.manual_seed(0)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     docs = [row["text"] for i, row in enumerate(read_rows(default_corpus_path())) if i % holdout]
-    ids = torch.tensor([t for doc in docs for t in tokenizer(doc, truncation=True, max_length=4096)["input_ids"]])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
-    model.train()
-    for _ in range(steps):
-        starts = torch.randint(0, len(ids) - length - 1, (batch,))
-        x = torch.stack([ids[s : s + length] for s in starts])
-        model(input_ids=x, labels=x).loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad()
-    model.eval()
-    model.save_pretrained(folder)
-    return folder
+    return train_steps(folder, docs, steps, one_cycle=True, max_doc_tokens=4096)
 
 
 def sft_rows_from(docs: list[dict]) -> list[dict]:
@@ -229,13 +212,16 @@ def test_cli_quantize_with_eval(trained, tmp_path):
 
     out = tmp_path / "cli-w4"
     result = CliRunner().invoke(app, ["quantize", str(trained), "--scheme", "gptq-w4", "--group-size", "32",
-                                      "--samples", "12", "--max-length", "64", "--output", str(out), "--eval"])
+                                      "--samples", "12", "--max-length", "64", "--output", str(out), "--eval",
+                                      "--eval-rows", "4", "--eval-tokens", "16"])
     assert result.exit_code == 0, (result.output, result.exception)
     info = json.loads((out / "mga_quantize.json").read_text())
     assert info["calibration"]["rows"] == 12  # default calibration: ../data/train.jsonl + corpus
     assert {r["source"] for r in info["calibration"]["used"]} == {"sft", "corpus"}
     compared = json.loads((out / "compare.json").read_text())
     assert compared["heldout"].endswith("eval.jsonl") and compared["ratios"]["perplexity"] > 0
+    assert compared["rows_used"].startswith("held-out SFT rows, not trained on") and compared["task"]["prompts"] == 4
+    assert compared["task"]["stage"] == "rewrite" and "valid_5_pairs" not in compared["task"]
 
     missing = CliRunner().invoke(app, ["quantize", str(trained), "--calibration", str(tmp_path / "nope.jsonl")])
     assert isinstance(missing.exception, MgaError) and "nope.jsonl" in str(missing.exception)

@@ -21,24 +21,32 @@ def degenerate(text: str, words: int = 10, repeats: int = 20) -> str:
     return " ".join(re.findall(r"[a-z]+", text.lower())[:words] * repeats)
 
 
+def _step(model, optimizer, loss, schedule=None) -> None:
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    if schedule is not None:
+        schedule.step()
+    optimizer.zero_grad()
+
+
 def train_steps(folder: Path, texts: list[str], steps: int, *, seed: int = 0, batch: int = 8, length: int = 64,
-                lr: float = 3e-3) -> Path:
-    """`steps` AdamW steps of next-token loss on random windows of the concatenated `texts`; saved in place."""
+                lr: float = 3e-3, one_cycle: bool = False, max_doc_tokens: int | None = None) -> Path:
+    """`steps` AdamW steps of next-token loss on random windows of the concatenated `texts` (each cut to
+    `max_doc_tokens`), with a one-cycle schedule if asked; saved in place."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-    ids = torch.tensor([t for text in texts for t in tokenizer(text, add_special_tokens=False)["input_ids"]])
+    ids = torch.tensor([t for text in texts for t in tokenizer(text, add_special_tokens=False)["input_ids"][:max_doc_tokens]])
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1) if one_cycle else None
     model.train()
     for _ in range(steps):
         starts = torch.randint(0, len(ids) - length - 1, (batch,))
         x = torch.stack([ids[s : s + length] for s in starts])
-        model(input_ids=x, labels=x).loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad()
+        _step(model, optimizer, model(input_ids=x, labels=x).loss, schedule)
     model.eval()
     model.save_pretrained(folder)
     return folder
@@ -92,10 +100,7 @@ def train_chat(folder: Path, rows: list[dict], steps: int, *, seed: int = 0, bat
         x = torch.tensor([ids + [tokenizer.pad_token_id] * (width - len(ids)) for ids, _ in picked])
         mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in picked])
         labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in picked])
-        model(input_ids=x, attention_mask=mask, labels=labels).loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad()
+        _step(model, optimizer, model(input_ids=x, attention_mask=mask, labels=labels).loss)
     model.eval()
     model.save_pretrained(folder)
     return folder

@@ -41,6 +41,8 @@ def quantize(
                                                  "CHECKPOINT/../data/eval.jsonl, else train.jsonl, named as such].")] = None,
     judge: Annotated[str | None, typer.Option(
         help="--eval: also judge the rewrite model's answers, full vs quantized: heuristic or llm (endpoint from --recipe/--set).")] = None,
+    eval_rows: Annotated[int, typer.Option(help="--eval: prompts answered by both models for the task checks.")] = 32,
+    eval_tokens: Annotated[int, typer.Option(help="--eval: new tokens per answer in the task checks.")] = 256,
     recipe: RecipeOpt = None,
     set_: SetOpt = None,
 ) -> None:
@@ -75,7 +77,7 @@ def quantize(
                         max_length=cfg.calibration_max_length, seed=seed, device=device)
     typer.echo(str(out_dir))
     if eval:
-        _evaluate(checkpoint, out_dir, heldout, judge, recipe, set_)
+        _evaluate(checkpoint, out_dir, heldout, judge, recipe, set_, eval_rows, eval_tokens)
 
 
 def _gguf(checkpoint: Path, out_dir: Path, scheme: str, heldout: Path | None) -> None:
@@ -99,7 +101,8 @@ def _gguf(checkpoint: Path, out_dir: Path, scheme: str, heldout: Path | None) ->
                       markup=False)
 
 
-def _evaluate(checkpoint: Path, out_dir: Path, heldout: Path | None, judge: str | None, recipe, set_) -> None:
+def _evaluate(checkpoint: Path, out_dir: Path, heldout: Path | None, judge: str | None, recipe, set_,
+              max_rows: int, max_new_tokens: int) -> None:
     from functools import partial
 
     from mga.judge.pairs_check import parse_pairs
@@ -114,7 +117,7 @@ def _evaluate(checkpoint: Path, out_dir: Path, heldout: Path | None, judge: str 
         judge_rate = partial(judged_rate, work_dir=out_dir / "judged", cfg=cfg.judge, language=cfg.language,
                              teacher=cfg.teacher)
     result = evaluate_export(checkpoint, out_dir, heldout=heldout, pairs_check=lambda text: parse_pairs(text)[1],
-                             judge_rate=judge_rate)
+                             judge_rate=judge_rate, max_rows=max_rows, max_new_tokens=max_new_tokens)
     f, q = result["full"], result["quantized"]
     console.print(
         f"perplexity {f['perplexity']:.3f} -> {q['perplexity']:.3f} (x{result['ratios']['perplexity']}), "
