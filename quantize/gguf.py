@@ -193,15 +193,31 @@ def write_gguf(checkpoint: Path, out_file: Path) -> Path:
     return out_file
 
 
-def llama_quantize(source: Path, out_file: Path, scheme: str, threads: int = 2) -> Path:
-    """llama.cpp's own quantizer (`llama_model_quantize`) from the full-precision GGUF to `scheme`."""
+def llama_quantize(source: Path, out_file: Path, scheme: str, threads: int = 2) -> dict[str, Any]:
+    """llama.cpp's own quantizer (`llama_model_quantize`) from the full-precision GGUF to `scheme`.
+
+    Its per-tensor log goes to a file, not the user's terminal; returns what it said about fallbacks (K-quants
+    need rows a multiple of 256 wide; narrower tensors fall back to legacy types)."""
+    import os
+    import tempfile
+
     import gguf
     import llama_cpp
 
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = int(getattr(gguf.LlamaFileType, GGUF_SCHEMES[scheme][1]))
     params.nthread = threads
-    status = llama_cpp.llama_model_quantize(str(source).encode(), str(out_file).encode(), ctypes.byref(params))
+    with tempfile.TemporaryFile() as log:
+        saved = os.dup(2)
+        os.dup2(log.fileno(), 2)
+        try:
+            status = llama_cpp.llama_model_quantize(str(source).encode(), str(out_file).encode(), ctypes.byref(params))
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        log.seek(0)
+        text = log.read().decode("utf-8", errors="replace")
     if status != 0 or not out_file.exists():
-        raise MgaError(f"llama.cpp could not quantize {source} to {scheme} (status {status})")
-    return out_file
+        raise MgaError(f"llama.cpp could not quantize {source} to {scheme} (status {status}): {text[-500:]}")
+    fallback = re.search(r"(\d+) of (\d+) tensor\(s\) required fallback", text)
+    return {"fallback_tensors": f"{fallback.group(1)} of {fallback.group(2)}" if fallback else "0"}

@@ -77,14 +77,15 @@ def export_gguf(
     started = time.time()
     source = write_gguf(checkpoint, partial / "model-full.gguf")
     converted = time.time()
-    target = llama_quantize(source, partial / gguf_file_name(scheme), scheme, threads=threads)
+    target = partial / gguf_file_name(scheme)
+    quantizer = llama_quantize(source, target, scheme, threads=threads)
     source.unlink()
     quantized = time.time()
     stop = [tokenizer.eos_token]
     (partial / "Modelfile").write_text(modelfile(target.name, tokenizer, stop), encoding="utf-8")
     record: dict[str, Any] = {
         "scheme": scheme, "method": "gguf", "format": f"gguf {GGUF_SCHEMES[scheme][0]}", "source": str(checkpoint),
-        "settings": settings, "file": target.name, "bytes": target.stat().st_size, "stop_tokens": stop,
+        "settings": settings, "file": target.name, "bytes": target.stat().st_size, "stop_tokens": stop, **quantizer,
         "library": f"gguf {importlib.metadata.version('gguf')}, llama-cpp-python {importlib.metadata.version('llama-cpp-python')}",
         "timings": {"convert_s": round(converted - started, 3), "quantize_s": round(quantized - converted, 3)},
     }
