@@ -6,7 +6,7 @@ import pytest
 from mga.distill.cli.main import app
 from typer.testing import CliRunner
 
-COMMANDS = ["label", "judge", "train", "quantize", "report", "run", "expand", "tiny-model"]
+COMMANDS = ["label", "judge", "train", "quantize", "report", "run", "expand", "tiny-model", "analyze"]
 runner = CliRunner()
 
 
