@@ -18,3 +18,5 @@ class QuantizeConfig(Section):
     calibration_max_length: PositiveInt = 2048
     corpus_fraction: float = Field(0.25, ge=0.0, le=1.0, description="share of general corpus text in calibration")
     eval: bool = True
+    task_rows: PositiveInt = Field(32, description="eval: prompts both models answer for the task-level checks")
+    task_max_new_tokens: PositiveInt = Field(256, description="eval: new tokens per answer in the task-level checks")

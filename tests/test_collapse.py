@@ -144,3 +144,18 @@ def test_cli_and_refusal_of_different_tokenizers(models, tmp_path):
                                        str(other), "--texts", str(models["texts"]), "-o", str(tmp_path / "y")])
     assert isinstance(refused.exception, MgaError)
     assert not (tmp_path / "x").exists()
+
+
+def test_recipe_analyze_section_runs_the_stage(models, tmp_path):
+    """`analyze:` in a recipe is validated once and its stage writes what the report section reads."""
+    from mga.distill.pipeline import stages
+    from mga.distill.pipeline.recipe import validate_recipe
+
+    cfg = validate_recipe({"name": "t", "analyze": {"real_model": str(models["real"]), "synthetic_model":
+                                                    str(models["b_degenerate"]), "texts": str(models["texts"]), "k": 1}},
+                          source="test")
+    info = stages.analyze_loss(tmp_path / "loss", cfg)
+    summary = json.loads((tmp_path / "loss" / "summary.json").read_text())
+    assert info == {"rows_out": summary["documents"], "anomaly_share": summary["anomaly_share"]} and summary["k"] == 1
+    with pytest.raises(MgaError, match="analyze"):
+        validate_recipe({"name": "t", "analyze": {"real_model": "a", "texts": "t"}}, source="test")

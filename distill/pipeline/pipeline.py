@@ -87,7 +87,8 @@ class Pipeline:
                 for variant in variants[1:]:
                     table2.update(self.variant_slm(variant, judged[variant], parts["train"], eval_pairs))
             quantized = self.quantize(checkpoints, eval_pairs, main, models)
-        report(self.runner, cfg, models, judged, table2, loss_curves, rounds, quantized, self.notes, self.controls)
+        report(self.runner, cfg, models, judged, table2, loss_curves, rounds, quantized, self.notes, self.controls,
+               self.analyze_loss() if cfg.analyze else None)
         if failed := failed_stages(self.controls):
             raise MgaError(f"{JUDGE_FAILED} in {', '.join(failed)}: its scores do not tell a faithful rewrite from an "
                            f"unrelated text, so no comparison was made (see {self.runner.dir / 'report' / 'report.md'}); "
@@ -266,9 +267,22 @@ class Pipeline:
                                   inputs=[self.markers[checkpoint]], outputs=[out_dir / "mga_quantize.json"],
                                   config=[cfg.quantize.model_dump(mode="json"), scheme])
                 outs[stage] = out_dir
+            results.append({"scheme": scheme, **{stage: str(path) for stage, path in outs.items()}})
+            if scheme.startswith("gguf-"):  # llama.cpp files: verified against the full model at export, not judged here
+                self.notes.append(f"{scheme}: checked in llama.cpp at export (greedy agreement with the full model in "
+                                  f"{outs['rewrite'] / 'mga_quantize.json'}); not judged in Table 1.")
+                continue
             self.markers[outs["rewrite"]] = outs["rewrite"] / "mga_quantize.json"
             models[f"SLM final + {scheme}"] = self.judged_eval_rewrites(
                 outs["rewrite"], eval_pairs, variant, folder=f"quantized-{scheme}",
                 answer_stage=f"judge-quantized@answer.{scheme}", judge_stage=f"judge-quantized@{scheme}")
-            results.append({"scheme": scheme, **{stage: str(path) for stage, path in outs.items()}})
         return results
+
+    def analyze_loss(self) -> Path:
+        """`analyze:`: the token-level loss analysis of two models; its summary feeds the report."""
+        out_dir, a = self.at.folder("analysis", "loss"), self.cfg.analyze
+        inputs = [p for p in (Path(a.real_model) / "model.safetensors", Path(a.synthetic_model) / "model.safetensors",
+                              Path(a.texts)) if p.exists()]
+        self.runner.stage("analyze-loss", stages.analyze_loss, out_dir, self.cfg, inputs=inputs,
+                          outputs=[out_dir / "summary.json"], config=a.model_dump(mode="json"))
+        return out_dir / "summary.json"

@@ -16,7 +16,7 @@ from mga.distill.core.config import CorpusConfig, LabelConfig, Section, TeacherC
 from mga.distill.core.errors import MgaError
 from mga.distill.core.secrets import MASK, is_secret_key, mask_secrets
 from mga.distill.train.config import TrainConfig, passthrough_errors
-from mga.judge.config import FilterConfig, JudgeConfig, ReportConfig
+from mga.judge.config import AnalyzeConfig, FilterConfig, JudgeConfig, ReportConfig
 from mga.quantize.config import QuantizeConfig
 from pydantic import Field, PositiveInt, ValidationError
 
@@ -46,6 +46,7 @@ class RunConfig(Section):
     loop: LoopConfig = LoopConfig()
     quantize: QuantizeConfig = QuantizeConfig()
     report: ReportConfig = ReportConfig()
+    analyze: AnalyzeConfig | None = Field(None, description="token-level loss analysis added to the report")
 
     @property
     def out_dir(self) -> Path:

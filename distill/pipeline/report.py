@@ -3,7 +3,6 @@ quantized-vs-full comparisons, loss curves and the embedding map, with notes tha
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,18 +12,8 @@ from mga.distill.core.schema import is_control, score_of
 from mga.distill.pipeline.recipe import RunConfig
 from mga.distill.pipeline.runner import Runner
 from mga.judge.embed_map import embedding_map
-from mga.judge.report import write_report
-
-COMPARED = ("perplexity", "total_bytes", "linear_bytes", "load_s", "tokens_per_s")
-
-
-def compare_table(path: Path) -> str:
-    """`mga.quantize.evaluate.compare` output as a Markdown table: metric, full, quantized, ratio."""
-    data = json.loads(path.read_text())
-    rows = [{"metric": m, "full": data["full"][m], "quantized": data["quantized"].get(m, ""),
-             "ratio": data.get("ratios", {}).get(m, "")} for m in COMPARED if m in data.get("full", {})]
-    return records_table(rows) + f"\n\nHeld-out rows: {data.get('rows', '?')} ({data.get('heldout', '')})"
-
+from mga.judge.report import loss_analysis_section, write_report
+from mga.quantize.export_eval import compare_section
 
 def notes_for(cfg: RunConfig) -> list[str]:
     notes = []
@@ -47,14 +36,18 @@ def judge_label(cfg: RunConfig) -> str:
 def write_run_report(out_dir: Path, cfg: RunConfig, models: dict[str, list[dict[str, Any]]], judged_teacher: dict[str, Path],
                      table2: dict[str, list[dict[str, Any]]], loss_curves: list[Path], rounds: list[dict[str, Any]],
                      quantized: list[dict[str, Any]], notes: list[str],
-                     judge_controls: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
+                     judge_controls: dict[str, dict[str, Any] | None], loss_analysis: Path | None = None) -> dict[str, Any]:
     sections = [("Rounds", records_table(rounds))]
     for q in quantized:
         for stage in ("pairs", "rewrite"):
             compare = Path(q[stage]) / "compare.json"
             if compare.exists():
-                sections.append((f"Quantized vs full: {stage} model, {q['scheme']}", compare_table(compare)))
+                sections.append((f"Quantized vs full: {stage} model, {q['scheme']}", compare_section(compare)))
     images = list(loss_curves)
+    if loss_analysis is not None:
+        section, charts = loss_analysis_section(loss_analysis)
+        sections.append(section)
+        images += charts
     if cfg.report.embed:
         rows = [row for path in judged_teacher.values() for row in read_rows(path) if not is_control(row)]
         images.append(embedding_map(rows, out_dir / "embedding_map.png"))
@@ -68,11 +61,12 @@ def write_run_report(out_dir: Path, cfg: RunConfig, models: dict[str, list[dict[
 
 
 def report(runner: Runner, cfg: RunConfig, models, judged_teacher, table2, loss_curves, rounds, quantized, notes,
-           judge_controls) -> None:
+           judge_controls, loss_analysis: Path | None = None) -> None:
     out_dir = runner.dir / "report"
     judged_scores = {name: [score_of(r) for r in rows] for name, rows in {**models, **table2}.items()}
     runner.stage("report", write_run_report, out_dir, cfg, models, judged_teacher, table2, loss_curves, rounds, quantized,
-                 notes, judge_controls, inputs=[runner.dir / "rounds.json", *judged_teacher.values()],
+                 notes, judge_controls, loss_analysis,
+                 inputs=[runner.dir / "rounds.json", *judged_teacher.values(), *([loss_analysis] if loss_analysis else [])],
                  outputs=[out_dir / "report.html"],
                  config=[cfg.report.model_dump(mode="json"), [q["scheme"] for q in quantized], judged_scores, judge_controls,
                          notes])

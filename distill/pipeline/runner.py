@@ -37,6 +37,7 @@ STAGES = (
     "augment",          # good SLM answers on pool prompts join the next round's SFT data
     "quantize",         # quantized exports of the final tool models
     "judge-quantized",  # the quantized SLM-2 answers the eval prompts, judged
+    "analyze-loss",     # `analyze:` token-level loss analysis of two models (paper Figure 7)
     "report",           # Table 1 / Table 2, rounds, charts
 )
 

@@ -101,10 +101,12 @@ def train(teacher_rows: Path, extra: list[dict[str, Any]], train_docs: set[str],
 
 
 def quantize(checkpoint: Path, out_dir: Path, scheme: str, cfg: RunConfig, corpus: Path) -> dict[str, Any]:
-    """A quantized export of one tool model, calibrated on its SFT rows and the corpus, compared with it."""
+    """A quantized export of one tool model, calibrated on its SFT rows and the corpus, compared with it on the
+    task (GGUF exports are verified in llama.cpp at export instead)."""
+    from mga.judge.pairs_check import parse_pairs
     from mga.quantize.calibration import build_calibration
-    from mga.quantize.evaluate import compare
     from mga.quantize.export import quantize_checkpoint
+    from mga.quantize.export_eval import evaluate_export
     from transformers import AutoTokenizer
 
     q = cfg.quantize
@@ -117,9 +119,9 @@ def quantize(checkpoint: Path, out_dir: Path, scheme: str, cfg: RunConfig, corpu
                         calibration_record=record, num_samples=q.calibration_samples,
                         max_length=q.calibration_max_length, seed=cfg.seed)
     info: dict[str, Any] = {"checkpoint": str(out_dir)}
-    heldout = sft_eval if sft_eval.exists() and read_rows(sft_eval) else sft_train
-    if q.eval and heldout.exists():
-        info["compare"] = compare(checkpoint, out_dir, heldout, out_dir / "compare.json")
+    if q.eval and not scheme.startswith("gguf-") and (sft_eval.exists() or sft_train.exists()):
+        info["compare"] = evaluate_export(checkpoint, out_dir, pairs_check=lambda text: parse_pairs(text)[1],
+                                          max_rows=q.task_rows, max_new_tokens=q.task_max_new_tokens)
     return info
 
 
@@ -130,3 +132,12 @@ def slm_answers(prompts: Path, chunks: Path, pairs_out: Path, rewrites_out: Path
     write_rows(chunks, [{"meta": row["meta"]} for row in read_rows(prompts)])
     info = pairs(chunks, pairs_out, cfg, pairs_model, max_validation_attempts=1)
     return {**info, **rewrites(prompts, rewrites_out, cfg, rewrite_model, variant)}
+
+
+def analyze_loss(out_dir: Path, cfg: RunConfig) -> dict[str, Any]:
+    """The `analyze:` section: token-level loss analysis of two models (paper Figure 7) into `out_dir`."""
+    from mga.judge.collapse import analyze_loss as run_analysis
+
+    a = cfg.analyze
+    summary = run_analysis(a.real_model, a.synthetic_model, a.texts, out_dir, k=a.k, max_length=a.max_length)
+    return {"rows_out": summary["documents"], "anomaly_share": summary["anomaly_share"]}
