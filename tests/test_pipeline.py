@@ -47,6 +47,9 @@ def test_quickstart_writes_report_with_table1(quickstart):
     assert all(stage["status"] == "done" for stage in manifest.values())
     quantized = json.loads((run_dir / "quantized" / "rewrite-gptq-w4" / "config.json").read_text())
     assert quantized["quantization_config"]["quant_method"] == "gptq"
+    compared = json.loads((run_dir / "quantized" / "pairs-gptq-w4" / "compare.json").read_text())
+    assert compared["task"]["stage"] == "pairs" and "valid_5_pairs" in compared["task"]
+    assert compared["rows_used"] in html and "Held-out rows" not in html
 
 
 def test_rerun_skips_every_stage(quickstart):
