@@ -119,8 +119,8 @@ def test_rewrite_stage_is_judged_full_vs_quantized(pairs_model, gptq, tmp_path):
     from mga.judge.judging import judged_rate
     from mga.quantize.task_checks import task_checks
 
-    rows = [{**r, "meta": {"docid": r["docid"], "raw_text": r["messages"][0]["content"], "genre": "Lecture",
-                           "audience": "students"}} for r in pairs_chat_rows()[:3]]
+    rows = [{**r, "meta": {"docid": r["docid"], "chunk_id": 0, "pair_id": 0, "raw_text": r["messages"][0]["content"],
+                           "genre": "Lecture", "audience": "students"}} for r in pairs_chat_rows()[:3]]
     rate = partial(judged_rate, work_dir=tmp_path / "judged", cfg=JudgeConfig(backend="heuristic"))
     result = task_checks(pairs_model, gptq, rows, tmp_path, rows_used="given", stage="rewrite", judge_rate=rate,
                          max_new_tokens=24)

@@ -87,7 +87,8 @@ def build_sft_datasets(
     seed: int = 0,
     num_pairs: int = 5,
 ) -> tuple[Path, Path]:
-    """Write out_dir/train.jsonl, out_dir/eval.jsonl ({"messages", "docid", "key"}) and out_dir/split.json."""
+    """Write out_dir/train.jsonl, out_dir/eval.jsonl ({"messages", "docid", "key"}, + "meta" for rewrites) and
+    out_dir/split.json."""
     _check_stage(stage)
     rows_path, out_dir = Path(rows_path), Path(out_dir)
     key_of = chunk_key if stage == "pairs" else rewrite_key
@@ -102,7 +103,7 @@ def build_sft_datasets(
             messages = sft_messages(row, stage, language, num_pairs)
             examples[key] = {"messages": messages, "docid": str(row["meta"]["docid"]), "key": key}
             if stage == "rewrite":  # what a judge needs to score an export's rewrite of this prompt
-                examples[key]["meta"] = {k: row["meta"][k] for k in ("docid", "raw_text", "genre", "audience")}
+                examples[key]["meta"] = dict(row["meta"])
     if skipped:
         detail = ", ".join(f"{n} {why}" for why, n in skipped.most_common())
         console.print(f"sft data ({stage}): skipped {sum(skipped.values())} rows ({detail})", markup=False, soft_wrap=True)
