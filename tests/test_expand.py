@@ -15,6 +15,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
+from datasets import load_dataset
 from mga.distill.cli.main import app
 from mga.distill.core.io import iter_rows, read_rows, write_rows
 from mga.distill.expand.expand import expand_corpus, shard_of
@@ -58,8 +60,15 @@ def _expand(corpus: Path, out: Path, server, **kwargs) -> dict:
     return expand_corpus(corpus, out, **{**options, **kwargs})
 
 
+def _kept(folder: Path) -> list[dict]:
+    """The kept rows, from the Parquet shards (in file order) or expanded.jsonl."""
+    if (folder / "expanded.jsonl").exists():
+        return read_rows(folder / "expanded.jsonl")
+    return [row for path in sorted((folder / "data").glob("*.parquet")) for row in iter_rows(path)]
+
+
 def _rows(folder: Path) -> tuple[list[dict], list[dict]]:
-    return read_rows(folder / "expanded.jsonl"), read_rows(folder / "rejected.jsonl")
+    return _kept(folder), read_rows(folder / "rejected.jsonl")
 
 
 def _canonical(rows: list[dict]) -> list[str]:
@@ -89,7 +98,8 @@ def test_expand_writes_mgacorpus_rows_and_statistics_that_add_up(corpus, tmp_pat
 
     for row in expanded:
         meta = row["meta"]
-        assert set(meta) >= {"docid", "chunk_id", "genre", "audience", "raw_text", "source"}
+        assert set(meta) >= {"docid", "chunk_id", "genre", "audience", "raw_text", "source", "split", "meta_extra"}
+        assert meta["split"] == "train"
         assert meta["genre"] in PAIRS["genres"] and meta["audience"] in PAIRS["audiences"]
         assert row["cleaning"]["removed_lines"][0] == "Note: rewritten as required."  # cleaned away
         assert row["content_split"].startswith(meta["raw_text"][:40])
@@ -113,6 +123,18 @@ def test_shards_cover_every_document_once_and_a_finished_shard_reruns_for_free(c
         assert stats["documents"] == len(docids)
         seen.update(docids)
     assert seen == Counter({r["id"]: 1 for r in iter_rows(corpus)})
+
+    merged = CliRunner().invoke(app, ["expand", "--merge", "-o", str(tmp_path)])
+    assert merged.exit_code == 0, merged.output
+    total = json.loads((tmp_path / "stats.json").read_text())
+    parts = [json.loads((tmp_path / f"shard-{i}-of-3" / "stats.json").read_text()) for i in range(3)]
+    for key in ("documents", "chunks", "rewrites", "expanded", "rejected", "tokens_in", "tokens_out"):
+        assert total[key] == sum(p[key] for p in parts), key
+    assert total["rejected_by_reason"] == {"low_keyword_coverage": 5, "pairs_invalid": 1}
+    assert total["expansion_factor"] == pytest.approx(total["tokens_out"] / total["tokens_in"], abs=1e-3)
+    loaded = load_dataset("parquet", data_files=str(tmp_path / "shard-*-of-3" / "data" / "*.parquet"), split="train")
+    assert loaded.num_rows == total["expanded"] == 20
+    assert "shard-*-of-3/data/*.parquet" in (tmp_path / "README.md").read_text()
 
     before, sent = _rows(tmp_path / "shard-1-of-3"), len(server.requests)
     again = _expand(corpus, tmp_path, server, shard_index=1, num_shards=3)
@@ -158,7 +180,8 @@ def test_ray_executor_writes_the_same_rows_as_the_local_executor(corpus, tmp_pat
 
     assert local["rewrites"] == ray["rewrites"] == 10  # 2 documents with valid pairs x 5
     assert local["token_counter"].startswith("tokenizer:")
-    for name in ("expanded.jsonl", "rejected.jsonl", "pairs.jsonl", "rewrites.jsonl"):
+    assert _canonical(_kept(tmp_path / "local")) == _canonical(_kept(tmp_path / "ray"))
+    for name in ("rejected.jsonl", "pairs.jsonl", "rewrites.jsonl"):
         assert _canonical(read_rows(tmp_path / "local" / name)) == _canonical(read_rows(tmp_path / "ray" / name))
     generated = [r for r in read_rows(tmp_path / "ray" / "rewrites.jsonl")]
     assert all(r["content_split"] and r["model"] == tiny_model_dir.name for r in generated)
@@ -181,3 +204,119 @@ def test_user_mistakes_are_one_line_errors(corpus, tmp_path):
                                      "--rewrite-model", str(tmp_path / "none"), "-o", str(tmp_path / "o"), *extra])
         assert result.exit_code != 0
         assert message in str(result.exception)
+
+
+# ---- corpus-scale inputs and outputs -----------------------------------------------------------------------------
+
+
+def _parquet_files(corpus: Path, folder: Path, n: int) -> list[Path]:
+    """The corpus as `n` Parquet files, documents dealt round-robin."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True, exist_ok=True)
+    docs = read_rows(corpus)
+    paths = [folder / f"part-{i:02d}.parquet" for i in range(n)]
+    for i, path in enumerate(paths):
+        pq.write_table(pa.Table.from_pylist(docs[i::n]), path)
+    return paths
+
+
+def test_a_shard_reads_only_its_own_parquet_files(corpus, tmp_path, fake_openai):
+    server = fake_openai(tool_models)
+    files = _parquet_files(corpus, tmp_path / "corpus", 4)
+    for path in files[1::2]:  # shard 1's files (part-01, part-03) are corrupt: shard 0 must never open them
+        path.write_bytes(b"PAR1 not parquet PAR1")
+    stats = _expand(tmp_path / "corpus", tmp_path / "out", server, num_shards=2, shard_index=0)
+    own = [r["id"] for path in files[0::2] for r in iter_rows(path)]
+    kept, rejected = _rows(tmp_path / "out" / "shard-0-of-2")
+    assert stats["documents"] == len(own) == 3
+    assert {r["meta"]["docid"] for r in kept + rejected} == set(own)
+
+    result = CliRunner().invoke(app, [
+        "expand", str(tmp_path / "corpus"), "--pairs-model", "slm-pairs", "--rewrite-model", "slm-rewrite",
+        "--backend", "openai", "--base-url", server.url, "-o", str(tmp_path / "out"), "--num-shards", "2",
+        "--shard-index", "1"])
+    assert result.exit_code != 0 and "part-01.parquet: not a readable Parquet file" in str(result.exception)
+
+
+def test_a_folder_of_jsonl_gz_expands_like_the_single_file(corpus, tmp_path, fake_openai):
+    import gzip
+
+    server = fake_openai(tool_models)
+    docs = read_rows(corpus)
+    for i in range(3):
+        folder = tmp_path / "corpus" / f"crawl-{i}"
+        folder.mkdir(parents=True)
+        with gzip.open(folder / "000.jsonl.gz", "wt") as f:
+            f.writelines(json.dumps(d) + "\n" for d in docs[i::3])
+    single = _expand(corpus, tmp_path / "single", server, output_format="jsonl")
+    folder = _expand(tmp_path / "corpus", tmp_path / "folder", server)
+    counts = ("documents", "chunks", "rewrites", "expanded", "rejected", "rejected_by_reason", "tokens_in",
+              "tokens_out")
+    assert {k: single[k] for k in counts} == {k: folder[k] for k in counts}
+    assert _canonical(_kept(tmp_path / "single")) == _canonical(_kept(tmp_path / "folder"))
+
+
+def test_output_shards_are_bounded_and_load_with_datasets(corpus, tmp_path, fake_openai):
+    server = fake_openai(tool_models)
+    out = tmp_path / "out"
+    stats = _expand(corpus, out, server, shard_rows=6)
+    files = sorted((out / "data").glob("*.parquet"))
+    assert [f.name for f in files] == [f"train-{i:05d}-of-00004.parquet" for i in range(4)]  # 20 rows, 6 a file
+    assert stats["output_files"] == [f"data/{f.name}" for f in files]
+    loaded = load_dataset("parquet", data_files=str(out / "data" / "*.parquet"), split="train")
+    assert loaded.num_rows == stats["expanded"] == 20
+    assert loaded[0]["meta"]["split"] == "train" and set(loaded.column_names) >= {"meta", "content_split"}
+    by_card = load_dataset(str(out), split="train")  # the card's YAML header names the data files
+    assert by_card.num_rows == 20
+
+    text = (out / "README.md").read_text()
+    header = yaml.safe_load(text.split("---")[1])
+    assert header["configs"][0]["data_files"][0]["path"] == "data/*.parquet"
+    for fact in (str(corpus), "slm-pairs", "slm-rewrite", "base (en)", "0.05", "20 / 6",
+                 f"{stats['tokens_in']:,} / {stats['tokens_out']:,}", f"{stats['expansion_factor']:.2f}x"):
+        assert fact in text, fact
+
+
+def test_a_killed_shard_resumes_with_no_duplicate_and_no_lost_row(corpus, tmp_path, fake_openai):
+    """A real kill -9 of `mga expand` while rewrites stream in, then the same command again."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    def staggered(request: dict) -> Reply:  # a document's first rewrite comes at once, the others seconds later
+        reply = tool_models(request)
+        if request["model"] == "slm-rewrite":
+            reply.delay = 2.0 * min(i for i, g in enumerate(PAIRS["genres"]) if g in request["messages"][-1]["content"])
+        return reply
+
+    server = fake_openai(staggered)
+    index = shard_of(next(r["id"] for r in iter_rows(corpus) if r["id"] != BROKEN_DOC), 2)
+    args = [str(Path(sys.executable).parent / "mga"), "expand", str(corpus), "--pairs-model", "slm-pairs",
+            "--rewrite-model", "slm-rewrite", "--backend", "openai", "--base-url", server.url, "--max-new-tokens",
+            "64", "--num-shards", "2", "--shard-index", str(index)]
+    folder = tmp_path / "killed" / f"shard-{index}-of-2"
+    proc = subprocess.Popen([*args, "-o", str(tmp_path / "killed")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        rewrites = folder / "rewrites.jsonl"
+        if rewrites.exists() and rewrites.read_bytes().count(b"\n") >= 1:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    written = read_rows(folder / "rewrites.jsonl")
+    assert written and not (folder / "stats.json").exists()  # killed mid-rewrites
+
+    subprocess.run([*args, "-o", str(tmp_path / "killed")], check=True, capture_output=True)
+    subprocess.run([*args, "-o", str(tmp_path / "clean")], check=True, capture_output=True)
+    clean = tmp_path / "clean" / f"shard-{index}-of-2"
+    for name in ("pairs.jsonl", "rewrites.jsonl"):
+        rows = read_rows(folder / name)
+        keys = [json.dumps([r["meta"]["docid"], r["meta"].get("pair_id")]) for r in rows]
+        assert len(keys) == len(set(keys)), f"duplicate rows in {name}"
+        assert _canonical(rows) == _canonical(read_rows(clean / name))
+    assert _rows(folder) == _rows(clean)

@@ -6,14 +6,22 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from mga.distill.expand.output import DEFAULT_SHARD_BYTES, DEFAULT_SHARD_ROWS
 from mga.distill.expand.spec import DEFAULT_MIN_KEYWORD_COVERAGE
 
 
 def expand(
-    corpus: Annotated[Path, typer.Argument(help="Corpus .jsonl/.parquet with a text field.")],
-    pairs_model: Annotated[str, typer.Option(help="SLM-1 checkpoint or served model name.")],
-    rewrite_model: Annotated[str, typer.Option(help="SLM-2 checkpoint or served model name.")],
+    corpus: Annotated[
+        str | None,
+        typer.Argument(help="Corpus: a .jsonl/.jsonl.gz/.jsonl.zst/.parquet file, a folder of them, a quoted glob, "
+                            "or a saved `datasets` folder."),
+    ] = None,
+    pairs_model: Annotated[str | None, typer.Option(help="SLM-1 checkpoint or served model name.")] = None,
+    rewrite_model: Annotated[str | None, typer.Option(help="SLM-2 checkpoint or served model name.")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Output folder (MGACorpus schema).")] = Path("expanded"),
+    merge: Annotated[
+        bool, typer.Option("--merge", help="Add up the finished shards in --output (stats.json, README.md); no corpus.")
+    ] = False,
     backend: Annotated[str, typer.Option(help="transformers, vllm or openai.")] = "transformers",
     pairs_backend: Annotated[str | None, typer.Option(help="Backend of the pairs model; default --backend.")] = None,
     rewrite_backend: Annotated[
@@ -34,7 +42,10 @@ def expand(
     chunk_tokens: Annotated[int, typer.Option(help="Split documents longer than this many tokens.")] = 4096,
     text_field: Annotated[str, typer.Option(help="Corpus field holding the text.")] = "text",
     id_field: Annotated[str, typer.Option(help="Corpus field holding the document id.")] = "id",
-    limit: Annotated[int | None, typer.Option(help="Expand only the first N documents.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Expand only the first N documents (of this shard).")] = None,
+    output_format: Annotated[str, typer.Option(help="parquet (data/train-*.parquet) or jsonl (expanded.jsonl).")] = "parquet",
+    shard_rows: Annotated[int, typer.Option(help="Rows per Parquet output file at most.")] = DEFAULT_SHARD_ROWS,
+    shard_bytes: Annotated[int, typer.Option(help="Bytes per Parquet output file, about, at most.")] = DEFAULT_SHARD_BYTES,
     base_url: Annotated[
         str | None, typer.Option(help="Endpoint serving both tool models (backend openai); default $OPENAI_BASE_URL.")
     ] = None,
@@ -45,14 +56,26 @@ def expand(
 ) -> None:
     """Expand a corpus: per document 5 genre-audience pairs, then 5 rewrites, cleaned, with statistics."""
     from mga.distill.core.config import CorpusConfig
+    from mga.distill.core.console import console
     from mga.distill.core.errors import MgaError
+    from mga.distill.expand.card import merge_shards
+    from mga.distill.core.io import check_output
     from mga.distill.expand.expand import expand_corpus
-    from mga.distill.core.io import check_input, check_output
     from pydantic import ValidationError
 
-    check_input(corpus, "corpus")
+    if merge:
+        if corpus is not None:
+            raise MgaError("--merge reads the shards in --output: give no corpus")
+        stats = merge_shards(output)
+        console.print(f"merged {stats['shards_merged']} shards: {stats['expanded']:,} rows kept, expansion factor "
+                      f"{stats['expansion_factor']:.2f}x -> {output / 'stats.json'}, {output / 'README.md'}",
+                      markup=False)
+        return
+    missing = [name for name, value in (("CORPUS", corpus), ("--pairs-model", pairs_model),
+                                        ("--rewrite-model", rewrite_model)) if value is None]
+    if missing:
+        raise MgaError(f"missing {', '.join(missing)} (or give --merge to add up finished shards)")
     check_output(output, [corpus], folder=True)
-
     try:
         corpus_cfg = CorpusConfig(path=corpus, chunk_tokens=chunk_tokens, text_field=text_field, id_field=id_field)
     except ValidationError as e:
@@ -63,5 +86,6 @@ def expand(
         language=language, variant=variant, num_pairs=num_pairs, shard_index=shard_index, num_shards=num_shards,
         batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=temperature,
         min_keyword_coverage=min_keyword_coverage, base_url=base_url, ray_address=ray_address, workers=workers,
-        limit=limit, corpus_cfg=corpus_cfg,
+        limit=limit, output_format=output_format, shard_rows=shard_rows, shard_bytes=shard_bytes,
+        corpus_cfg=corpus_cfg,
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -14,25 +13,16 @@ from mga.distill.core.schema import TOOL_MODELS
 
 def _is_chunks_file(path: Path) -> bool:
     """True for rows with meta.raw_text (chunks or pairs), False for a raw corpus (rows with `text`)."""
-    from mga.distill.core.io import iter_rows
+    from mga.distill.core.sources import first_row
 
-    if path.suffix == ".parquet":
-        row = next(iter_rows(path), {})
-        return isinstance(row.get("meta"), dict) and "raw_text" in row["meta"]
-    with open(path, "rb") as f:
-        for raw in f:
-            try:
-                row = json.loads(raw)
-            except (ValueError, UnicodeDecodeError):
-                continue
-            if isinstance(row, dict):
-                return isinstance(row.get("meta"), dict) and "raw_text" in row["meta"]
-    return False
+    row = first_row(path) or {}
+    return isinstance(row.get("meta"), dict) and "raw_text" in row["meta"]
 
 
 def label(
     stage: Annotated[str, typer.Option(help="pairs (stage 1: 5 genre-audience pairs) or rewrite (stage 2).")],
-    input: Annotated[Path, typer.Option("--input", "-i", help="Documents (stage pairs) or pairs file (stage rewrite).")],
+    input: Annotated[Path, typer.Option(
+        "--input", "-i", help="Documents (stage pairs: a file, folder or glob) or pairs file (stage rewrite).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output .jsonl or .parquet (resumable).")],
     variant: Annotated[str, typer.Option(help="Rewrite prompt: base, strict or relaxed.")] = "base",
     teacher_model: Annotated[str | None, typer.Option(help="Local checkpoint to answer instead of an endpoint.")] = None,
@@ -62,7 +52,12 @@ def label(
 
     if stage not in TOOL_MODELS:
         raise MgaError(f"--stage {stage!r}: choose pairs or rewrite")
-    check_input(input)
+    if stage == "pairs":  # documents: a file, a folder, a glob or a saved dataset
+        from mga.distill.core.sources import resolve
+
+        resolve(input)
+    else:
+        check_input(input)
     check_output(output, [input])
     cfg = load_config(recipe, set_, options={
         "--base-url": ("teacher.base_url", base_url), "--model": ("teacher.model", teacher_model or model),

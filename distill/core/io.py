@@ -80,12 +80,14 @@ def require_fields(path: str | Path, kind: str, *fields: str) -> None:
             raise MgaError(f"{path}: not a {kind} file (row 1 has no `{name}`)")
 
 
-def _parquet_rows(path: Path) -> list[dict[str, Any]]:
+def _parquet_rows(path: Path) -> Iterator[dict[str, Any]]:
+    """A record batch at a time: memory does not grow with the file."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        return pq.read_table(path).to_pylist()
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+            yield from batch.to_pylist()
     except (pa.ArrowException, OSError) as e:
         raise MgaError(f"{path}: not a readable Parquet file ({e.__class__.__name__}: {str(e)[:200]})") from None
 
@@ -101,20 +103,19 @@ def iter_rows(path: str | Path) -> Iterator[dict[str, Any]]:
     if path.suffix == ".parquet":
         yield from _parquet_rows(path)
         return
-    with open(path, "rb") as f:
-        lines = f.read().split(b"\n")
-    for number, raw in enumerate(lines, 1):
-        if not raw.strip():
-            continue
-        try:
-            row = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            if number == len(lines):  # torn last line without newline: the writer was killed
+    with open(path, "rb") as f:  # line by line: memory does not grow with the file
+        for number, raw in enumerate(f, 1):
+            if not raw.strip():
                 continue
-            raise MgaError(f"{path}:{number}: not a JSON row ({e.__class__.__name__}: {e})") from None
-        if not isinstance(row, dict):
-            raise MgaError(f"{path}:{number}: a row must be a JSON object, got {type(row).__name__}")
-        yield row
+            try:
+                row = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                if not raw.endswith(b"\n"):  # torn last line without newline: the writer was killed
+                    continue
+                raise MgaError(f"{path}:{number}: not a JSON row ({e.__class__.__name__}: {e})") from None
+            if not isinstance(row, dict):
+                raise MgaError(f"{path}:{number}: a row must be a JSON object, got {type(row).__name__}")
+            yield row
 
 
 def read_rows(path: str | Path) -> list[dict[str, Any]]:

@@ -77,3 +77,26 @@ def rewrite_row(meta: dict[str, Any], content: str, *, variant: str, status: str
 def is_control(row: dict[str, Any]) -> bool:
     """Whether a row is one of the judge's controls (never a model's rewrite: no table, filter or SFT data)."""
     return bool(row.get("control"))
+
+
+# ---- the expanded corpus (MGACorpus) ----------------------------------------------------------------------------
+# The released MGACorpus schema: meta.{chunk_id, docid, meta_extra, source, split, genre, audience, raw_text}
+# and content_split; expansion adds meta.pair_id and the rewrite's provenance (variant, model, cleaning).
+
+EXPANDED_SPLIT = "train"
+
+
+def mgacorpus_arrow_schema():
+    """The Arrow schema of an expanded row, so every Parquet shard has the same columns and types."""
+    import pyarrow as pa
+
+    meta = pa.struct([
+        ("docid", pa.string()), ("chunk_id", pa.int64()), ("source", pa.string()), ("split", pa.string()),
+        ("meta_extra", pa.string()), ("genre", pa.string()), ("audience", pa.string()), ("pair_id", pa.int64()),
+        ("raw_text", pa.string()),
+    ])
+    cleaning = pa.struct([("removed_lines", pa.list_(pa.string())), ("keyword_coverage", pa.float64())])
+    return pa.schema([
+        ("meta", meta), ("content_split", pa.string()), ("variant", pa.string()), ("model", pa.string()),
+        ("finish_reason", pa.string()), ("cleaning", cleaning),
+    ])

@@ -1,16 +1,19 @@
 """The expand step on Ray Data: the same rows as the local executor, spread over a pool of model actors.
 
-Pipeline (Ray Data schedules it; this module writes no scheduler of its own):
+Pipeline (Ray Data schedules and streams it; this module writes no scheduler of its own):
 
-    chunk rows -> map_batches(PairsStage)    one SLM-1 actor per worker, the model loaded once per actor
-               -> flat_map(explode)          a pairs row -> one item per (chunk, pair) still to rewrite
-               -> map_batches(RewriteStage)  one SLM-2 actor per worker
-               -> the driver appends pairs rows and rewrite rows to the shard's pairs.jsonl / rewrites.jsonl
+    read_json(todo files)    the chunks with work left, written by the driver as a stream (`ray_io`)
+      -> map_batches(PairsStage)    one SLM-1 actor per worker, the model loaded once per actor
+      -> flat_map(explode)          a pairs row -> one item per (chunk, pair) still to rewrite
+      -> map_batches(RewriteStage)  one SLM-2 actor per worker
+      -> write_json(out folder)     Ray's writer; the driver then appends the rows to pairs.jsonl / rewrites.jsonl
 
 Rows travel as JSON strings (one `item` column) so Arrow never has to unify nested schemas across blocks.
-The rows are built exactly as `mga.distill.label.labeling` builds them, so cleaning, statistics and resume are shared
-with the local executor: a rerun sends only the chunks and pairs that have no row yet, and starts no Ray at
-all when there are none. Locally, Ray starts with `num_cpus=workers`; give `ray_address` to join a cluster.
+The rows are built by `mga.distill.label.labeling`'s row builders, as the local executor builds them, so cleaning, statistics
+and resume are shared: a rerun sends only the chunks and pairs that have no row yet, and starts no Ray at
+all when there are none. No collection of rows is ever held on the driver. Locally, Ray starts with
+`num_cpus=workers`; give `ray_address` to join a cluster (then the output folder must be on a file system
+every node sees).
 """
 
 from __future__ import annotations
@@ -23,17 +26,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mga.distill.core.console import console, progress_task
+from mga.distill.core.console import console
 from mga.distill.core.errors import MgaError
-from mga.distill.core.io import JsonlAppender, iter_rows, write_rows
 from mga.distill.core.schema import OK, chunk_key, rewrite_key
+from mga.distill.expand.ray_io import fold_outputs, run_folder, write_todo
 from mga.distill.expand.spec import REWRITE_ATTEMPTS, ExpandSpec
 from mga.distill.generate.protocol import Completion, Request
 from mga.distill.label.rows import pairs_job, pairs_result_row, rewrite_job, rewrite_request, rewrite_result_row
 from mga.judge.pairs_check import parse_pairs
 
-# logical CPUs, so that both stages' pools and the explode tasks fit in `workers` CPUs (SLM-2 makes 5x the calls)
-CPUS = {"pairs": 0.25, "explode": 0.25, "rewrite": 0.5}
+# logical CPUs, so that both stages' pools and the read/explode/write tasks fit in `workers` CPUs (SLM-2 makes
+# 5x the calls); a read or write task asking for a whole CPU beside the actor pools would never be scheduled
+CPUS = {"pairs": 0.25, "explode": 0.25, "rewrite": 0.5, "io": 0.25}
 OBJECT_STORE_BYTES = 200 * 1024**2
 # forwarded to workers; secrets (OPENAI_API_KEY) are not: a runtime_env is stored and shown by the cluster
 _WORKER_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "OPENAI_BASE_URL")
@@ -91,7 +95,7 @@ def explode(row: dict[str, Any]) -> list[dict[str, Any]]:
     """A chunk with its pairs row -> the new pairs row (for the driver) + one job per pair still to rewrite."""
     item = json.loads(row["item"])
     prow = item["pairs"]
-    out: list[dict[str, Any]] = [{"kind": "pairs", "row": prow}] if item.get("new") else []
+    out: list[dict[str, Any]] = [{"kind": "pairs", "row": prow, "t": time.time()}] if item.get("new") else []
     if prow["status"] == OK:
         done = set(item.get("done_pair_ids", []))
         for pair_id, pair in enumerate(prow["pairs"]):
@@ -119,11 +123,31 @@ class RewriteStage:
         requests = [rewrite_request(key, job, params, spec.language) for key, job in jobs.items()]
         for result in self.generator.run(requests, max_attempts=REWRITE_ATTEMPTS, description="rewrite"):
             row = rewrite_result_row(jobs[result.request.key], result, spec.variant, model, spec.max_new_tokens)
-            out.append({"kind": "rewrite", "row": row})
+            out.append({"kind": "rewrite", "row": row, "t": time.time()})
         return _batch(out)
 
 
 # ---- the driver ------------------------------------------------------------------------------------------------
+
+
+def _start_ray(address: str | None, workers: int) -> bool:
+    """Join the cluster at `address`, or start a small local Ray; True when this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env.update({k: os.environ[k] for k in _WORKER_ENV if k in os.environ})
+    try:
+        if address:
+            ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES,
+                     runtime_env={"env_vars": env}, log_to_driver=False)
+    except (ConnectionError, ValueError, RuntimeError) as e:
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        raise MgaError(f"cannot start {where}: {e.__class__.__name__}: {e}") from None
+    return True
 
 
 def _start_ray(address: str | None, workers: int) -> bool:
@@ -151,52 +175,20 @@ def _resources(spec: ExpandSpec, which: str) -> dict[str, float]:
     return {"num_gpus": 1} if spec.backend(which) == "vllm" else {"num_cpus": CPUS[which]}
 
 
-def _todo(work_dir: Path, chunks: list[dict[str, Any]], spec: ExpandSpec) -> tuple[list[dict[str, Any]], int]:
-    """Input items for the chunks with work left (resume), and how many rewrite rows are still to come."""
-    pairs_path, rewrites_path = work_dir / "pairs.jsonl", work_dir / "rewrites.jsonl"
-    have_pairs = {chunk_key(r): r for r in iter_rows(pairs_path)} if pairs_path.exists() else {}
-    done_pairs: dict[str, set[int]] = {}
-    if rewrites_path.exists():
-        for r in iter_rows(rewrites_path):
-            if r.get("variant") == spec.variant:
-                done_pairs.setdefault(chunk_key(r), set()).add(r["meta"]["pair_id"])
-    items, expected = [], 0
-    for chunk in chunks:
-        key = chunk_key(chunk)
-        prow = have_pairs.get(key)
-        done = sorted(done_pairs.get(key, ()))
-        if prow is None:
-            items.append({"chunk": chunk, "pairs": None, "done_pair_ids": done})
-            expected += spec.num_pairs
-        elif prow["status"] == OK and len(done) < len(prow["pairs"]):
-            items.append({"chunk": chunk, "pairs": prow, "done_pair_ids": done})
-            expected += len(prow["pairs"]) - len(done)
-    return items, expected
-
-
-def _reorder(path: Path, rank: dict[str, int], key) -> None:
-    """Rewrite a streamed file in chunk order (one row per key), as the labeling stages leave theirs."""
-    rows: dict[str, dict[str, Any]] = {}
-    for row in iter_rows(path):
-        rows.setdefault(key(row), row)
-    ordered = sorted(rows.values(), key=lambda r: (rank.get(chunk_key(r), len(rank)), r["meta"].get("pair_id", 0)))
-    write_rows(path, ordered)
-
-
 def run_on_ray(
-    work_dir: Path, chunks: list[dict[str, Any]], spec: ExpandSpec, *, workers: int | None = None,
-    ray_address: str | None = None,
+    work_dir: Path, spec: ExpandSpec, *, workers: int | None = None, ray_address: str | None = None,
 ) -> dict[str, Any]:
-    """Generate the missing pairs and rewrite rows of `chunks` on Ray Data into work_dir's JSONL files.
+    """Generate the missing pairs and rewrite rows of work_dir's chunks on Ray Data into its JSONL streams.
 
-    Returns timings: `startup_s` until the first row came back (Ray, actors, model loading) and `generate_s`
+    Returns timings: `startup_s` until the first row was made (Ray, actors, model loading) and `generate_s`
     from the first row to the last (the steady state, where throughput scales with workers)."""
-    items, expected = _todo(work_dir, chunks, spec)
-    if not items:
+    fold_outputs(work_dir)  # rows a killed run left in Ray's output folder
+    workers = workers or (None if ray_address else os.cpu_count() or 1)
+    todo = write_todo(work_dir, spec, workers or 1)
+    if not todo.items:
         console.print("expand (ray): every chunk already has its rows, nothing to generate", markup=False)
         return {"workers": 0, "startup_s": 0.0, "generate_s": 0.0}
-    begun = time.perf_counter()
-    workers = workers or (None if ray_address else os.cpu_count() or 1)
+    begun = time.time()
     started = _start_ray(ray_address, workers or 1)
     try:
         import ray
@@ -204,41 +196,26 @@ def run_on_ray(
 
         if workers is None:  # on a cluster, default to one worker per CPU it has
             workers = max(1, int(ray.cluster_resources().get("CPU", 1) - CPUS["explode"]))
-        ray.data.DataContext.get_current().enable_progress_bars = False
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = sys.stderr.isatty()
         logging.getLogger("ray.data").setLevel(logging.WARNING)
-        blocks = min(len(items), max(workers, -(-len(items) // spec.batch_size)))
-        ds = ray.data.from_items([{"item": json.dumps(it, ensure_ascii=False)} for it in items],
-                                 override_num_blocks=blocks)
+        io = {"num_cpus": CPUS["io"]}
+        ds = ray.data.read_json([str(p) for p in todo.files], override_num_blocks=len(todo.files),
+                                ray_remote_args=io)
         ds = ds.map_batches(PairsStage, fn_constructor_kwargs={"spec": spec}, batch_size=spec.batch_size,
-                            compute=ray.data.ActorPoolStrategy(size=min(workers, blocks)), **_resources(spec, "pairs"))
+                            compute=ray.data.ActorPoolStrategy(size=min(workers, len(todo.files))),
+                            **_resources(spec, "pairs"))
         ds = ds.flat_map(explode, num_cpus=CPUS["explode"])
         ds = ds.map_batches(RewriteStage, fn_constructor_kwargs={"spec": spec}, batch_size=spec.batch_size,
                             compute=ray.data.ActorPoolStrategy(size=workers), **_resources(spec, "rewrite"))
-        console.print(f"expand (ray): {len(items)} chunks, {workers} workers per stage", markup=False)
-        first = None
-        with (
-            JsonlAppender(work_dir / "pairs.jsonl") as pairs_out,
-            JsonlAppender(work_dir / "rewrites.jsonl") as rewrites_out,
-            progress_task(f"expand on ray ({workers} workers)", expected) as advance,
-        ):
-            for row in ds.iter_rows():
-                first = first or time.perf_counter()
-                item = json.loads(row["item"])
-                if item["kind"] == "pairs":
-                    pairs_out.write(item["row"])
-                    if item["row"]["status"] != OK:
-                        advance(spec.num_pairs)
-                else:
-                    rewrites_out.write(item["row"])
-                    advance()
-        last = time.perf_counter()
+        console.print(f"expand (ray): {todo.items} chunks with work left ({todo.expected} rewrites), "
+                      f"{workers} workers per stage", markup=False)
+        ds.write_json(str(run_folder(work_dir, todo.run_id)), ray_remote_args=io)
     finally:
         if started:
             import ray
 
             ray.shutdown()
-    rank = {chunk_key(c): i for i, c in enumerate(chunks)}
-    _reorder(work_dir / "pairs.jsonl", rank, chunk_key)
-    _reorder(work_dir / "rewrites.jsonl", rank, rewrite_key)
-    first = first or last
+    first, last = fold_outputs(work_dir)
+    first, last = first or time.time(), last or time.time()
     return {"workers": workers, "startup_s": round(first - begun, 3), "generate_s": round(last - first, 3)}

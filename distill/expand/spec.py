@@ -5,7 +5,6 @@ Kept apart from `expand.py` so the local and the Ray executor both import it and
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Literal
 
 from mga.distill.core.config import GenerationParams, TeacherConfig
 from mga.distill.core.errors import MgaError
+from mga.distill.core.sources import shard_of  # noqa: F401 (re-exported for the executors)
 from mga.distill.generate.protocol import Generator
 
 BACKENDS = ("transformers", "vllm", "openai")
@@ -60,12 +60,6 @@ class ExpandSpec:
         from mga.distill.generate.local import LocalGenerator
 
         return LocalGenerator(model, batch_size=self.batch_size, backend=backend)
-
-
-def shard_of(docid: str, num_shards: int) -> int:
-    """The shard a document belongs to: a hash of its id that is the same on every machine and run."""
-    digest = hashlib.sha1(str(docid).encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") % num_shards
 
 
 def shard_dir(out_dir: Path, shard_index: int, num_shards: int) -> Path:

@@ -1,4 +1,4 @@
-"""Corpus -> chunks: read documents, skip bad rows with a one-line warning each, sample, split long documents.
+"""Corpus -> chunks: documents streamed from `mga.distill.label.documents`, long ones split, written as a stream.
 
 A chunk holds at most `chunk_tokens` tokens of the named tokenizer (the paper caps prompts at 4,096 tokens).
 Splits fall on paragraph boundaries; a paragraph longer than the cap is split on sentences, then lines, then
@@ -8,8 +8,6 @@ which overestimates BPE counts on ordinary prose, so chunks stay under the cap o
 
 from __future__ import annotations
 
-import json
-import random
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,8 +16,9 @@ from typing import Any
 from mga.distill.core.config import CorpusConfig
 from mga.distill.core.console import console
 from mga.distill.core.errors import MgaError
-from mga.distill.core.io import iter_rows, write_rows
+from mga.distill.core.io import write_rows
 from mga.distill.core.schema import chunk_row
+from mga.distill.label.documents import Skipped, iter_documents
 
 _TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]|\w+|[^\w\s]")
 _PARAGRAPHS = re.compile(r"\n[ \t]*\n+")
@@ -112,75 +111,34 @@ def split_document(text: str, cap: int, count: Counter = estimate_tokens) -> lis
     return [c for c in _pack(paragraphs, count, cap, "\n\n") if c.strip()]
 
 
-def _read_documents(path: Path, skipped: list[str]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, row) for every readable row; unreadable ones are reported in `skipped` and left out."""
-    if path.suffix == ".parquet":
-        yield from enumerate(iter_rows(path), 1)
-        return
-    if path.suffix not in (".jsonl", ".json"):
-        raise MgaError(f"{path}: unsupported corpus file type '{path.suffix}' (use .jsonl or .parquet)")
-    if not path.exists():
-        raise MgaError(f"{path}: corpus file not found")
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError as e:
-                skipped.append(f"{path.name}:{number}: not valid UTF-8 (byte {e.start}), row skipped")
-                continue
-            except json.JSONDecodeError as e:
-                skipped.append(f"{path.name}:{number}: not a JSON row ({e.msg}), row skipped")
-                continue
-            if not isinstance(row, dict):
-                skipped.append(f"{path.name}:{number}: not a JSON object, row skipped")
-                continue
-            yield number, row
-
-
-def chunk_corpus(corpus_path: Path, out_path: Path, cfg: CorpusConfig, *, seed: int = 0) -> Path:
-    """Write the chunks of a corpus (`schema.chunk_row` rows); bad rows are warned about and skipped."""
-    corpus_path, out_path = Path(corpus_path), Path(out_path)
-    skipped: list[str] = []
-    documents: list[tuple[str, str, str]] = []
-    seen: dict[str, tuple[int, str]] = {}
-    for number, row in _read_documents(corpus_path, skipped):
-        where = f"{corpus_path.name}:{number}"
-        if cfg.text_field not in row:
-            skipped.append(f"{where}: no '{cfg.text_field}' field (corpus.text_field), row skipped")
-            continue
-        text = row[cfg.text_field]
-        if not isinstance(text, str) or not text.strip():
-            skipped.append(f"{where}: empty or non-string '{cfg.text_field}', row skipped")
-            continue
-        docid = str(row.get(cfg.id_field) or f"{corpus_path.stem}-{number}")
-        if docid in seen:
-            if seen[docid][1] != text:  # two documents under one id: resume and reports would mix them up
-                raise MgaError(f"{corpus_path}: duplicate document id '{docid}' ({cfg.id_field} at rows "
-                               f"{seen[docid][0]} and {number}, different texts): document ids must be unique")
-            skipped.append(f"{where}: duplicate {cfg.id_field} '{docid}' (same text), row skipped")
-            continue
-        seen[docid] = (number, text)
-        source = row.get("source")
-        documents.append((docid, text, source if isinstance(source, str) else ""))
-    for line in skipped:
-        console.print(f"warning: {line}", markup=False, highlight=False, soft_wrap=True)
-    if not documents:
-        raise MgaError(f"{corpus_path}: no usable documents (field '{cfg.text_field}'; {len(skipped)} rows skipped)")
-    if cfg.sample_size is not None and cfg.sample_size < len(documents):
-        keep = set(random.Random(seed).sample(range(len(documents)), cfg.sample_size))
-        documents = [d for i, d in enumerate(documents) if i in keep]
+def chunk_corpus(
+    corpus: str | Path, out_path: Path, cfg: CorpusConfig, *, seed: int = 0, shard_index: int = 0,
+    num_shards: int = 1, limit: int | None = None,
+) -> Path:
+    """Write the chunks (`schema.chunk_row` rows) of a corpus (a file, folder, glob or saved dataset), or of
+    one shard of it, streaming; bad rows are warned about and skipped. Returns `out_path`."""
+    out_path = Path(out_path)
+    skipped = Skipped()
     count = token_counter(cfg.tokenizer)
-    rows = [
-        chunk_row(docid, chunk_id, chunk, source)
-        for docid, text, source in documents
-        for chunk_id, chunk in enumerate(split_document(text, cfg.chunk_tokens, count))
-    ]
-    write_rows(out_path, rows)
+    tally = {"documents": 0, "chunks": 0}
+
+    def rows() -> Iterator[dict[str, Any]]:
+        for doc in iter_documents(corpus, cfg, skipped, seed=seed, shard_index=shard_index, num_shards=num_shards,
+                                  limit=limit, scratch=out_path.parent):
+            tally["documents"] += 1
+            for chunk_id, chunk in enumerate(split_document(doc.text, cfg.chunk_tokens, count)):
+                tally["chunks"] += 1
+                yield chunk_row(doc.docid, chunk_id, chunk, doc.source)
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    write_rows(out_path, rows())
+    skipped.close()
+    if not tally["documents"] and num_shards == 1:
+        out_path.unlink(missing_ok=True)
+        raise MgaError(f"{corpus}: no usable documents (field '{cfg.text_field}'; {skipped.count} rows skipped)")
     console.print(
-        f"chunked {len(documents)} documents into {len(rows)} chunks of <= {cfg.chunk_tokens} tokens "
-        f"({len(skipped)} rows skipped) -> {out_path}",
+        f"chunked {tally['documents']} documents into {tally['chunks']} chunks of <= {cfg.chunk_tokens} tokens "
+        f"({skipped.count} rows skipped) -> {out_path}",
         markup=False,
         highlight=False,
     )

@@ -1,0 +1,106 @@
+"""The local executor of the expand step: two streaming passes over the shard's chunks.
+
+Pass 1 sends one SLM-1 request per chunk that has no pairs row yet; pass 2 loads SLM-2 and sends one
+request per (chunk, pair) that has no rewrite row yet. Requests are produced lazily from `chunks.jsonl`
+as the generator asks for them, rows are appended to `pairs.jsonl` / `rewrites.jsonl` as answers arrive,
+and what is already done is looked up in on-disk indexes of those files (`RowIndex`). So memory holds the
+requests in flight, not the shard, and a killed run resumes with no row lost or written twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from mga.distill.core.console import console
+from mga.distill.core.diskindex import RowIndex
+from mga.distill.core.io import JsonlAppender, iter_rows
+from mga.distill.core.schema import chunk_key, rewrite_key
+from mga.distill.expand.rows import rewrite_jobs
+from mga.distill.expand.spec import REWRITE_ATTEMPTS, ExpandSpec
+from mga.distill.generate.protocol import Completion, Request
+from mga.distill.label.rows import Job, pairs_job, pairs_result_row, rewrite_job, rewrite_request, rewrite_result_row
+from mga.judge.pairs_check import parse_pairs
+
+
+class _Lazy:
+    """Requests made on demand that still know how many there will be (for the progress bar)."""
+
+    def __init__(self, items: Iterator[Request], length: int):
+        self._items, self._length = items, length
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __iter__(self) -> Iterator[Request]:
+        return self._items
+
+
+def _missing_pairs(chunks_path: Path, pairs: RowIndex) -> Iterator[dict[str, Any]]:
+    return (chunk for chunk in iter_rows(chunks_path) if chunk_key(chunk) not in pairs)
+
+
+def _missing_rewrites(chunks_path: Path, spec: ExpandSpec, pairs: RowIndex,
+                      rewrites: RowIndex) -> Iterator[tuple[str, dict[str, Any]]]:
+    for chunk in iter_rows(chunks_path):
+        prow = pairs.get(chunk_key(chunk))
+        yield from ((key, meta) for key, meta in rewrite_jobs(prow or {}, spec.variant) if key not in rewrites)
+
+
+def _pairs_pass(work_dir: Path, spec: ExpandSpec, pairs: RowIndex) -> None:
+    chunks_path = work_dir / "chunks.jsonl"
+    todo = sum(1 for _ in _missing_pairs(chunks_path, pairs))  # a scan, so no model loads for nothing
+    if not todo:
+        return
+    generator = spec.generator("pairs", cache_path=work_dir / ".mga-cache.sqlite")
+    model, params = generator.model_name, spec.params()
+    in_flight: dict[str, Job] = {}
+
+    def requests() -> Iterator[Request]:
+        for chunk in _missing_pairs(chunks_path, pairs):
+            key = chunk_key(chunk)
+            in_flight[key] = job = pairs_job(chunk["meta"], spec.language, spec.num_pairs, params, model)
+            yield Request(key, job.messages, params)
+
+    def validate(completion: Completion) -> tuple[Any, str | None]:
+        return parse_pairs(completion.text, spec.num_pairs)
+
+    with JsonlAppender(pairs.stream) as out:
+        for result in generator.run(_Lazy(requests(), todo), validate=validate,
+                                    max_attempts=spec.max_validation_attempts, description="expand: pairs"):
+            out.write(pairs_result_row(in_flight.pop(result.request.key), result, model))
+    pairs.refresh()
+
+
+def _rewrite_pass(work_dir: Path, spec: ExpandSpec, pairs: RowIndex, rewrites: RowIndex) -> None:
+    chunks_path = work_dir / "chunks.jsonl"
+    todo = sum(1 for _ in _missing_rewrites(chunks_path, spec, pairs, rewrites))
+    if not todo:
+        return
+    generator = spec.generator("rewrite", cache_path=work_dir / ".mga-cache.sqlite")
+    model, params = generator.model_name, spec.params()
+    in_flight: dict[str, Job] = {}
+
+    def requests() -> Iterator[Request]:
+        for key, meta in _missing_rewrites(chunks_path, spec, pairs, rewrites):
+            in_flight[key] = job = rewrite_job(meta, spec.variant, spec.language, params, model)
+            yield rewrite_request(key, job, params, spec.language)
+
+    with JsonlAppender(rewrites.stream) as out:
+        for result in generator.run(_Lazy(requests(), todo), max_attempts=REWRITE_ATTEMPTS,
+                                    description=f"expand: rewrite ({spec.variant})"):
+            out.write(rewrite_result_row(in_flight.pop(result.request.key), result, spec.variant, model,
+                                         spec.max_new_tokens))
+    rewrites.refresh()
+
+
+def run_local(work_dir: Path, spec: ExpandSpec) -> None:
+    """Generate the missing pairs rows, then the missing rewrite rows, of the chunks in work_dir."""
+    with (RowIndex(work_dir / "pairs.jsonl", chunk_key) as pairs,
+          RowIndex(work_dir / "rewrites.jsonl", rewrite_key) as rewrites):
+        if len(pairs) or len(rewrites):
+            console.print(f"expand: resuming, {len(pairs)} pairs rows and {len(rewrites)} rewrite rows on disk",
+                          markup=False)
+        _pairs_pass(work_dir, spec, pairs)  # the pairs model is freed before the rewrite model loads
+        _rewrite_pass(work_dir, spec, pairs, rewrites)
