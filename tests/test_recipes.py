@@ -51,7 +51,7 @@ def test_passthrough_sft_and_lora_fields_are_typed(tmp_path):
         ("train.learning_rate=-1", "train.learning_rate: Input should be greater than 0"),
         ("train.num_train_epochs=many", "train.num_train_epochs: Input should be a valid number"),
         ("train.per_device_eval_batch_size=abc", "train.per_device_eval_batch_size: Input should be a valid integer"),
-        ("corpus.path=/does/not/exist.jsonl", "corpus.path: file not found"),
+        ("corpus.path=/does/not/exist.jsonl", "corpus.path: /does/not/exist.jsonl: corpus not found"),
         ("label.variants=[base,wild]", "label.variants.1: Input should be 'base', 'strict' or 'relaxed'"),
         ("language=xx", "language: no prompt set for language 'xx'"),
     ],

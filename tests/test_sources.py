@@ -152,3 +152,27 @@ def test_disk_set_and_row_index_follow_an_append_only_stream(tmp_path):
     stream.write_text('{"k": "x"}\n')  # the stream was replaced: the index starts over
     with RowIndex(stream, key) as again:
         assert len(again) == 1 and "x" in again and "a" not in again
+
+
+def test_a_run_fingerprints_a_corpus_by_content_or_by_a_listing_when_it_is_huge(tmp_path, monkeypatch):
+    from mga.distill.core import sources
+
+    files = [_jsonl_gz(tmp_path / "c" / f"p{i}.jsonl.gz", _docs(i, 2)) for i in range(2)]
+    signature = tmp_path / "run" / "source.json"
+    assert sources.fingerprint_paths(tmp_path / "c", signature) == files and not signature.exists()
+    monkeypatch.setattr(sources, "CONTENT_HASH_LIMIT", 10)
+    assert sources.fingerprint_paths(tmp_path / "c", signature) == [signature]
+    listing = json.loads(signature.read_text())
+    assert [f[:2] for f in listing["files"]] == [[str(p), p.stat().st_size] for p in files]
+
+
+def test_a_recipe_takes_a_folder_or_a_glob_as_its_corpus(tmp_path):
+    from mga.distill.pipeline.recipe import load_recipe
+
+    _jsonl_gz(tmp_path / "c" / "p.jsonl.gz", _docs(0, 2))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: t\n")
+    for spec in (tmp_path / "c", f"{tmp_path}/c/*.jsonl.gz"):
+        assert str(load_recipe(recipe, [f"corpus.path={spec}"]).corpus.path) == str(spec)
+    with pytest.raises(MgaError, match="corpus.path: .*no corpus files"):
+        load_recipe(recipe, [f"corpus.path={tmp_path}/c/*.parquet"])

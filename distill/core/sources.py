@@ -189,3 +189,20 @@ def first_row(spec: str | Path) -> dict[str, Any] | None:
         for _, row in iter_file(path, warn=lambda _: None):
             return row
     return None
+
+
+CONTENT_HASH_LIMIT = 1 << 30
+
+
+def fingerprint_paths(spec: str | Path, signature: Path) -> list[Path]:
+    """What stands for a corpus among a stage's fingerprinted inputs: its files (hashed by content) when they
+    total at most 1 GiB, else `signature`, written here: every file's path, size and modification time
+    (hashing terabytes on every run would take hours)."""
+    from mga.distill.core.io import write_json
+
+    files = resolve(spec).files
+    stats = [(path, path.stat()) for path in files]
+    if sum(st.st_size for _, st in stats) <= CONTENT_HASH_LIMIT:
+        return list(files)
+    write_json(signature, {"corpus": str(spec), "files": [[str(p), st.st_size, st.st_mtime_ns] for p, st in stats]})
+    return [signature]

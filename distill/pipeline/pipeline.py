@@ -24,6 +24,7 @@ from mga.distill.core.config import default_corpus_path
 from mga.distill.core.console import console
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import read_rows
+from mga.distill.core.sources import fingerprint_paths
 from mga.distill.pipeline import stages
 from mga.distill.pipeline.layout import RunLayout
 from mga.distill.pipeline.recipe import RunConfig, dump_recipe
@@ -115,7 +116,8 @@ class Pipeline:
                   outputs=[pairs], config="reference")
         else:
             corpus = Path(cfg.corpus.path) if cfg.corpus.path else default_corpus_path(cfg.language)
-            stage("chunk", stages.chunk, corpus, chunks, cfg, inputs=[corpus], outputs=[chunks],
+            stage("chunk", stages.chunk, corpus, chunks, cfg,
+                  inputs=fingerprint_paths(corpus, at.file("corpus", "source.json")), outputs=[chunks],
                   config=cfg.corpus.model_dump(mode="json"))
             stage("label-pairs", stages.pairs, chunks, pairs, cfg, self.teacher,
                   max_validation_attempts=cfg.label.max_validation_attempts, inputs=[chunks], outputs=[pairs],

@@ -15,6 +15,7 @@ import yaml
 from mga.distill.core.config import CorpusConfig, LabelConfig, Section, TeacherConfig
 from mga.distill.core.errors import MgaError
 from mga.distill.core.secrets import MASK, is_secret_key, mask_secrets
+from mga.distill.core.sources import resolve
 from mga.distill.train.config import TrainConfig, passthrough_errors
 from mga.judge.config import AnalyzeConfig, FilterConfig, JudgeConfig, ReportConfig
 from mga.quantize.config import QuantizeConfig
@@ -145,9 +146,14 @@ def validate_recipe(data: Any, source: str = "recipe") -> RunConfig:
             language_pack(config.language)  # a broken language.yaml fails here, not hours into a run
         except MgaError as e:
             problems += [f"language: {line}" for line in str(e).splitlines()]
-    for key, path in (("corpus.path", config.corpus.path), ("label.reference", config.label.reference)):
-        if path is not None and str(path) != "bundled" and not Path(path).exists():
-            problems.append(f"{key}: file not found: {path}")
+    if config.corpus.path is not None:
+        try:
+            resolve(config.corpus.path)  # a file, a folder, a glob or a saved dataset
+        except MgaError as e:
+            problems.append(f"corpus.path: {e}")
+    reference = config.label.reference
+    if reference is not None and str(reference) != "bundled" and not Path(reference).exists():
+        problems.append(f"label.reference: file not found: {reference}")
     if problems:
         raise MgaError("\n".join(f"{source}: {line}" for line in problems))
     return config

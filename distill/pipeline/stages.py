@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mga.distill.core.errors import MgaError
-from mga.distill.core.io import read_rows, write_rows
+from mga.distill.core.io import iter_rows, read_rows, write_rows
 from mga.distill.core.schema import is_control
 from mga.distill.label.chunk import chunk_corpus
 from mga.distill.label.labeling import label_pairs, label_rewrites
@@ -33,8 +33,8 @@ def copy_rows(rows: list[dict[str, Any]], out: Path) -> dict[str, Any]:
 
 
 def chunk(corpus: Path, out: Path, cfg: RunConfig) -> dict[str, Any]:
-    chunk_corpus(corpus, out, cfg.corpus, seed=cfg.seed)
-    return {"rows_out": len(read_rows(out))}
+    chunk_corpus(corpus, out, cfg.corpus, seed=cfg.seed)  # a file, folder, glob or saved dataset, streamed
+    return {"rows_out": sum(1 for _ in iter_rows(out))}
 
 
 def pairs(chunks: Path, out: Path, cfg: RunConfig, model: GeneratorFactory, *, max_validation_attempts: int) -> dict[str, Any]:
