@@ -21,7 +21,8 @@ from typer.testing import CliRunner
 
 
 def _docs(start: int, n: int) -> list[dict]:
-    return [{"id": f"doc-{i}", "text": f"Document number {i} talks about topic {i % 7}."} for i in range(start, start + n)]
+    return [{"id": f"doc-{i}", "text": f"Document number {i} talks about topic {i % 7}."}
+            for i in range(start, start + n)]
 
 
 def _jsonl_gz(path: Path, rows: list[dict]) -> Path:

@@ -43,9 +43,13 @@ def expand(
     text_field: Annotated[str, typer.Option(help="Corpus field holding the text.")] = "text",
     id_field: Annotated[str, typer.Option(help="Corpus field holding the document id.")] = "id",
     limit: Annotated[int | None, typer.Option(help="Expand only the first N documents (of this shard).")] = None,
-    output_format: Annotated[str, typer.Option(help="parquet (data/train-*.parquet) or jsonl (expanded.jsonl).")] = "parquet",
+    output_format: Annotated[
+        str, typer.Option(help="parquet (data/train-*.parquet) or jsonl (expanded.jsonl).")
+    ] = "parquet",
     shard_rows: Annotated[int, typer.Option(help="Rows per Parquet output file at most.")] = DEFAULT_SHARD_ROWS,
-    shard_bytes: Annotated[int, typer.Option(help="Bytes per Parquet output file, about, at most.")] = DEFAULT_SHARD_BYTES,
+    shard_bytes: Annotated[
+        int, typer.Option(help="Bytes per Parquet output file, about, at most.")
+    ] = DEFAULT_SHARD_BYTES,
     base_url: Annotated[
         str | None, typer.Option(help="Endpoint serving both tool models (backend openai); default $OPENAI_BASE_URL.")
     ] = None,

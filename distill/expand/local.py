@@ -19,22 +19,9 @@ from mga.distill.core.io import JsonlAppender, iter_rows
 from mga.distill.core.schema import chunk_key, rewrite_key
 from mga.distill.expand.rows import rewrite_jobs
 from mga.distill.expand.spec import REWRITE_ATTEMPTS, ExpandSpec
-from mga.distill.generate.protocol import Completion, Request
+from mga.distill.generate.protocol import Completion, Request, Sized
 from mga.distill.label.rows import Job, pairs_job, pairs_result_row, rewrite_job, rewrite_request, rewrite_result_row
 from mga.judge.pairs_check import parse_pairs
-
-
-class _Lazy:
-    """Requests made on demand that still know how many there will be (for the progress bar)."""
-
-    def __init__(self, items: Iterator[Request], length: int):
-        self._items, self._length = items, length
-
-    def __len__(self) -> int:
-        return self._length
-
-    def __iter__(self) -> Iterator[Request]:
-        return self._items
 
 
 def _missing_pairs(chunks_path: Path, pairs: RowIndex) -> Iterator[dict[str, Any]]:
@@ -67,7 +54,7 @@ def _pairs_pass(work_dir: Path, spec: ExpandSpec, pairs: RowIndex) -> None:
         return parse_pairs(completion.text, spec.num_pairs)
 
     with JsonlAppender(pairs.stream) as out:
-        for result in generator.run(_Lazy(requests(), todo), validate=validate,
+        for result in generator.run(Sized(requests(), todo), validate=validate,
                                     max_attempts=spec.max_validation_attempts, description="expand: pairs"):
             out.write(pairs_result_row(in_flight.pop(result.request.key), result, model))
     pairs.refresh()
@@ -88,7 +75,7 @@ def _rewrite_pass(work_dir: Path, spec: ExpandSpec, pairs: RowIndex, rewrites: R
             yield rewrite_request(key, job, params, spec.language)
 
     with JsonlAppender(rewrites.stream) as out:
-        for result in generator.run(_Lazy(requests(), todo), max_attempts=REWRITE_ATTEMPTS,
+        for result in generator.run(Sized(requests(), todo), max_attempts=REWRITE_ATTEMPTS,
                                     description=f"expand: rewrite ({spec.variant})"):
             out.write(rewrite_result_row(in_flight.pop(result.request.key), result, spec.variant, model,
                                          spec.max_new_tokens))

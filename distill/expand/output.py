@@ -120,7 +120,8 @@ class ParquetShards:
         shutil.rmtree(self._tmp, ignore_errors=True)
 
 
-def open_output(work_dir: Path, output_format: str, *, shard_rows: int, shard_bytes: int) -> AtomicJsonl | ParquetShards:
+def open_output(work_dir: Path, output_format: str, *, shard_rows: int,
+                shard_bytes: int) -> AtomicJsonl | ParquetShards:
     """Where the kept rows go: `data/*.parquet` shards, or `expanded.jsonl`."""
     if output_format == "jsonl":
         return AtomicJsonl(work_dir / "expanded.jsonl")

@@ -9,11 +9,11 @@ Pipeline (Ray Data schedules and streams it; this module writes no scheduler of 
       -> write_json(out folder)     Ray's writer; the driver then appends the rows to pairs.jsonl / rewrites.jsonl
 
 Rows travel as JSON strings (one `item` column) so Arrow never has to unify nested schemas across blocks.
-The rows are built by `mga.distill.label.labeling`'s row builders, as the local executor builds them, so cleaning, statistics
-and resume are shared: a rerun sends only the chunks and pairs that have no row yet, and starts no Ray at
-all when there are none. No collection of rows is ever held on the driver. Locally, Ray starts with
-`num_cpus=workers`; give `ray_address` to join a cluster (then the output folder must be on a file system
-every node sees).
+The rows are built by `mga.distill.label.labeling`'s row builders, as the local executor builds them, so
+cleaning, statistics and resume are shared: a rerun sends only the chunks and pairs that have no row yet,
+and starts no Ray at all when there are none. No collection of rows is ever held on the driver. Locally,
+Ray starts with `num_cpus=workers`; give `ray_address` to join a cluster (then the output folder must be on
+a file system every node sees).
 """
 
 from __future__ import annotations
@@ -128,26 +128,6 @@ class RewriteStage:
 
 
 # ---- the driver ------------------------------------------------------------------------------------------------
-
-
-def _start_ray(address: str | None, workers: int) -> bool:
-    """Join the cluster at `address`, or start a small local Ray; True when this call started it."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    env.update({k: os.environ[k] for k in _WORKER_ENV if k in os.environ})
-    try:
-        if address:
-            ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False)
-        else:
-            ray.init(num_cpus=workers, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES,
-                     runtime_env={"env_vars": env}, log_to_driver=False)
-    except (ConnectionError, ValueError, RuntimeError) as e:
-        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-        raise MgaError(f"cannot start {where}: {e.__class__.__name__}: {e}") from None
-    return True
 
 
 def _start_ray(address: str | None, workers: int) -> bool:

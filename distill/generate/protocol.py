@@ -59,6 +59,19 @@ class Result:
         return self.error is None and self.completion is not None
 
 
+class Sized:
+    """Requests made lazily (as a generator asks for them) that still know how many there are, for progress."""
+
+    def __init__(self, items: Iterable[Any], length: int):
+        self._items, self._length = items, length
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._items)
+
+
 
 class Generator(Protocol):
     model_name: str

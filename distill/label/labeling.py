@@ -12,7 +12,6 @@ interrupted-and-resumed run and an uninterrupted one give the same file.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,23 +21,10 @@ from mga.distill.core.errors import MgaError
 from mga.distill.core.io import JsonlAppender, finalize_stream, iter_rows, write_rows
 from mga.distill.core.resume import resume_stream
 from mga.distill.core.schema import OK, chunk_key, rewrite_key
-from mga.distill.generate.protocol import Completion, Generator, Request
+from mga.distill.generate.protocol import Completion, Generator, Request, Sized
 from mga.distill.generate.retry import gave_up
 from mga.distill.label.rows import FAILED, Job, pairs_job, pairs_result_row, rewrite_job, rewrite_request, rewrite_result_row
 from mga.judge.pairs_check import parse_pairs
-
-
-class _Sized:
-    """A lazily built iterable that still knows its length (for the progress bar)."""
-
-    def __init__(self, items: Iterable[Any], length: int):
-        self._items, self._length = items, length
-
-    def __len__(self) -> int:
-        return self._length
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._items)
 
 
 def _no_answer(row: dict[str, Any]) -> bool:
@@ -122,7 +108,7 @@ def label_pairs(
     jobs = {chunk_key(c): pairs_job(c["meta"], language, num_pairs, params, model) for c in chunks}
     resumed = _resume("stage 1", out_path, chunk_key, jobs, overwrite)
     todo = {k: j for k, j in jobs.items() if k not in resumed.done}
-    requests = _Sized((Request(k, j.messages, params) for k, j in todo.items()), len(todo))
+    requests = Sized((Request(k, j.messages, params) for k, j in todo.items()), len(todo))
 
     def validate(completion: Completion) -> tuple[Any, str | None]:
         return parse_pairs(completion.text, num_pairs)
@@ -183,7 +169,7 @@ def label_rewrites(
     jobs = {k: rewrite_job(meta, variant, language, params, model) for k, meta in metas.items()}
     resumed = _resume("stage 2", out_path, rewrite_key, jobs, overwrite)
     todo = {k: j for k, j in jobs.items() if k not in resumed.done}
-    requests = _Sized((rewrite_request(k, j, params, language) for k, j in todo.items()), len(todo))
+    requests = Sized((rewrite_request(k, j, params, language) for k, j in todo.items()), len(todo))
     with JsonlAppender(resumed.stream) as out:
         for result in generator.run(requests, max_attempts=max_attempts, description=f"stage 2: rewrite ({variant})"):
             out.write(rewrite_result_row(todo[result.request.key], result, variant, model, params.max_tokens))
