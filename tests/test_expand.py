@@ -135,6 +135,7 @@ def test_shards_cover_every_document_once_and_a_finished_shard_reruns_for_free(c
     loaded = load_dataset("parquet", data_files=str(tmp_path / "shard-*-of-3" / "data" / "*.parquet"), split="train")
     assert loaded.num_rows == total["expanded"] == 20
     assert "shard-*-of-3/data/*.parquet" in (tmp_path / "README.md").read_text()
+    assert load_dataset(str(tmp_path), split="train").num_rows == 20  # through the merged card's header
 
     before, sent = _rows(tmp_path / "shard-1-of-3"), len(server.requests)
     again = _expand(corpus, tmp_path, server, shard_index=1, num_shards=3)

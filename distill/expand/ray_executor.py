@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Any
 from mga.distill.core.console import console
 from mga.distill.core.errors import MgaError
 from mga.distill.core.schema import OK, chunk_key, rewrite_key
-from mga.distill.expand.ray_io import fold_outputs, run_folder, write_todo
+from mga.distill.expand.ray_io import RAY_DIR, fold_outputs, run_folder, write_todo
 from mga.distill.expand.spec import REWRITE_ATTEMPTS, ExpandSpec
 from mga.distill.generate.protocol import Completion, Request
 from mga.distill.label.rows import pairs_job, pairs_result_row, rewrite_job, rewrite_request, rewrite_result_row
@@ -197,5 +198,6 @@ def run_on_ray(
 
             ray.shutdown()
     first, last = fold_outputs(work_dir)
+    shutil.rmtree(work_dir / RAY_DIR, ignore_errors=True)  # the input files; every output is folded in
     first, last = first or time.time(), last or time.time()
     return {"workers": workers, "startup_s": round(first - begun, 3), "generate_s": round(last - first, 3)}
