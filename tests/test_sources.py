@@ -50,6 +50,7 @@ def test_a_folder_a_glob_and_a_saved_dataset_read_the_same_documents(tmp_path):
     with pa.output_stream(str(folder / "part-2.jsonl.zst"), compression="zstd") as f:
         f.write("".join(json.dumps(r) + "\n" for r in rows[20:]).encode())
     (folder / "notes.txt").write_text("not a corpus file")
+    _jsonl_gz(folder / ".cache" / "stale.jsonl.gz", rows[:3])  # hidden: never read
     from datasets import Dataset, DatasetDict
 
     Dataset.from_list(rows).save_to_disk(str(tmp_path / "saved"))

@@ -82,7 +82,8 @@ def resolve(spec: str | Path) -> Source:
         root = _glob_root(text)
     elif path.is_dir():
         saved = _saved_dataset_files(path)
-        files = saved if saved is not None else [p for p in path.rglob("*") if p.is_file()]
+        files = saved if saved is not None else [  # hidden files and folders (.cache/, .partial) are not corpus
+            p for p in path.rglob("*") if p.is_file() and not any(q.startswith(".") for q in p.relative_to(path).parts)]
         root = path
     elif path.is_file():
         files, root = [path], path.parent
