@@ -92,7 +92,7 @@ def label(f, inp, out, *extra, stage="pairs", url=None):
 CASES = [
     # ---- label: paths
     ("label-input-missing", lambda f, t, u: label(f, t / "nope.jsonl", t / "o.jsonl"), "input file not found"),
-    ("label-input-dir", lambda f, t, u: label(f, "dir", t / "o.jsonl"), "is a directory"),
+    ("label-input-dir", lambda f, t, u: label(f, "dir", t / "o.jsonl"), "no corpus files"),  # a folder corpus
     ("label-input-txt", lambda f, t, u: label(f, "plain", t / "o.jsonl"), "unsupported file type '.txt'"),
     ("label-input-empty", lambda f, t, u: label(f, "empty", t / "o.jsonl"), "is empty"),
     ("label-output-is-input", lambda f, t, u: label(f, "chunks", f["chunks"]), "the output is the input"),
@@ -148,7 +148,7 @@ CASES = [
     ("quantize-scheme", lambda f, t, u: ["quantize", str(f["no_model"]), "--scheme", "int3"], "int3"),
     # ---- expand
     ("expand-corpus-missing", lambda f, t, u: ["expand", str(t / "nope.jsonl"), "--pairs-model", "a", "--rewrite-model", "b"], "not found"),
-    ("expand-corpus-dir", lambda f, t, u: ["expand", str(f["dir"]), "--pairs-model", "a", "--rewrite-model", "b"], "is a directory"),
+    ("expand-corpus-dir", lambda f, t, u: ["expand", str(f["dir"]), "--pairs-model", "a", "--rewrite-model", "b"], "no corpus files"),
     ("expand-shards", lambda f, t, u: ["expand", str(f["corpus"]), "--pairs-model", "a", "--rewrite-model", "b", "--shard-index", "3", "--num-shards", "2", "-o", str(t / "e")], "shard"),
     # ---- run
     ("run-recipe-missing", lambda f, t, u: ["run", str(t / "nope.yaml")], "recipe not found"),

@@ -64,6 +64,7 @@ def expand(
     from mga.distill.core.errors import MgaError
     from mga.distill.expand.card import merge_shards
     from mga.distill.core.io import check_output
+    from mga.distill.core.sources import resolve
     from mga.distill.expand.expand import expand_corpus
     from pydantic import ValidationError
 
@@ -79,6 +80,7 @@ def expand(
                                         ("--rewrite-model", rewrite_model)) if value is None]
     if missing:
         raise MgaError(f"missing {', '.join(missing)} (or give --merge to add up finished shards)")
+    resolve(corpus)  # a missing or empty corpus is the first thing to say
     check_output(output, [corpus], folder=True)
     try:
         corpus_cfg = CorpusConfig(path=corpus, chunk_tokens=chunk_tokens, text_field=text_field, id_field=id_field)

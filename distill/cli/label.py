@@ -52,10 +52,10 @@ def label(
 
     if stage not in TOOL_MODELS:
         raise MgaError(f"--stage {stage!r}: choose pairs or rewrite")
-    if stage == "pairs":  # documents: a file, a folder, a glob or a saved dataset
+    if stage == "pairs" and (input.is_dir() or any(c in str(input) for c in "*?[")):
         from mga.distill.core.sources import resolve
 
-        resolve(input)
+        resolve(input)  # documents in a folder, a glob or a saved dataset
     else:
         check_input(input)
     check_output(output, [input])
