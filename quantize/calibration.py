@@ -14,6 +14,7 @@ from typing import Any
 
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import read_rows
+from mga.distill.core.sources import iter_file, resolve
 
 
 def text_hash(text: str) -> str:
@@ -24,6 +25,29 @@ def _load(rows: Path | list[dict] | None) -> list[dict[str, Any]]:
     if rows is None:
         return []
     return read_rows(rows) if isinstance(rows, (str, Path)) else list(rows)
+
+
+def _has_text(row: dict[str, Any]) -> bool:
+    return isinstance(row.get("text"), str) and bool(row["text"].strip())
+
+
+def _corpus_sample(corpus: Path | list[dict] | None, k: int, seed: int) -> list[tuple[int, dict[str, Any]]]:
+    """Up to `k` (index, row) pairs with text: a seeded reservoir over one streaming read, so a corpus given as a
+    folder, glob or file of any size costs k rows of memory."""
+    if corpus is None or k <= 0:
+        return []
+    rows = iter(corpus) if isinstance(corpus, list) else (
+        row for path in resolve(corpus).files for _, row in iter_file(path, warn=lambda _: None, columns=["id", "text"]))
+    rng, kept, seen = random.Random(f"{seed}:corpus"), [], 0
+    for index, row in enumerate(rows):
+        if not _has_text(row):
+            continue
+        seen += 1
+        if len(kept) < k:
+            kept.append((index, row))
+        elif (slot := rng.randrange(seen)) < k:
+            kept[slot] = (index, row)
+    return kept
 
 
 def _row_id(row: dict[str, Any], index: int) -> str:
@@ -72,7 +96,7 @@ def build_calibration(
     if sft_rows is not None and not sft:
         raise MgaError(f"calibration: {sft_rows if isinstance(sft_rows, (str, Path)) else 'sft_rows'}: "
                        "no rows with 'messages' (expected the SFT train.jsonl written by `mga train`)")
-    corpus = [(i, r) for i, r in enumerate(_load(corpus_path)) if isinstance(r.get("text"), str) and r["text"].strip()]
+    corpus = _corpus_sample(corpus_path, num_samples, seed)
     if corpus_path is not None and not corpus:
         raise MgaError(f"calibration: {corpus_path}: no rows with a non-empty 'text'")
 
