@@ -6,6 +6,7 @@ from pathlib import Path
 
 from mga.distill.core.config import GenerationParams, TeacherConfig
 from mga.distill.core.errors import MgaError
+from mga.distill.core.io import read_rows
 from mga.distill.generate.protocol import Generator
 from mga.judge.config import JudgeConfig
 
@@ -44,6 +45,8 @@ def judge_file(
     in_path, out_path = Path(in_path), Path(out_path)
     if not in_path.exists():
         raise MgaError(f"{in_path}: file not found")
+    if not read_rows(in_path):
+        raise MgaError(f"{in_path}: no rows to judge (the input is empty)")
     rows = with_controls(read_rows(in_path), cfg.controls, seed=seed, language=language,
                          donors=read_rows(donors) if donors and cfg.controls else ())
     if cfg.backend == "heuristic":

@@ -94,12 +94,19 @@ def report(
     reference_model: Annotated[str | None, typer.Option(help="Model Diff is measured against (default: teacher, else the first).")] = None,
     variants: Annotated[bool, typer.Option(help="Always add the Table 2 view (<=2, >=4, =5).")] = False,
     judge_label: Annotated[str | None, typer.Option(help="Who scored (default: read from the rows).")] = None,
+    allow_unequal: Annotated[bool, typer.Option(help="Report models judged on different eval items (with a note).")] = False,
+    target_gap: Annotated[float, typer.Option(help="Points: say when a Diff interval is wider than this.")] = 1.0,
+    max_failed_share: Annotated[float, typer.Option(help="Flag models with more failed/unscored rows than this share.")] = 0.10,
 ) -> None:
-    """Write the Table 1 / Table 2 report (md, html, json, charts) from judged files."""
+    """Write the Table 1 / Table 2 report (md, html, json, charts) from judged files.
+
+    Models must be judged on the same eval items (else an error, unless --allow-unequal). Rates carry 95%
+    Wilson intervals and Diff a paired 95% interval."""
     from mga.judge.report import write_report
 
     path = write_report(_named(inputs), output, judge_label=judge_label, reference_model=reference_model,
-                        embed=embed, table2=True if variants else None)
+                        embed=embed, table2=True if variants else None, allow_unequal=allow_unequal,
+                        target_gap=target_gap, max_failed_share=max_failed_share)
     console.print((path.parent / "report.md").read_text(encoding="utf-8").split("## Charts")[0], markup=False)
     console.print(f"report written to {path.parent} (report.md, report.html, report.json, charts)", markup=False)
 
