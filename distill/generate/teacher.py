@@ -81,8 +81,6 @@ class OpenAIGenerator:
                                   "temperature": p.temperature, "top_p": p.top_p, "max_tokens": p.max_tokens}
         if p.seed is not None:
             kwargs["seed"] = p.seed
-        if p.n != 1:
-            kwargs["n"] = p.n
         if request.logprobs:
             kwargs["logprobs"] = True
             kwargs["top_logprobs"] = 5
