@@ -14,8 +14,14 @@ from mga.distill.core.markdown import records_table
 from mga.distill.core.schema import rewrite_key, score_of, unjudgeable_reason
 
 
+def reference_key(row: dict[str, Any]) -> str:
+    """A rewrite's identity for reference agreement: its item and its very text (another model's answer to
+    the same item is not the reference rewrite)."""
+    return f"{rewrite_key(row)}\n{row.get('content_split') or ''}"
+
+
 def model_health(rows: list[dict[str, Any]], reference_scores: dict[str, int] | None = None) -> dict[str, Any]:
-    """Counts for one model's judged rows; `reference_scores` maps `rewrite_key` to a hand-assigned score."""
+    """Counts for one model's judged rows; `reference_scores` maps `reference_key` to a hand-assigned score."""
     total = len(rows)
     unscored = [row for row in rows if score_of(row) is None]
     generation_failed = sum(1 for row in unscored if unjudgeable_reason(row))
@@ -33,8 +39,8 @@ def model_health(rows: list[dict[str, Any]], reference_scores: dict[str, int] | 
     if reference_scores:
         from mga.judge.calibrate import agreement
 
-        matched = [(reference_scores[rewrite_key(row)], score_of(row)) for row in rows
-                   if rewrite_key(row) in reference_scores]
+        matched = [(reference_scores[reference_key(row)], score_of(row)) for row in rows
+                   if reference_key(row) in reference_scores]
         if matched:
             result = agreement([r for r, _ in matched], [j for _, j in matched])
             health.update(reference_items=result["n"], reference_exact=round(100 * result["exact"], 1),

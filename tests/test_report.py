@@ -240,11 +240,25 @@ def test_wide_diff_interval_is_said_with_items_needed(tmp_path):
 
 
 def test_judge_health_reports_agreement_with_reference_scores(tmp_path):
-    from mga.distill.core.schema import rewrite_key
+    from mga.judge.health import reference_key
 
     teacher = rows_from_counts((2, 1, 1, 0, 0), total=4)
-    reference = {rewrite_key(row): 5 for row in teacher}  # the judge agrees on 2 of 4, within 1 on 3
-    write_report({"teacher": teacher}, tmp_path, reference_scores=reference)
-    health = json.loads((tmp_path / "report.json").read_text())["health"]["teacher"]
+    slm = [{**row, "content_split": "the SLM's own answer"} for row in rows_from_counts((4, 0, 0, 0, 0), total=4)]
+    reference = {reference_key(row): 5 for row in teacher}  # the judge agrees on 2 of 4, within 1 on 3
+    write_report({"teacher": teacher, "slm": slm}, tmp_path, reference_scores=reference)
+    data = json.loads((tmp_path / "report.json").read_text())["health"]
+    health = data["teacher"]
     assert (health["reference_items"], health["reference_exact"], health["reference_within_1"]) == (4, 50.0, 75.0)
+    assert data["slm"]["reference_items"] == 0  # other answers to the same items are not reference rewrites
     assert "agreement with reference" in (tmp_path / "report.md").read_text()
+
+
+def test_flags_reach_the_end_of_run_summary(tmp_path, capsys):
+    from mga.distill.core.config import TeacherConfig
+    from mga.distill.pipeline.runner import Runner
+
+    runner = Runner(tmp_path / "run", TeacherConfig())
+    flag = "FLAGGED: SLM round 1: 100.0% of its 3 rows failed or got no score (limit 10%)"
+    runner.stage("report", lambda: {"report": "r.html", "flags": [flag]}, inputs=[], outputs=[])
+    runner.finish(1.0, "run test")
+    assert f"warning: {flag}" in capsys.readouterr().err

@@ -62,7 +62,8 @@ def judge(
     s = summarize(rows)
     counts = " ".join(f"{k}:{v:,}" for k, v in s["counts"].items())
     console.print(f"judged {s['total']:,} rows ({cfg.judge.backend}) -> {out}: {counts} unscored:{s['unscored']:,} "
-                  f"Rate(>=3) {s['rate_ge3']:.2f}%", markup=False)
+                  f"Rate(>=3) {s['rate_ge3']:.2f}% (95% CI {s['rate_ge3_ci95'][0]:.2f}-{s['rate_ge3_ci95'][1]:.2f})",
+                  markup=False)
     verdict = control_verdict(rows, cfg.judge)
     console.print(verdict_line(verdict), markup=False)
     if verdict is not None and not verdict["passed"] and not allow_weak_judge:

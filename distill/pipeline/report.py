@@ -9,12 +9,13 @@ from typing import Any
 
 from mga.distill.core.io import read_rows
 from mga.distill.core.markdown import records_table
-from mga.distill.core.schema import is_control, rewrite_key, score_of
+from mga.distill.core.schema import is_control, score_of
 from mga.distill.pipeline.recipe import RunConfig
 from mga.distill.pipeline.runner import Runner
 from mga.distill.train.loop import rounds_markdown
 from mga.distill.train.split import only_docs
 from mga.judge.embed_map import embedding_map
+from mga.judge.health import reference_key
 from mga.judge.reference import reference_judged_rows
 from mga.judge.report import write_report
 
@@ -65,7 +66,7 @@ def write_run_report(out_dir: Path, cfg: RunConfig, models: dict[str, list[dict[
     variants = None
     if len(judged_teacher) > 1:  # the teacher's lines: its rows of the eval documents, as every SLM's
         variants = {f"teacher · {v}": only_docs(read_rows(p), eval_docs) for v, p in judged_teacher.items()} | table2
-    scores = {rewrite_key(row): score_of(row) for row in reference_judged_rows(reference)} if reference else None
+    scores = {reference_key(row): score_of(row) for row in reference_judged_rows(reference)} if reference else None
     write_report(models, out_dir, judge_label=judge_label(cfg), reference_model=next(iter(models)),
                  notes=[*notes, *notes_for(cfg)], images=images, sections=sections, target_gap=cfg.loop.target_gap,
                  max_failed_share=cfg.report.max_failed_share, reference_scores=scores, judge_controls=judge_controls,

@@ -110,7 +110,7 @@ class Runner:
                           "" if cost is None else f"${cost:,.4f}")
         console.print(table)
         for flag in (flag for item in self.summary for flag in item.get("flags", [])):
-            console.print(f"warning: {flag}", markup=False)
+            console.print(f"warning: {flag}", markup=False, soft_wrap=True)
 
 
 def timed(runner: Runner, title: str, body: Callable[[], None]) -> Path:
