@@ -11,32 +11,19 @@ from collections import Counter
 import pytest
 from mga.distill.core.config import default_corpus_path
 from mga.distill.core.io import read_rows, write_rows
-from mga.distill.core.schema import item_key
+from mga.distill.core.schema import is_control, item_key
 from mga.distill.generate.protocol import Completion, Result
 from mga.distill.pipeline.pipeline import Pipeline, run_pipeline
 from mga.distill.pipeline.recipe import validate_recipe
 
-from tests.fake_openai import Reply
+from tests.test_pipeline_teacher import PAIRS, live_teacher
 
 pytestmark = pytest.mark.slow
-PAIRS = {"pairs": [{"genre": f"Genre {i}: a text of kind {i}. It has tone {i}.",
-                    "audience": f"Readers of group {i}. They are {i * 10} years old."} for i in range(5)]}
 
 
 def _between(tag: str, text: str) -> str:
     found = re.search(rf"<{tag}>\n(.*?)\n</{tag}>", text, re.S)
     return found.group(1) if found else ""
-
-
-def teacher(request):
-    """Teacher and judge: rewrites copy the document; the judge gives 4 to a rewrite that keeps it, else 1."""
-    user = request["messages"][-1]["content"]
-    if "<rewritten_document>" in user:
-        kept = _between("original_document", user)[:40] in _between("rewritten_document", user)
-        return Reply(content=json.dumps({"analysis": "compared", "score": 4 if kept else 1}))
-    if "content-creation" in request["messages"][0]["content"]:
-        return Reply(content=json.dumps(PAIRS))
-    return Reply(content=_between("document", user))
 
 
 class StandInStudent:
@@ -63,7 +50,7 @@ def corpus(tmp_path):
 
 
 def test_three_rounds_accumulate_and_tables_share_items(tmp_path, corpus, fake_openai, monkeypatch):
-    server = fake_openai(teacher, api_key="sk-test")
+    server = fake_openai(live_teacher(), api_key="sk-test")  # the judge scores by overlap with the original
     monkeypatch.setenv("MGA_TEST_KEY", "sk-test")
     monkeypatch.setattr(Pipeline, "slm", lambda self, checkpoint: StandInStudent)
     config = validate_recipe({
@@ -105,9 +92,9 @@ def test_three_rounds_accumulate_and_tables_share_items(tmp_path, corpus, fake_o
     assert len({line["total"] for line in lines.values()}) == 1, {k: v["total"] for k, v in lines.items()}
     judged = [run_dir / "judged" / "teacher.base.jsonl", run_dir / "judged" / "teacher.strict.jsonl",
               run_dir / "slm" / "round-1" / "judged.eval.jsonl", run_dir / "slm" / "variant-strict" / "judged.eval.jsonl"]
-    teacher_eval = [row for row in read_rows(judged[0]) if row["meta"]["docid"] in split["eval"]]
-    keys = Counter(item_key(row) for row in teacher_eval)
-    assert keys and all(Counter(item_key(row) for row in read_rows(path)) == keys for path in judged[2:])
+    items = lambda rows: Counter(item_key(row) for row in rows if not is_control(row))  # noqa: E731
+    keys = items(row for row in read_rows(judged[0]) if row["meta"]["docid"] in split["eval"])
+    assert keys and all(items(read_rows(path)) == keys for path in judged[2:])
     assert report["equal_item_sets"] is True and report["models"]["SLM round 1"]["diff_ci95"] is not None
     md = (run_dir / "report" / "report.md").read_text()
     assert "**Stopped:** max rounds reached (3)." in md and "## Judge health" in md

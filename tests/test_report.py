@@ -224,7 +224,7 @@ def test_failed_models_are_flagged_and_judge_health_counts_reasks(tmp_path):
     assert (health["unscored"], health["generation_failed"], health["judge_unparsed"]) == (4, 1, 3)
     assert (health["parse_reasks"], health["rows_reasked"]) == (4, 2)
     md = (tmp_path / "report.md").read_text()
-    assert md.index("FLAGGED: slm") < md.index("## Table 1") < md.index("## Judge health")
+    assert md.index("FLAGGED: slm") < md.index("## Table 1") < md.index("\n## Judge health\n")
     assert "| slm | 10 | 40.00% | 1 | 3 | 4 (2 rows) |" in md
 
 
