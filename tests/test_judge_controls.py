@@ -25,7 +25,7 @@ from mga.judge.report import write_report
 from mga.judge.scores import summarize
 from typer.testing import CliRunner
 
-from tests.judges import blind_judge, judged_texts, overlap_judge
+from tests.judges import blind_judge, constant_judge, judged_texts, overlap_judge
 from tests.test_pipeline_teacher import live_teacher, short_corpus  # noqa: F401 (a fixture)
 
 
@@ -200,7 +200,7 @@ def test_the_loop_stops_on_a_judge_that_fails_in_an_slm_round_whatever_the_gap(t
 
     def judge(request):
         original, _ = judged_texts(request)
-        return blind_judge(request) if original in pool_texts() else overlap_judge(request)
+        return constant_judge(request) if original in pool_texts() else overlap_judge(request)
 
     server = fake_openai(live_teacher(judge))
     config = validate_recipe(run_recipe(tmp_path, short_corpus, server))
