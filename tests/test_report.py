@@ -262,3 +262,11 @@ def test_flags_reach_the_end_of_run_summary(tmp_path, capsys):
     runner.stage("report", lambda: {"report": "r.html", "flags": [flag]}, inputs=[], outputs=[])
     runner.finish(1.0, "run test")
     assert f"warning: {flag}" in capsys.readouterr().err
+
+
+def test_judge_on_an_empty_input_is_an_error(tmp_path):
+    (tmp_path / "empty.jsonl").write_text("")
+    result = CliRunner().invoke(app, ["judge", "--input", str(tmp_path / "empty.jsonl"), "--output",
+                                      str(tmp_path / "judged.jsonl"), "--backend", "heuristic"])
+    assert isinstance(result.exception, MgaError) and "empty.jsonl: no rows to judge" in str(result.exception)
+    assert not (tmp_path / "judged.jsonl").exists()
