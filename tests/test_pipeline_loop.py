@@ -21,13 +21,14 @@ from tests.test_pipeline_teacher import PAIRS, live_teacher
 pytestmark = pytest.mark.slow
 
 
-def _between(tag: str, text: str) -> str:
-    found = re.search(rf"<{tag}>\n(.*?)\n</{tag}>", text, re.S)
-    return found.group(1) if found else ""
+def _document(prompt: str) -> str:
+    found = re.search(r"<(document-[0-9a-f]+)>\n(.*?)\n</\1>", prompt, re.S)
+    return found.group(2) if found else ""
 
 
 class StandInStudent:
-    """Answers like a half-trained SLM: valid pairs, and a good rewrite for even pair ids only."""
+    """Answers like a half-trained SLM: valid pairs, and a good rewrite for even pair ids only (the fenced
+    document with a closing line, as the live teacher writes it)."""
 
     model_name = "stand-in"
 
@@ -37,7 +38,8 @@ class StandInStudent:
             if "content-creation" in request.messages[0]["content"]:
                 text = json.dumps(PAIRS)
             else:
-                text = _between("document", user) if int(request.key.split("#")[2]) % 2 == 0 else "Unrelated words."
+                good = int(request.key.split("#")[2]) % 2 == 0  # a bare copy would be rejected as no rewrite
+                text = f"{_document(user)}\nIn short: that is the whole document." if good else "Unrelated words."
             completion = Completion(text=text, finish_reason="stop", prompt_tokens=1, completion_tokens=1)
             parsed, error = validate(completion) if validate else (None, None)
             yield Result(request, completion, error=error, parsed=parsed)
