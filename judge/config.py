@@ -27,8 +27,12 @@ class FilterConfig(Section):
 
 
 class ReportConfig(Section):
-    reference_model: str | None = Field(None, description="model Diff is measured against; default: teacher")
+    """The run's report. Diff is always measured against the teacher (the method compares SLM with LLM);
+    `mga report --reference-model` picks another reference for files compared by hand."""
+
     embed: bool = Field(True, description="draw the t-SNE embedding map (MiniLM)")
+    max_failed_share: float = Field(0.10, ge=0.0, le=1.0,
+                                    description="flag a model whose failed or unscored rows exceed this share")
 
 
 class AnalyzeConfig(Section):

@@ -22,7 +22,13 @@ from collections.abc import Callable, Iterable, Sequence
 from functools import cache
 from typing import Any
 
-from mga.distill.core.schema import OK, chunk_key, is_control, rewrite_row, unjudgeable_reason
+from mga.distill.core.schema import (
+    OK,
+    chunk_key,
+    is_control,
+    rewrite_row,
+    unjudgeable_reason,
+)
 from mga.judge.config import JudgeConfig
 from mga.judge.keywords import keywords, stop_words, terms
 from mga.judge.scores import summarize

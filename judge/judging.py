@@ -6,6 +6,7 @@ from pathlib import Path
 
 from mga.distill.core.config import GenerationParams, TeacherConfig
 from mga.distill.core.errors import MgaError
+from mga.distill.core.io import read_rows
 from mga.distill.generate.protocol import Generator
 from mga.judge.config import JudgeConfig
 
@@ -37,13 +38,14 @@ def judge_file(
     and written after them, marked `control`.
     The LLM backend uses `generator` when given, else a client for `cfg.endpoint` (default: `teacher`)
     whose request cache and accounting.json live in `work_dir` (default: the output's folder)."""
-    from mga.distill.core.io import read_rows
     from mga.judge.controls import with_controls
 
     cfg = cfg or JudgeConfig()
     in_path, out_path = Path(in_path), Path(out_path)
     if not in_path.exists():
         raise MgaError(f"{in_path}: file not found")
+    if not read_rows(in_path):
+        raise MgaError(f"{in_path}: no rows to judge (the input is empty)")
     rows = with_controls(read_rows(in_path), cfg.controls, seed=seed, language=language,
                          donors=read_rows(donors) if donors and cfg.controls else ())
     if cfg.backend == "heuristic":
@@ -81,7 +83,7 @@ def _judge_llm(rows, out_path, cfg, generator, params, endpoint, language) -> Pa
 def judged_rate(rows: list[dict], label: str, *, work_dir: str | Path, cfg: JudgeConfig | None = None,
                 language: str = "en", teacher: TeacherConfig | None = None) -> float:
     """Rate(>=3) of rewrite rows judged with `cfg` (files kept in `work_dir` as rewrites/judged.<label>.jsonl)."""
-    from mga.distill.core.io import read_rows, write_rows
+    from mga.distill.core.io import write_rows
     from mga.judge.scores import summarize
 
     source = write_rows(Path(work_dir) / f"rewrites.{label}.jsonl", rows)

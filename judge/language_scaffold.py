@@ -12,7 +12,11 @@ import shutil
 from pathlib import Path
 
 from mga.distill.core.errors import MgaError
-from mga.distill.core.language import LANGUAGE_FILE, available_languages, pack_dir, prompts_root
+from mga.distill.core.language import (
+    LANGUAGE_FILE,
+    pack_dir,
+    prompts_root,
+)
 from mga.distill.core.prompts import PROMPT_SLOTS
 
 CHECKLIST_FILE = "CHECKLIST.md"

@@ -15,8 +15,22 @@ from mga.distill.core.errors import MgaError
 from mga.distill.core.io import read_rows, write_json
 from mga.distill.core.markdown import markdown_table
 from mga.distill.core.schema import is_control
-from mga.distill.core.plotting import new_figure, save_figure
-from mga.judge.scores import SCORES, diff_points, percent, summarize
+from mga.judge.comparison import (
+    add_diffs,
+    check_item_sets,
+    failure_flags,
+    interval_notes,
+)
+from mga.judge.health import health_section, judge_health
+from mga.judge.report_tables import (
+    TABLE1_HEADER,
+    TABLE2_HEADER,
+    fmt_int,
+    score_chart,
+    table1_rows,
+    table2_rows,
+)
+from mga.judge.scores import summarize
 
 HEURISTIC_NOTE = (
     "Scores come from the offline heuristic judge (MiniLM similarity + keyword coverage), not from an LLM "
@@ -51,66 +65,18 @@ def _variant_groups(models: dict[str, list[dict[str, Any]]]) -> list[tuple[str, 
     return groups
 
 
-def _fmt_int(n: int) -> str:
-    return f"{n:,}"
-
-
-def _fmt_pct(x: float) -> str:
-    return f"{x:.2f}%"
-
-
-def _fmt_diff(x: float | None) -> str:
-    return "" if x is None else f"{x:+.2f}"
-
-
-def table1_rows(summaries: dict[str, dict[str, Any]], reference: str | None) -> list[list[str]]:
-    out = []
-    for name, s in summaries.items():
-        diff = s.get("diff")
-        out.append([name, _fmt_int(s["total"]), *(_fmt_int(s["counts"][k]) for k in SCORES), _fmt_int(s["unscored"]),
-                    _fmt_pct(s["rate_ge3"]), "(reference)" if name == reference else _fmt_diff(diff)])
-    return out
-
-
-TABLE1_HEADER = ["model", "Total", "5", "4", "3", "2", "1", "unscored", "Rate(≥3)", "Diff (points)"]
-TABLE2_HEADER = ["model / variant", "Total", "5", "4", "3", "2", "1", "unscored", "≤2", "≥4", "=5"]
-
-
-def table2_rows(summaries: dict[str, dict[str, Any]]) -> list[list[str]]:
-    return [[name, _fmt_int(s["total"]), *(_fmt_int(s["counts"][k]) for k in SCORES), _fmt_int(s["unscored"]),
-             _fmt_pct(s["le2"]), _fmt_pct(s["ge4"]), _fmt_pct(s["eq5"])] for name, s in summaries.items()]
-
-
-def score_chart(summaries: dict[str, dict[str, Any]], out_png: Path, title: str) -> Path:
-    """Grouped bars: share of Total per score (5..1, unscored), one colour per model."""
-    categories = [*(str(s) for s in SCORES), "unscored"]
-    names = list(summaries)
-    width = 0.8 / max(len(names), 1)
-    fig, ax = new_figure((max(6.0, 1.2 * len(categories) + 0.4 * len(names)), 4.0))
-    for i, name in enumerate(names):
-        s = summaries[name]
-        values = [percent(s["counts"][k], s["total"]) for k in SCORES] + [percent(s["unscored"], s["total"])]
-        xs = [c + (i - (len(names) - 1) / 2) * width for c in range(len(categories))]
-        bars = ax.bar(xs, values, width=width, label=f"{name} (Rate≥3 {s['rate_ge3']:.2f}%)")
-        if len(names) <= 4:
-            ax.bar_label(bars, labels=[f"{v:.1f}" for v in values], fontsize=7, padding=1)
-    ax.set_xticks(range(len(categories)), categories)
-    ax.set_xlabel("judge score")
-    ax.set_ylabel("% of Total (unscored included)")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
-    return save_figure(fig, out_png)
-
-
 def _load(models: dict[str, Path | str | list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """Rows per model; a model without rows, or whose rows carry no judge verdict, is a user error."""
     if not models:
         raise MgaError("report: give at least one judged file")
     loaded = {}
     for name, source in models.items():
+        where = str(source) if isinstance(source, (str, Path)) else f"model '{name}'"
         loaded[name] = read_rows(source) if isinstance(source, (str, Path)) else list(source)
         if not loaded[name]:
-            raise MgaError(f"report: model '{name}' has no rows")
+            raise MgaError(f"report: {where} has no rows")
+        if not any(isinstance(row.get("judge"), dict) for row in loaded[name]):
+            raise MgaError(f"report: {where} has no judge verdicts (was it judged? run `mga judge` on it first)")
     return loaded
 
 
@@ -133,6 +99,10 @@ def write_report(
     variants: dict[str, Path | str | list[dict[str, Any]]] | None = None,
     title: str = "MGA tool models vs teacher",
     judge_controls: dict[str, dict[str, Any] | None] | None = None,
+    target_gap: float | None = 1.0,
+    max_failed_share: float = 0.10,
+    allow_unequal: bool = False,
+    reference_scores: dict[str, int] | None = None,
 ) -> Path:
     """Write report.md, report.html (self-contained), report.json and PNG charts; returns report.md.
 
@@ -142,8 +112,19 @@ def write_report(
     `sections` (title, markdown text) add the pipeline's other results; `embed_rows` (or `embed`: the
     models' own rows, grouped by model and variant) draws the t-SNE map. The report leads with the judge's
     control figures: `judge_controls` (judged stage -> `control_verdict`), by default those of each model's
-    rows; control rows themselves enter no table, chart or map."""
-    from mga.judge.controls import CONTROLS_TITLE, control_verdict, controls_markdown, failed_stages
+    rows; control rows themselves enter no table, chart or map.
+
+    Every model and Table 2 line must be judged on the reference model's eval items (else `MgaError`,
+    unless `allow_unequal`, which adds a note). Rates carry Wilson 95% intervals, Diff a paired bootstrap
+    95% interval; a note says when that interval is wider than `target_gap` points. Models with more than
+    `max_failed_share` unscored rows are flagged at the top. The "Judge health" section shows unscored
+    shares, parse re-asks and, with `reference_scores` (`reference_key` -> hand score), agreement with them."""
+    from mga.judge.controls import (
+        CONTROLS_TITLE,
+        control_verdict,
+        controls_markdown,
+        failed_stages,
+    )
     from mga.judge.report_html import render_html
 
     out_dir = Path(out_dir)
@@ -158,26 +139,34 @@ def write_report(
         raise MgaError(f"report: reference model '{reference_model}' is not among {', '.join(loaded)}")
 
     summaries = {name: summarize(rows) for name, rows in loaded.items()}
+    add_diffs(summaries, loaded, reference_model)
     for name, s in summaries.items():
-        s["diff"] = None if name == reference_model else diff_points(s, summaries[reference_model])
         s["judges"] = judges_of(loaded[name])
     groups = _variant_groups(loaded)
     if variants:
         groups = [(label, [row for row in rows if not is_control(row)]) for label, rows in _load(variants).items()]
     show_table2 = bool(variants) or (table2 if table2 is not None else len(groups) > len(loaded))
     variant_summaries = {label: summarize(rows) for label, rows in groups} if show_table2 else {}
+    lines = dict(groups) if show_table2 else {}
+    unequal_notes = check_item_sets(loaded, reference_model, lines, allow_unequal=allow_unequal)
+    compared = {**loaded, **lines}
+    flags = failure_flags(summaries, max_failed_share) + failure_flags(variant_summaries, max_failed_share)
+    flags = list(dict.fromkeys(flags))
+    health = judge_health(compared, reference_scores)
 
     all_judges = sorted({j for s in summaries.values() for j in s["judges"]})
     if judge_label is None:
         judge_label = ", ".join(all_judges) or "unknown judge"
-    notes = list(notes)
+    notes = [*flags, *unequal_notes, *notes, *interval_notes(summaries, target_gap)]
     if failed := failed_stages(judge_controls):
         notes.insert(0, f"The judge FAILED its controls in: {', '.join(failed)}. It cannot be shown to tell a faithful "
                         "rewrite from an unrelated text, so the scores below are not evidence (see Judge health).")
     if any(j.startswith("heuristic") for j in all_judges) and not any("heuristic" in n.lower() for n in notes):
-        notes.insert(0, HEURISTIC_NOTE)
-    notes.append("Total includes unscored outputs, which count as failures (the paper's convention); "
-                 "rates are % of Total, Diff is in percentage points against the reference model.")
+        notes.insert(len(flags), HEURISTIC_NOTE)
+    notes.append("Total includes unscored outputs, which count as failures (the paper's convention); rates are % "
+                 "of Total with 95% Wilson intervals; Diff is in percentage points against the reference model, with "
+                 "a 95% paired bootstrap interval over the items both models answered.")
+    sections = [("Judge health", health_section(health)), *sections]
 
     charts = [score_chart(summaries, out_dir / "scores.png", "Judge scores per model")]
     if show_table2:
@@ -237,6 +226,11 @@ def write_report(
         "reference_model": reference_model,
         "notes": notes,
         "judge_controls": judge_controls,
+        "flags": flags,
+        "target_gap": target_gap,
+        "max_failed_share": max_failed_share,
+        "equal_item_sets": not unequal_notes,
+        "health": health,
         "models": {name: _public(s) for name, s in summaries.items()},
         "variants": {name: _public(s) for name, s in variant_summaries.items()},
         "sections": [{"title": t, "body": b} for t, b in sections],
@@ -251,7 +245,7 @@ def loss_analysis_section(summary_json: str | Path) -> tuple[tuple[str, str], li
 
     s = json.loads(Path(summary_json).read_text(encoding="utf-8"))
     q = s["first_position_pct"]
-    rows = [["documents", _fmt_int(s["documents"])], ["with a first anomaly", f"{_fmt_int(s['with_anomaly'])} "
+    rows = [["documents", fmt_int(s["documents"])], ["with a first anomaly", f"{fmt_int(s['with_anomaly'])} "
             f"({100 * s['anomaly_share']:.1f}%)"],
             ["first position q1 / median / q3", "none" if q["median"] is None else
              f"{q['q1']:.1f}% / {q['median']:.1f}% / {q['q3']:.1f}%"],

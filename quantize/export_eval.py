@@ -13,7 +13,13 @@ from typing import Any
 from mga.distill.core.io import write_json
 from mga.distill.core.markdown import records_table
 from mga.quantize.evaluate import compare
-from mga.quantize.task_checks import JudgeRate, PairsCheck, eval_rows, stage_of, task_checks
+from mga.quantize.task_checks import (
+    JudgeRate,
+    PairsCheck,
+    eval_rows,
+    stage_of,
+    task_checks,
+)
 
 
 def evaluate_export(

@@ -113,9 +113,8 @@ def _tensors(checkpoint: Path, config: dict[str, Any], arch: str):
     import gguf
     import numpy as np
     import torch
-    from safetensors import safe_open
-
     from mga.quantize.checkpoint import weight_files
+    from safetensors import safe_open
 
     n_layers = config["num_hidden_layers"]
     names = gguf.TensorNameMap(getattr(gguf.MODEL_ARCH, ARCHS[arch]), n_layers)

@@ -21,7 +21,13 @@ from mga.distill.core.console import console
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import write_json
 from mga.quantize.checkpoint import check_checkpoint, weight_files
-from mga.quantize.gguf import GGUF_SCHEMES, check_gguf_architecture, check_gguf_libraries, llama_quantize, write_gguf
+from mga.quantize.gguf import (
+    GGUF_SCHEMES,
+    check_gguf_architecture,
+    check_gguf_libraries,
+    llama_quantize,
+    write_gguf,
+)
 
 MARKER = "mga_quantize.json"
 
@@ -53,9 +59,8 @@ def export_gguf(
     threads: int | None = None,
 ) -> Path:
     """Convert, quantize with llama.cpp, write the Modelfile and verify in llama.cpp; returns `out_dir`."""
-    from transformers import AutoTokenizer
-
     from mga.quantize.ollama import modelfile
+    from transformers import AutoTokenizer
 
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     if scheme not in GGUF_SCHEMES:

@@ -41,3 +41,9 @@ def blind_judge(request, salt: str = "") -> Reply:
     a hash of the prompt (so a rerun or a retry gets the same answer whatever the request order)."""
     digest = hashlib.sha256((salt + request["messages"][-1]["content"]).encode()).digest()
     return Reply(json.dumps({"analysis": "looks fine", "score": 1 + digest[0] % 5}))
+
+
+def constant_judge(request, score: int = 4) -> Reply:
+    """The same score whatever the texts: no information, and unlike `blind_judge` its failure of the
+    controls does not depend on the prompt's wording (the negatives all get `score` >= 3)."""
+    return Reply(json.dumps({"analysis": "looks fine", "score": score}))

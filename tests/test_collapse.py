@@ -16,7 +16,12 @@ import statistics
 import pytest
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import read_rows, write_rows
-from mga.judge.collapse import first_anomaly, loss_diff, summarize_documents, window_size
+from mga.judge.collapse import (
+    first_anomaly,
+    loss_diff,
+    summarize_documents,
+    window_size,
+)
 
 from tests.tiny_lm import corpus_split, degenerate, train_steps
 

@@ -7,7 +7,6 @@ from mga.distill.cli.main import app
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import read_rows, write_rows
 from mga.distill.core.language import available_languages, language_pack
-from mga.distill.core.schema import score_of
 from mga.judge.calibrate import agreement, calibrate
 from mga.judge.config import JudgeConfig
 from mga.judge.fit import fit_report, leave_one_out
@@ -16,7 +15,6 @@ from mga.judge.judging import judge_file
 from mga.judge.reference import (
     default_reference_path,
     load_reference,
-    reference_judged_rows,
 )
 from typer.testing import CliRunner
 

@@ -25,7 +25,7 @@ from mga.judge.report import write_report
 from mga.judge.scores import summarize
 from typer.testing import CliRunner
 
-from tests.judges import blind_judge, judged_texts, overlap_judge
+from tests.judges import blind_judge, constant_judge, judged_texts, overlap_judge
 from tests.test_pipeline_teacher import live_teacher, short_corpus  # noqa: F401 (a fixture)
 
 
@@ -177,7 +177,8 @@ def test_mga_run_with_a_blind_judge_refuses_to_stop_on_the_gap(tmp_path, short_c
     with pytest.raises(MgaError, match="judge failed its controls in judge@teacher.base"):
         run_pipeline(config)
     run_dir = tmp_path / "run"
-    assert json.loads((run_dir / "rounds.json").read_text()) == []  # no round trained on a meaningless filter
+    loop = json.loads((run_dir / "rounds.json").read_text())
+    assert loop["rounds"] == [] and loop["stop_reason"] == "judge failed its controls"  # no round on a meaningless filter
     assert not (run_dir / "models").exists()
     md = (run_dir / "report" / "report.md").read_text()
     head = md.split("## Table 1")[0]
@@ -199,13 +200,13 @@ def test_the_loop_stops_on_a_judge_that_fails_in_an_slm_round_whatever_the_gap(t
 
     def judge(request):
         original, _ = judged_texts(request)
-        return blind_judge(request) if original in pool_texts() else overlap_judge(request)
+        return constant_judge(request) if original in pool_texts() else overlap_judge(request)
 
     server = fake_openai(live_teacher(judge))
     config = validate_recipe(run_recipe(tmp_path, short_corpus, server))
     with pytest.raises(MgaError, match=r"judge failed its controls in judge-slm@pool\.round-1"):
         run_pipeline(config)
-    rounds = json.loads((run_dir / "rounds.json").read_text())
+    rounds = json.loads((run_dir / "rounds.json").read_text())["rounds"]
     assert len(rounds) == 1 and rounds[0]["gap"] <= 100.0 and rounds[0]["stop"] == "judge failed its controls"
     report = json.loads((run_dir / "report" / "report.json").read_text())
     verdicts = report["judge_controls"]

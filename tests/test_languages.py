@@ -11,7 +11,12 @@ import pytest
 from mga.distill.cli.main import app
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import read_rows
-from mga.distill.core.language import available_languages, language_pack, prompts_root, read_pack
+from mga.distill.core.language import (
+    available_languages,
+    language_pack,
+    prompts_root,
+    read_pack,
+)
 from mga.judge.fit import write_bands
 from mga.judge.keywords import keyword_coverage, keywords, terms
 from mga.judge.language_check import check_pack

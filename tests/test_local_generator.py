@@ -104,3 +104,46 @@ def test_lora_adapter_and_gptq_checkpoints_load(tiny_model_dir, tmp_path):
     assert any(hasattr(m, "qweight") for m in gptq.model.modules())  # 4-bit kernels, not nn.Linear
     results = answers(gptq, requests(n=3))
     assert all(r.ok and r.completion.completion_tokens > 0 for r in results.values())
+
+
+def test_a_model_that_cannot_generate_stops_the_stage(tiny_model_dir, tmp_path):
+    """Every batch raising (OOM, broken weights) is an error, never rows of 'generation failed'; isolated
+    failures between good batches stay rows; a rerun of a stopped stage answers the held-back batches."""
+    from mga.distill.generate.local import LocalGenerationFailed
+    from mga.distill.label.labeling import label_rewrites
+
+    generator = LocalGenerator(str(tiny_model_dir), batch_size=2, max_failed_batches=2)
+    real = generator.model.generate
+    calls = {"n": 0}
+
+    def broken(*args, **kwargs):
+        calls["n"] += 1
+        raise RuntimeError("CUDA out of memory")
+
+    generator.model.generate = broken
+    with pytest.raises(LocalGenerationFailed, match="2 batches in a row failed.*out of memory"):
+        list(generator.run(requests(n=6)))
+    with pytest.raises(LocalGenerationFailed, match="every batch failed"):  # one batch, fewer than the limit
+        list(generator.run(requests(n=1)))
+
+    def flaky(*args, **kwargs):  # only the longest prompt fails: one failed row among good ones
+        if kwargs["input_ids"].shape[1] > 40:
+            raise RuntimeError("too long")
+        return real(*args, **kwargs)
+
+    generator.model.generate = flaky
+    results = answers(generator, requests(n=6))
+    assert len(results) == 6 and sum(not r.ok for r in results.values()) >= 1
+    assert sum(r.ok for r in results.values()) >= 3
+
+    pairs = tmp_path / "pairs.jsonl"
+    from mga.distill.core.io import read_rows, write_rows
+
+    write_rows(pairs, [{"meta": {"docid": f"d{i}", "chunk_id": 0, "source": "", "raw_text": "cats " * 5},
+                        "pairs": [{"genre": "poem", "audience": "kids"}], "status": "ok"} for i in range(4)])
+    generator.model.generate = broken
+    with pytest.raises(MgaError, match="failed to generate"):
+        label_rewrites(pairs, tmp_path / "out.jsonl", generator, params=GREEDY)
+    generator.model.generate = real
+    label_rewrites(pairs, tmp_path / "out.jsonl", generator, params=GREEDY)  # the rerun answers every row
+    assert [row["status"] for row in read_rows(tmp_path / "out.jsonl")].count("failed") == 0

@@ -10,7 +10,14 @@ import pytest
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import write_json, write_rows
 from mga.distill.train.config import TrainConfig
-from mga.distill.train.launch import NAMED, check_plan, command, config_path, strategy, train
+from mga.distill.train.launch import (
+    NAMED,
+    check_plan,
+    command,
+    config_path,
+    strategy,
+    train,
+)
 
 from tests.test_sft import chat_rows
 

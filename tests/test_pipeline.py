@@ -43,6 +43,10 @@ def test_quickstart_writes_report_with_table1(quickstart):
     assert {"judge@teacher.base", "judge-slm@eval.round-1", "judge-quantized@gptq-w4"} <= set(controls)
     assert all(v["passed"] for v in controls.values())
     assert html.index("Judge health: controls") < html.index("Table 1")
+    md = (run_dir / "report" / "report.md").read_text()  # intervals, the rounds with why they stopped, judge health
+    assert report["models"]["SLM round 1"]["rate_ge3_ci95"] and report["models"]["SLM round 1"]["diff_ci95"]
+    assert "**Stopped:** max rounds reached (1)." in md and "\n## Judge health\n" in md and "agreement with reference" in md
+    assert report["equal_item_sets"] is True
     manifest = json.loads((run_dir / "manifest.json").read_text())["stages"]
     assert all(stage["status"] == "done" for stage in manifest.values())
     quantized = json.loads((run_dir / "quantized" / "rewrite-gptq-w4" / "config.json").read_text())

@@ -57,7 +57,8 @@ def test_run_with_teacher_endpoint_stops_when_within_target_gap(tmp_path, short_
         "judge": {"backend": "llm"},
         "train": {"student": "tiny:qwen2:xs", "num_train_epochs": 1, "max_length": 2048, "eval_fraction": 0.0,
                   "learning_rate": 1e-3, "save_strategy": "no", "report_to": "none"},
-        "loop": {"max_rounds": 3, "target_gap": 100.0, "heldout_fraction": 0.2, "pool_fraction": 0.2},
+        "loop": {"max_rounds": 3, "target_gap": 100.0, "target_pairs_valid": 0.0, "heldout_fraction": 0.2,
+                 "pool_fraction": 0.2},
         "quantize": {"schemes": []},
         "report": {"embed": False},
     })
@@ -65,8 +66,10 @@ def test_run_with_teacher_endpoint_stops_when_within_target_gap(tmp_path, short_
     sent = len(server.requests)
     # 5 documents: 5 pairs calls, 5 rewrites for each train/eval document, and the judge on each rewrite
     assert sum("content-creation" in r["messages"][0]["content"] for r in server.requests) == 5
-    rounds = json.loads((run_dir / "rounds.json").read_text())
+    loop = json.loads((run_dir / "rounds.json").read_text())
+    rounds = loop["rounds"]
     assert len(rounds) == 1 and rounds[0]["teacher_rate"] == 100.0  # within target_gap: no second round
+    assert loop["stop_reason"].startswith("target reached") and rounds[0]["teacher_rate_ci95"][1] == 100.0
     report = json.loads((run_dir / "report" / "report.json").read_text())
     assert "LLM judge (fake-teacher" in json.dumps(report)
     report_md = (run_dir / "report" / "report.md").read_text()

@@ -12,7 +12,13 @@ import pytest
 from mga.distill.core.config import GenerationParams, TeacherConfig
 from mga.distill.core.io import read_rows, write_rows
 from mga.distill.core.language import available_languages
-from mga.distill.core.prompts import VARIANTS, boundary, judge_messages, pairs_messages, rewrite_messages
+from mga.distill.core.prompts import (
+    VARIANTS,
+    boundary,
+    judge_messages,
+    pairs_messages,
+    rewrite_messages,
+)
 from mga.distill.generate.teacher import make_generator
 from mga.judge.llm_judge import judge_rows
 

@@ -91,3 +91,11 @@ def test_cli_bad_yaml(tmp_path):
     result = _mga("run", str(bad))
     assert result.returncode == 2
     assert "invalid YAML at line" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("key", ["label.output_format=parquet", "report.reference_model=slm", "teacher.pairs.n=4",
+                                 "train.stages=[pairs]"])
+def test_dead_keys_are_gone(key):
+    """Keys that did nothing (or paid for discarded completions) are refused, not silently ignored."""
+    with pytest.raises(MgaError, match=key.split("=")[0].split(".")[-1]):
+        load_recipe(ROOT / "recipes/quickstart.yaml", [key])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 
 import pytest
@@ -30,7 +31,8 @@ def rows_from_counts(counts, total=TOTAL, variant="base", backend="llm"):
         rows += [{"judge": {"score": score, "status": "scored", "backend": backend, "model": "judge-llm"}}] * n
     rows += [{"judge": {"score": None, "status": "unscored", "reason": "score 7 out of range 1-5",
                         "backend": backend, "model": "judge-llm"}}] * (total - len(rows))
-    return [{**row, "variant": variant, "meta": {"docid": "d", "chunk_id": 0, "pair_id": i}} for i, row in enumerate(rows)]
+    return [{**row, "variant": variant, "status": "ok", "content_split": f"rewrite {i}",
+             "meta": {"docid": "d", "chunk_id": 0, "pair_id": i}} for i, row in enumerate(rows)]
 
 
 def test_summarize_counts_unscored_as_failures():
@@ -50,7 +52,10 @@ def test_table1_from_paper_counts(tmp_path):
     assert data["models"]["tool SLM"]["diff"] == -1.05
     assert data["models"]["tool SLM"]["unscored"] == 198
     slm_line = next(line for line in md.splitlines() if line.startswith("| tool SLM"))
-    assert "| 15,355 | 3,788 | 7,124 | 3,224 | 736 | 285 | 198 | 92.06% | -1.05 |" in slm_line
+    assert "| 15,355 | 3,788 | 7,124 | 3,224 | 736 | 285 | 198 | 92.06% | [91.62, 92.48] | -1.05 |" in slm_line
+    assert data["models"]["labeler"]["rate_ge3_ci95"] == [92.70, 93.50]
+    low, high = data["models"]["tool SLM"]["diff_ci95"]
+    assert low < -1.05 < high and data["models"]["tool SLM"]["diff_items"] == TOTAL
     assert "93.11%" in md and "LLM judge (Limited Consistency)" in md
     assert "Table 2" not in md  # one variant, not asked
 
@@ -64,15 +69,16 @@ def test_table2_from_paper_counts(tmp_path):
     assert (variants["SLM-Strict"]["eq5"], variants["SLM-Relaxed"]["eq5"]) == (44.38, 2.66)
     assert (variants["SLM-Base"]["le2"], variants["SLM-Base"]["ge4"], variants["SLM-Base"]["eq5"]) == (6.65, 71.06, 24.67)
     md = (tmp_path / "report.md").read_text()
-    assert "| 4.86% | 78.37% | 44.38% |" in md and "| 60.19% | 13.63% | 2.66% |" in md
+    assert "| 4.86% [4.54, 5.22] | 78.37% [77.71, 79.02] | 44.38% [43.59, 45.16] |" in md
+    assert "| 60.19% [59.41, 60.96] |" in md
     assert (tmp_path / "variants.png").stat().st_size > 1000
 
 
 def test_variants_in_rows_add_table2_and_self_contained_html(tmp_path):
-    rows = []
+    rows, teacher = [], []
     for variant, counts in TABLE2.items():
         rows += rows_from_counts([c // 100 for c in counts], total=160, variant=variant.lower())
-    teacher = rows_from_counts([c // 100 for c in TABLE1["labeler"]], total=160)
+        teacher += rows_from_counts([c // 100 for c in TABLE1["labeler"]], total=160, variant=variant.lower())
     extra = tmp_path / "loss.png"
     extra.write_bytes(_tiny_png())
     write_report({"teacher": teacher, "slm": rows}, tmp_path / "r", judge_label="heuristic judge",
@@ -144,7 +150,8 @@ def test_embedding_map_draws_originals_and_each_variant(tmp_path):
         for variant, rewrite in (("base", f"A story for children: {text}"), ("strict", text.replace(".", "!")),
                                  ("relaxed", "A poem about friendship and autumn leaves.")):
             rows.append({"meta": {"docid": str(d), "chunk_id": 0, "raw_text": text, "pair_id": 0},
-                         "content_split": rewrite, "variant": variant, "status": "ok"})
+                         "content_split": rewrite, "variant": variant, "status": "ok",
+                         "judge": {"score": 4, "status": "scored", "backend": "llm", "model": "j"}})
     png = embedding_map(rows, tmp_path / "map.png")
     assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 5000
     write_report({"slm": rows}, tmp_path / "r", embed=True)
@@ -160,3 +167,107 @@ def test_models_scored_by_different_judges_get_a_judge_column(tmp_path):
     md = (tmp_path / "report.md").read_text()
     assert "| judge |" in md and "| heuristic (judge-llm) |" in md and "| llm (judge-llm) |" in md
     assert 'class="neg"' in (tmp_path / "report.html").read_text()  # Diff -66.67 highlighted
+
+
+def test_unequal_item_sets_are_refused_unless_allowed(tmp_path):
+    teacher = rows_from_counts((5, 3, 1, 1, 0), total=10)
+    slm = rows_from_counts((4, 2, 1, 1, 0), total=9)  # one item fewer
+    with pytest.raises(MgaError, match="different eval items") as error:
+        write_report({"teacher": teacher, "slm": slm}, tmp_path)
+    assert "\n" not in str(error.value) and "--allow-unequal" in str(error.value)
+    write_report({"teacher": teacher, "slm": slm}, tmp_path, allow_unequal=True)
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["equal_item_sets"] is False and any("UNEQUAL ITEM SETS" in n for n in data["notes"])
+    assert data["models"]["slm"]["diff_items"] == 9
+    moved = [{**row, "meta": {**row["meta"], "docid": "other"}} if i == 0 else row for i, row in enumerate(slm + slm[:1])]
+    with pytest.raises(MgaError, match="1 of teacher's missing, 1 others"):  # same size, one item swapped
+        write_report({"teacher": teacher, "slm": moved}, tmp_path)
+    variants = {"teacher · strict": rows_from_counts((1, 0, 0, 0, 0), total=3)}
+    with pytest.raises(MgaError, match="teacher · strict"):  # Table 2 lines are checked too
+        write_report({"teacher": teacher}, tmp_path, variants=variants)
+
+
+def test_cli_report_on_unequal_sets_is_one_error_line_exit_2(tmp_path):
+    import subprocess
+    import sys
+
+    write_rows(tmp_path / "teacher.jsonl", rows_from_counts((5, 3, 1, 1, 0), total=10))
+    write_rows(tmp_path / "slm.jsonl", rows_from_counts((4, 2, 1, 1, 0), total=9))
+    write_rows(tmp_path / "raw.jsonl", [{"meta": {"docid": "d", "chunk_id": 0, "pair_id": 0}, "content_split": "x"}])
+    mga = [sys.executable, "-c", "from mga.distill.cli.main import main; main()", "report"]
+    done = subprocess.run([*mga, f"teacher={tmp_path / 'teacher.jsonl'}", f"slm={tmp_path / 'slm.jsonl'}",
+                           "-o", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    said = done.stdout + done.stderr
+    assert done.returncode == 2 and said.count("error:") == 1 and "Traceback" not in said
+    assert "different eval items" in said
+    done = subprocess.run([*mga, str(tmp_path / "raw.jsonl"), "-o", str(tmp_path / "out")], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2 and "raw.jsonl has no judge verdicts" in done.stdout + done.stderr
+    allowed = CliRunner().invoke(app, ["report", f"teacher={tmp_path / 'teacher.jsonl'}", f"slm={tmp_path / 'slm.jsonl'}",
+                                       "-o", str(tmp_path / "out"), "--allow-unequal"])
+    assert allowed.exit_code == 0, allowed.output
+    assert "UNEQUAL ITEM SETS" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_failed_models_are_flagged_and_judge_health_counts_reasks(tmp_path):
+    teacher = rows_from_counts((8, 2, 0, 0, 0), total=10)
+    slm = rows_from_counts((5, 1, 0, 0, 0), total=10)  # 4 of 10 unscored
+    for row in slm[:2]:
+        row["judge"] = {**row["judge"], "attempts": 3}
+    slm[-1] = {**slm[-1], "status": "failed", "reason": "generation failed: OOM", "content_split": "",
+               "judge": {**slm[-1]["judge"], "attempts": 0, "reason": "rewrite failed"}}
+    write_report({"teacher": teacher, "slm": slm}, tmp_path, max_failed_share=0.1)
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["models"]["slm"]["flagged"] is True and data["models"]["teacher"]["flagged"] is False
+    assert data["flags"][0].startswith("FLAGGED: slm: 40.0%") and data["notes"][0] == data["flags"][0]
+    health = data["health"]["slm"]
+    assert (health["unscored"], health["generation_failed"], health["judge_unparsed"]) == (4, 1, 3)
+    assert (health["parse_reasks"], health["rows_reasked"]) == (4, 2)
+    md = (tmp_path / "report.md").read_text()
+    assert md.index("FLAGGED: slm") < md.index("## Table 1") < md.index("\n## Judge health\n")
+    assert "| slm | 10 | 40.00% | 1 | 3 | 4 (2 rows) |" in md
+
+
+def test_wide_diff_interval_is_said_with_items_needed(tmp_path):
+    teacher = rows_from_counts((30, 10, 0, 0, 0), total=40)
+    slm = rows_from_counts((20, 10, 0, 10, 0), total=40)
+    write_report({"teacher": teacher, "slm": slm}, tmp_path, target_gap=2.0)
+    data = json.loads((tmp_path / "report.json").read_text())
+    low, high = data["models"]["slm"]["diff_ci95"]
+    note = next(n for n in data["notes"] if n.startswith("The Diff of slm"))
+    needed = int(re.search(r"About ([\d,]+) eval items", note).group(1).replace(",", ""))
+    assert needed == math.ceil(40 * ((high - low) / 2.0) ** 2) and needed > 40
+
+
+def test_judge_health_reports_agreement_with_reference_scores(tmp_path):
+    from mga.judge.health import reference_key
+
+    teacher = rows_from_counts((2, 1, 1, 0, 0), total=4)
+    slm = [{**row, "content_split": "the SLM's own answer"} for row in rows_from_counts((4, 0, 0, 0, 0), total=4)]
+    reference = {reference_key(row): 5 for row in teacher}  # the judge agrees on 2 of 4, within 1 on 3
+    write_report({"teacher": teacher, "slm": slm}, tmp_path, reference_scores=reference)
+    data = json.loads((tmp_path / "report.json").read_text())["health"]
+    health = data["teacher"]
+    assert (health["reference_items"], health["reference_exact"], health["reference_within_1"]) == (4, 50.0, 75.0)
+    assert data["slm"]["reference_items"] == 0  # other answers to the same items are not reference rewrites
+    assert "agreement with reference" in (tmp_path / "report.md").read_text()
+
+
+def test_flags_reach_the_end_of_run_summary(tmp_path, capsys):
+    from mga.distill.core.config import TeacherConfig
+    from mga.distill.pipeline.runner import Runner
+
+    runner = Runner(tmp_path / "run", TeacherConfig())
+    flag = "FLAGGED: SLM round 1: 100.0% of its 3 rows failed or got no score (limit 10%)"
+    runner.stage("report", lambda: {"report": "r.html", "flags": [flag]}, inputs=[], outputs=[])
+    runner.finish(1.0, "run test")
+    assert f"warning: {flag}" in capsys.readouterr().err
+
+
+def test_judge_on_an_empty_input_is_an_error(tmp_path):
+    (tmp_path / "empty.jsonl").write_text("")
+    result = CliRunner().invoke(app, ["judge", "--input", str(tmp_path / "empty.jsonl"), "--output",
+                                      str(tmp_path / "judged.jsonl"), "--backend", "heuristic"])
+    assert isinstance(result.exception, MgaError) and "empty.jsonl" in str(result.exception)
+    assert "empty" in str(result.exception).split("empty.jsonl", 1)[1]
+    assert not (tmp_path / "judged.jsonl").exists()

@@ -20,7 +20,12 @@ def load_config(recipe: Path | None, overrides: list[str] | None, name: str = "a
 
     `options` maps an option's flag to (recipe key, value) for the options given (value not None); a bad
     value is reported under the flag: `--concurrency 0 (teacher.concurrency): ...`."""
-    from mga.distill.pipeline.recipe import apply_override, load_recipe, set_key, validate_recipe
+    from mga.distill.pipeline.recipe import (
+        apply_override,
+        load_recipe,
+        set_key,
+        validate_recipe,
+    )
 
     given = {flag: kv for flag, kv in (options or {}).items() if kv[1] is not None}
 

@@ -62,9 +62,9 @@ def expand(
     from mga.distill.core.config import CorpusConfig
     from mga.distill.core.console import console
     from mga.distill.core.errors import MgaError
-    from mga.distill.expand.card import merge_shards
     from mga.distill.core.io import check_output
     from mga.distill.core.sources import resolve
+    from mga.distill.expand.card import merge_shards
     from mga.distill.expand.expand import expand_corpus
     from pydantic import ValidationError
 

@@ -62,7 +62,8 @@ def judge(
     s = summarize(rows)
     counts = " ".join(f"{k}:{v:,}" for k, v in s["counts"].items())
     console.print(f"judged {s['total']:,} rows ({cfg.judge.backend}) -> {out}: {counts} unscored:{s['unscored']:,} "
-                  f"Rate(>=3) {s['rate_ge3']:.2f}%", markup=False)
+                  f"Rate(>=3) {s['rate_ge3']:.2f}% (95% CI {s['rate_ge3_ci95'][0]:.2f}-{s['rate_ge3_ci95'][1]:.2f})",
+                  markup=False)
     verdict = control_verdict(rows, cfg.judge)
     console.print(verdict_line(verdict), markup=False)
     if verdict is not None and not verdict["passed"] and not allow_weak_judge:
@@ -94,12 +95,19 @@ def report(
     reference_model: Annotated[str | None, typer.Option(help="Model Diff is measured against (default: teacher, else the first).")] = None,
     variants: Annotated[bool, typer.Option(help="Always add the Table 2 view (<=2, >=4, =5).")] = False,
     judge_label: Annotated[str | None, typer.Option(help="Who scored (default: read from the rows).")] = None,
+    allow_unequal: Annotated[bool, typer.Option(help="Report models judged on different eval items (with a note).")] = False,
+    target_gap: Annotated[float, typer.Option(help="Points: say when a Diff interval is wider than this.")] = 1.0,
+    max_failed_share: Annotated[float, typer.Option(help="Flag models with more failed/unscored rows than this share.")] = 0.10,
 ) -> None:
-    """Write the Table 1 / Table 2 report (md, html, json, charts) from judged files."""
+    """Write the Table 1 / Table 2 report (md, html, json, charts) from judged files.
+
+    Models must be judged on the same eval items (else an error, unless --allow-unequal). Rates carry 95%
+    Wilson intervals and Diff a paired 95% interval."""
     from mga.judge.report import write_report
 
     path = write_report(_named(inputs), output, judge_label=judge_label, reference_model=reference_model,
-                        embed=embed, table2=True if variants else None)
+                        embed=embed, table2=True if variants else None, allow_unequal=allow_unequal,
+                        target_gap=target_gap, max_failed_share=max_failed_share)
     console.print((path.parent / "report.md").read_text(encoding="utf-8").split("## Charts")[0], markup=False)
     console.print(f"report written to {path.parent} (report.md, report.html, report.json, charts)", markup=False)
 

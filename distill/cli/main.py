@@ -6,7 +6,17 @@ import logging
 import os
 
 import typer
-from mga.distill.cli import analyze, expand, judge, label, language, quantize, run, tiny_model, train
+from mga.distill.cli import (
+    analyze,
+    expand,
+    judge,
+    label,
+    language,
+    quantize,
+    run,
+    tiny_model,
+    train,
+)
 from mga.distill.core.console import console
 from mga.distill.core.errors import MgaError
 
@@ -58,7 +68,9 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: user mistakes (`MgaError`, bad options) print as `error: ...` lines and exit 2, without a
     traceback; Ctrl-C keeps what is done and says how to resume (exit 130)."""
     try:
-        from typer._click import exceptions as click  # typer >= 0.2x carries its own click
+        from typer._click import (
+            exceptions as click,  # typer >= 0.2x carries its own click
+        )
     except ImportError:  # pragma: no cover - older typer
         import click.exceptions as click  # type: ignore[no-redef]
 

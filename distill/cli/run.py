@@ -32,8 +32,8 @@ def run(
     config = load_recipe(recipe, set_)
     if dry_run:
         from mga.distill.generate.estimate import estimate_table
-        from mga.distill.pipeline.dry_run import print_notes
         from mga.distill.pipeline.dry_run import dry_run as estimate
+        from mga.distill.pipeline.dry_run import print_notes
 
         estimates = estimate(config, latency_s=latency)
         console.print(estimate_table(estimates, title=f"mga run {config.name} --dry-run: nothing was sent"))

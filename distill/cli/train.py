@@ -27,10 +27,9 @@ def train(
     """
     from mga.distill.core.console import console
     from mga.distill.core.errors import MgaError
+    from mga.distill.core.io import check_input, check_output
     from mga.distill.train.launch import train as train_tool_model
     from mga.distill.train.sft_data import build_sft_datasets
-
-    from mga.distill.core.io import check_input, check_output
 
     if stage not in ("pairs", "rewrite"):
         raise MgaError(f"--stage {stage!r}: choose pairs or rewrite")

@@ -40,7 +40,6 @@ class GenerationParams(Section):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     max_tokens: PositiveInt = 4096
     seed: int | None = None
-    n: PositiveInt = 1
 
 
 class CorpusConfig(Section):
@@ -136,7 +135,6 @@ class LabelConfig(Section):
     reference: Path | None = Field(
         None, description="start from reference labels instead of the teacher; 'bundled' = data/reference/<language>.jsonl"
     )
-    output_format: Literal["jsonl", "parquet"] = "jsonl"
     cache_path: Path | None = Field(None, description="teacher request cache; default: <output dir>/.mga-cache.sqlite")
 
 

@@ -15,7 +15,14 @@ from typing import Literal
 
 import yaml
 from mga.distill.core.errors import MgaError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 LANGUAGE_FILE = "language.yaml"
 BOILERPLATE_FILE = "boilerplate.yaml"

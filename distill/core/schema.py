@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from mga.distill.core.errors import MgaError
+
 OK = "ok"
 TOOL_MODELS = ("pairs", "rewrite")  # the two tool models (SLM-1: stage 1 pairs, SLM-2: stage 2 rewrites)
 
@@ -38,6 +40,16 @@ def rewrite_key(row: dict[str, Any]) -> str:
     """Identity of one (chunk, pair, variant) rewrite: what stage-2 and judged rows are keyed by."""
     meta = row["meta"]
     return f"{meta['docid']}#{meta['chunk_id']}#{meta['pair_id']}#{row.get('variant', 'base')}"
+
+
+def item_key(row: dict[str, Any]) -> str:
+    """Identity of one eval item, the same for every model and prompt variant that answers it: (chunk, pair).
+
+    Reports compare models only on equal sets of these keys, and pair their answers by them."""
+    meta = row.get("meta") or {}
+    if "docid" not in meta or "pair_id" not in meta:
+        raise MgaError("a judged row has no meta.docid / meta.pair_id: its eval item cannot be matched across models")
+    return f"{meta['docid']}#{meta.get('chunk_id', 0)}#{meta['pair_id']}"
 
 
 # A truncated rewrite is still judged (Limited Consistency does not penalise omissions), but stays marked

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import write_json
 from mga.distill.core.markdown import markdown_table

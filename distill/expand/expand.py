@@ -25,7 +25,12 @@ from mga.distill.core.errors import MgaError
 from mga.distill.core.io import write_json
 from mga.distill.core.schema import chunk_key, rewrite_key
 from mga.distill.expand.card import write_card
-from mga.distill.expand.output import DEFAULT_SHARD_BYTES, DEFAULT_SHARD_ROWS, OUTPUT_FORMATS, open_output
+from mga.distill.expand.output import (
+    DEFAULT_SHARD_BYTES,
+    DEFAULT_SHARD_ROWS,
+    OUTPUT_FORMATS,
+    open_output,
+)
 from mga.distill.expand.spec import (
     BACKENDS,
     DEFAULT_MIN_KEYWORD_COVERAGE,

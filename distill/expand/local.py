@@ -20,7 +20,14 @@ from mga.distill.core.schema import chunk_key, rewrite_key
 from mga.distill.expand.rows import rewrite_jobs
 from mga.distill.expand.spec import REWRITE_ATTEMPTS, ExpandSpec
 from mga.distill.generate.protocol import Completion, Request, Sized
-from mga.distill.label.rows import Job, pairs_job, pairs_result_row, rewrite_job, rewrite_request, rewrite_result_row
+from mga.distill.label.rows import (
+    Job,
+    pairs_job,
+    pairs_result_row,
+    rewrite_job,
+    rewrite_request,
+    rewrite_result_row,
+)
 from mga.judge.pairs_check import parse_pairs
 
 

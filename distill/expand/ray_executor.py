@@ -33,7 +33,13 @@ from mga.distill.core.schema import OK, chunk_key, rewrite_key
 from mga.distill.expand.ray_io import RAY_DIR, fold_outputs, run_folder, write_todo
 from mga.distill.expand.spec import REWRITE_ATTEMPTS, ExpandSpec
 from mga.distill.generate.protocol import Completion, Request
-from mga.distill.label.rows import pairs_job, pairs_result_row, rewrite_job, rewrite_request, rewrite_result_row
+from mga.distill.label.rows import (
+    pairs_job,
+    pairs_result_row,
+    rewrite_job,
+    rewrite_request,
+    rewrite_result_row,
+)
 from mga.judge.pairs_check import parse_pairs
 
 # logical CPUs, so that both stages' pools and the read/explode/write tasks fit in `workers` CPUs (SLM-2 makes

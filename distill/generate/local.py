@@ -5,6 +5,11 @@ temperature 0 and seeded sampling otherwise; `finish_reason` is "stop" when EOS 
 otherwise, as an OpenAI-compatible server reports it. So `mga label --teacher-model PATH` writes rows with the
 same schema as the teacher's, and the judge and the report treat SLM and teacher outputs alike.
 With `backend="vllm"` (optional extra, CUDA only) the same requests go through vLLM's offline engine.
+
+Fail loud: a batch in which every request fails to generate (an exception, not a rejected answer) is held
+back; `max_failed_batches` such batches in a row, or a run in which no request generates at all, raise
+`LocalGenerationFailed` (a broken checkpoint or out-of-memory must stop the stage, not become rows of
+"generation failed" and a 0% model). Held-back batches are never written, so a rerun answers them again.
 """
 
 from __future__ import annotations
@@ -19,6 +24,11 @@ from mga.distill.core.errors import MgaError
 from mga.distill.generate.protocol import Completion, Request, Result, Validator
 
 RETRY_TEMPERATURE = 0.7  # a rejected greedy answer would come back identical: retries sample
+MAX_FAILED_BATCHES = 3
+
+
+class LocalGenerationFailed(MgaError):
+    """The local model could not generate: every request of several batches in a row (or of the run) failed."""
 
 
 class _Job:
@@ -45,7 +55,8 @@ def _params_key(p: GenerationParams) -> tuple:
 class LocalGenerator:
     """`Generator` over a local checkpoint; see the module docstring."""
 
-    def __init__(self, model_path: str, *, batch_size: int = 8, backend: str = "transformers", device: str | None = None):
+    def __init__(self, model_path: str, *, batch_size: int = 8, backend: str = "transformers", device: str | None = None,
+                 max_failed_batches: int = MAX_FAILED_BATCHES):
         if backend not in ("transformers", "vllm"):
             raise MgaError(f"unknown local backend '{backend}' (choose transformers or vllm)")
         path = Path(model_path)
@@ -54,6 +65,7 @@ class LocalGenerator:
         self.model_path = str(path)
         self.model_name = path.name
         self.batch_size = max(1, int(batch_size))
+        self.max_failed_batches = max(1, int(max_failed_batches))
         self.backend = backend
         if backend == "vllm":
             self._init_vllm()
@@ -233,16 +245,39 @@ class LocalGenerator:
     ) -> Iterator[Result]:
         """Answer every request in batches of `batch_size`; yields each batch's results as it finishes."""
         total = len(requests) if hasattr(requests, "__len__") else None  # type: ignore[arg-type]
+        held: list[Result] = []  # results of consecutive batches where nothing generated
+        failed_in_row, generated_any = 0, False
         with progress_task(f"{description} ({self.model_name})", total) as advance:
-            batch: list[_Job] = []
-            for request in requests:
-                batch.append(_Job(request))
-                if len(batch) == self.batch_size:
-                    for result in self._answer_batch(batch, validate, max_attempts):
-                        advance()
-                        yield result
-                    batch = []
-            if batch:
-                for result in self._answer_batch(batch, validate, max_attempts):
+            for batch in self._batches(requests):
+                results = list(self._answer_batch(batch, validate, max_attempts))
+                if all(r.completion is None for r in results):
+                    failed_in_row += 1
+                    held += results
+                    if failed_in_row >= self.max_failed_batches:
+                        self._fail(f"{failed_in_row} batches in a row", results)
+                    continue
+                generated_any, failed_in_row = True, 0
+                for result in held + results:
                     advance()
                     yield result
+                held = []
+            if held and not generated_any:
+                self._fail("every batch", held)
+            for result in held:
+                advance()
+                yield result
+
+    def _batches(self, requests: Iterable[Request]) -> Iterator[list[_Job]]:
+        batch: list[_Job] = []
+        for request in requests:
+            batch.append(_Job(request))
+            if len(batch) == self.batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def _fail(self, what: str, results: list[Result]) -> None:
+        raise LocalGenerationFailed(
+            f"local model {self.model_path}: {what} failed to generate (last error: {results[-1].error}); "
+            "stopping - check the checkpoint, memory and `teacher.batch_size`, then rerun to resume")

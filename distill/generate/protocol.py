@@ -12,7 +12,6 @@ from typing import Any, Protocol
 
 from mga.distill.core.config import GenerationParams
 
-
 # validate(completion) -> (parsed, None) on success or (None, reason) to retry, up to max attempts
 Validator = Callable[["Completion"], tuple[Any, str | None]]
 

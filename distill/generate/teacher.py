@@ -29,7 +29,13 @@ from mga.distill.generate.budget import Budget, within_budget
 from mga.distill.generate.cache import RequestCache, request_key
 from mga.distill.generate.endpoint import TeacherUnavailable
 from mga.distill.generate.pool import pool_for
-from mga.distill.generate.protocol import Completion, Generator, Request, Result, Validator
+from mga.distill.generate.protocol import (
+    Completion,
+    Generator,
+    Request,
+    Result,
+    Validator,
+)
 from mga.distill.generate.ratelimit import TokenBucket, estimate_tokens
 from mga.distill.generate.retry import GAVE_UP, Failure, backoff, classify
 
@@ -81,8 +87,6 @@ class OpenAIGenerator:
                                   "temperature": p.temperature, "top_p": p.top_p, "max_tokens": p.max_tokens}
         if p.seed is not None:
             kwargs["seed"] = p.seed
-        if p.n != 1:
-            kwargs["n"] = p.n
         if request.logprobs:
             kwargs["logprobs"] = True
             kwargs["top_logprobs"] = 5

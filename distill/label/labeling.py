@@ -23,7 +23,15 @@ from mga.distill.core.resume import resume_stream
 from mga.distill.core.schema import OK, chunk_key, rewrite_key
 from mga.distill.generate.protocol import Completion, Generator, Request, Sized
 from mga.distill.generate.retry import gave_up
-from mga.distill.label.rows import FAILED, Job, pairs_job, pairs_result_row, rewrite_job, rewrite_request, rewrite_result_row
+from mga.distill.label.rows import (
+    FAILED,
+    Job,
+    pairs_job,
+    pairs_result_row,
+    rewrite_job,
+    rewrite_request,
+    rewrite_result_row,
+)
 from mga.judge.pairs_check import parse_pairs
 
 

@@ -25,7 +25,11 @@ from mga.distill.label.chunk import chunk_corpus
 from mga.distill.pipeline.recipe import RunConfig
 from mga.distill.train.split import only_docs, read_split, split_documents
 from mga.judge.controls import with_controls
-from mga.judge.reference import default_reference_path, reference_chunk_rows, reference_pairs_rows
+from mga.judge.reference import (
+    default_reference_path,
+    reference_chunk_rows,
+    reference_pairs_rows,
+)
 
 
 def pairs_requests(chunks: list[dict[str, Any]], cfg: RunConfig, done: set[str]) -> list[Request]:

@@ -1,8 +1,9 @@
 """`mga run`: the MGA method over one run directory, top to bottom.
 
     chunk -> label-pairs -> check-pairs -> split -> label-rewrites -> judge -> filter
-      -> rounds of [train -> answer -> judge-slm -> augment] until the SLM is within `loop.target_gap`
-         points of the teacher (Rate(>=3) on held-out documents) or `loop.max_rounds`
+      -> rounds of [train -> answer -> judge-slm -> augment] that accumulate SFT data, until the SLM is within
+         `loop.target_gap` points of the teacher (Rate(>=3) on the eval documents) and SLM-1 writes valid pairs,
+         or `loop.max_rounds`, or the pool is used up, or a round adds nothing (`mga.distill.train.loop`)
       -> quantize -> judge-quantized -> report
 
 Every judged stage also judges the judge's controls (`mga.judge.controls`). While the judge fails them, the
@@ -16,7 +17,6 @@ train / eval / pool (see `mga.distill.train.split`).
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,10 @@ from mga.distill.pipeline import stages
 from mga.distill.pipeline.layout import RunLayout
 from mga.distill.pipeline.recipe import RunConfig, dump_recipe
 from mga.distill.pipeline.report import report
+from mga.distill.pipeline.rounds import REGIME, TABLE2_REGIME, PipelineRounds
 from mga.distill.pipeline.runner import Runner, timed
 from mga.distill.train.launch import preflight
+from mga.distill.train.loop import JUDGE_FAILED, pool_parts, run_loop
 from mga.distill.train.split import only_docs, read_split, split_documents, write_parts
 from mga.judge.controls import control_verdict, failed_stages
 from mga.judge.pairs_check import check_pairs_file
@@ -39,9 +41,6 @@ from mga.judge.reference import (
     reference_chunk_rows,
     reference_pairs_rows,
 )
-from mga.judge.scores import rate_ge3
-
-JUDGE_FAILED = "judge failed its controls"
 
 
 def run_pipeline(cfg: RunConfig, *, from_stage: str | None = None, until: str | None = None) -> Path:
@@ -61,6 +60,7 @@ class Pipeline:
         self.judge_model = runner.generator(cfg.judge.endpoint or cfg.teacher) if cfg.judge.backend == "llm" else None
         self.notes: list[str] = []  # said in the report
         self.markers: dict[Path, Path] = {}  # checkpoint -> the marker its training wrote
+        self.train_info: dict[Path, dict[str, Any]] = {}  # checkpoint -> what its training stage recorded
         self.controls: dict[str, dict[str, Any] | None] = {}  # judged stage -> the judge's control verdict
 
     def run(self) -> None:
@@ -78,18 +78,19 @@ class Pipeline:
         teacher_eval = only_docs(read_rows(judged[main]), parts["eval"])
         teacher_name = "teacher (reference labels)" if cfg.label.reference else f"teacher ({cfg.teacher.model})"
         models: dict[str, list[dict[str, Any]]] = {teacher_name: teacher_eval}
-        checkpoints, rounds, loss_curves = self.loop(kept_pairs, kept_rewrites, parts, eval_pairs, pool_pairs, main,
-                                                     models, rate_ge3(teacher_eval))
+        steps = PipelineRounds(self, kept_pairs, kept_rewrites, parts["train"], eval_pairs, pool_pairs, main, models)
+        checkpoints, rounds = self.loop(steps, teacher_eval, parts["pool"])
         table2: dict[str, list[dict[str, Any]]] = {}
         quantized: list[dict[str, Any]] = []
         if not failed_stages(self.controls):
-            if len(variants) > 1:  # the paper's Table 2: one SLM-2 per prompt variant, judged on the same prompts
-                table2 = {f"SLM · {main}": models[f"SLM round {len(rounds)}"]}
+            if len(variants) > 1:  # the paper's Table 2: one SLM-2 per prompt variant, trained and judged alike
+                table2 = {f"SLM · {main}": models["SLM round 1"]}
                 for variant in variants[1:]:
                     table2.update(self.variant_slm(variant, judged[variant], parts["train"], eval_pairs))
+                self.notes.append(TABLE2_REGIME.format(main=main))
             quantized = self.quantize(checkpoints, eval_pairs, main, models)
-        report(self.runner, cfg, models, judged, table2, loss_curves, rounds, quantized, self.notes, self.controls,
-               self.analyze_loss() if cfg.analyze else None)
+        report(self.runner, cfg, models, judged, table2, steps.loss_curves, rounds, quantized, self.notes, parts["eval"],
+               self.reference(), self.controls, self.analyze_loss() if cfg.analyze else None)
         if failed := failed_stages(self.controls):
             raise MgaError(f"{JUDGE_FAILED} in {', '.join(failed)}: its scores do not tell a faithful rewrite from an "
                            f"unrelated text, so no comparison was made (see {self.runner.dir / 'report' / 'report.md'}); "
@@ -166,59 +167,41 @@ class Pipeline:
         key = chunk_key if stage == "pairs" else rewrite_key
         out_dir = self.at.folder("models", tag, stage)
         marker = out_dir / "mga_checkpoint.txt"
-        self.runner.stage(f"train@{stage}.{tag}", stages.train, teacher_rows, extra, train_docs,
+        info = self.runner.stage(f"train@{stage}.{tag}", stages.train, teacher_rows, extra, train_docs,
                           self.at.file("sft", tag, f"{stage}.rows.jsonl"), out_dir, marker, self.cfg, stage,
                           self.at.root / "students", inputs=[teacher_rows], outputs=[marker],
                           config=[self.cfg.train.model_dump(mode="json"), self.cfg.language, [key(x) for x in extra]])
         checkpoint = Path(marker.read_text().splitlines()[0])
         self.markers[checkpoint] = marker
+        self.train_info[checkpoint] = info
         return checkpoint
 
     def slm(self, checkpoint: Path) -> Any:
         return self.runner.generator(self.cfg.teacher.model_copy(update={"backend": "transformers", "model": str(checkpoint)}))
 
-    def loop(self, kept_pairs, kept_rewrites, parts, eval_pairs, pool_pairs, variant, models, teacher_rate):
-        """Rounds of train -> answer -> judge -> augment; (final checkpoints, rounds, loss curve PNGs)."""
-        cfg = self.cfg
-        extra: dict[str, list[dict[str, Any]]] = {"pairs": [], "rewrite": []}
-        rounds: list[dict[str, Any]] = []
-        loss_curves: list[Path] = []
+    def loop(self, steps: PipelineRounds, teacher_eval: list[dict[str, Any]], pool: set[str]) -> tuple[dict[str, Path], dict]:
+        """Rounds that accumulate SFT data (`mga.distill.train.loop.run_loop`); (final checkpoints, rounds.json)."""
+        loop = self.cfg.loop
         checkpoints: dict[str, Path] = {}
+        record: dict[str, Any] = {"stop_reason": JUDGE_FAILED, "regime": REGIME, "rounds": []}
         if failed := failed_stages(self.controls):  # the teacher's filter rests on a judge that failed: train nothing
             self.notes.insert(0, f"The loop stopped before round 1: {JUDGE_FAILED} ({', '.join(failed)}).")
             console.print(f"  loop: {JUDGE_FAILED} ({', '.join(failed)}): no round trained", markup=False)
-            self.at.write_json("rounds.json", rounds)
-            return checkpoints, rounds, loss_curves
-        for r in range(1, cfg.loop.max_rounds + 1):
-            teacher_rows = {"pairs": kept_pairs, "rewrite": kept_rewrites}
-            checkpoints = {s: self.train(f"round-{r}", s, teacher_rows[s], parts["train"], extra[s]) for s in teacher_rows}
-            for s, checkpoint in checkpoints.items():  # one uniquely named copy per round and stage
-                if (checkpoint.parent / "loss.png").exists():
-                    loss_curves.append(self.at.file("report", f"loss.round-{r}.{s}.png"))
-                    shutil.copyfile(checkpoint.parent / "loss.png", loss_curves[-1])
-            answers = {split: self.answer(r, checkpoints, prompts, split, variant)
-                       for split, prompts in (("eval", eval_pairs), ("pool", pool_pairs))}
-            slm_eval = read_rows(answers["eval"]["judged"])
-            slm_rate = rate_ge3(slm_eval)
-            models[f"SLM round {r}"] = slm_eval
-            gap = teacher_rate - slm_rate
-            failed = failed_stages(self.controls)  # a gap measured by a judge that fails its controls means nothing
-            stop = JUDGE_FAILED if failed else "within target gap" if gap <= cfg.loop.target_gap else \
-                "max rounds" if r == cfg.loop.max_rounds else None
-            rounds.append({"round": r, "teacher_rate": round(teacher_rate, 2), "slm_rate": round(slm_rate, 2),
-                           "gap": round(gap, 2), "pairs_valid_rate": answers["eval"]["pairs_valid_rate"], "stop": stop or ""})
-            console.print(f"  round {r}: teacher {teacher_rate:.2f}% vs SLM {slm_rate:.2f}% (gap {gap:+.2f} points)"
-                          + (f"; stop: {stop}" + (f" ({', '.join(failed)})" if failed else "") if stop else ""), markup=False)
-            if failed:
-                self.notes.insert(0, f"The loop stopped at round {r}: {JUDGE_FAILED} ({', '.join(failed)}).")
-            if stop:
-                break
-            kept = self.filter(answers["pool"]["judged"], f"slm-pool.round-{r}")  # augment: good pool answers
-            new_pairs = [row for row in read_rows(answers["pool"]["pairs"]) if row.get("status") == "ok"]
-            console.print(f"  round {r}: +{len(new_pairs)} SLM pairs answers, +{len(read_rows(kept))} SLM rewrites", markup=False)
-            extra = {"pairs": extra["pairs"] + new_pairs, "rewrite": extra["rewrite"] + read_rows(kept)}
-        self.at.write_json("rounds.json", rounds)
-        return checkpoints, rounds, loss_curves
+        else:
+            parts = pool_parts(pool, per_round=loop.pool_per_round, max_rounds=loop.max_rounds, seed=self.cfg.seed)
+            checkpoints, record["rounds"], record["stop_reason"] = run_loop(
+                steps, teacher_eval, parts, max_rounds=loop.max_rounds, target_gap=loop.target_gap,
+                target_pairs_valid=loop.target_pairs_valid, judge_failed=lambda: failed_stages(self.controls))
+            for x in record["rounds"]:
+                console.print(f"  round {x['round']}: teacher {x['teacher_rate']:.2f}% vs SLM {x['slm_rate']:.2f}% (gap "
+                              f"{x['gap']:+.2f} points), +{x['examples_added']['pairs']} pairs / +{x['examples_added']['rewrite']}"
+                              f" rewrites from {x['pool_documents']} pool documents", markup=False)
+            console.print(f"  loop stopped: {record['stop_reason']}", markup=False)
+            if record["stop_reason"] == JUDGE_FAILED:
+                self.notes.insert(0, f"The loop stopped at round {len(record['rounds'])}: {JUDGE_FAILED} "
+                                     f"({', '.join(failed_stages(self.controls))}).")
+        self.at.write_json("rounds.json", record)
+        return checkpoints, record
 
     def answer(self, r: int, checkpoints: dict[str, Path], prompts: Path, split: str, variant: str) -> dict[str, Any]:
         """SLM-1 proposes pairs and SLM-2 rewrites the teacher's pairs (so teacher and SLM answer the very

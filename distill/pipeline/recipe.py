@@ -27,8 +27,12 @@ class LoopConfig(Section):
 
     max_rounds: PositiveInt = 3
     target_gap: float = Field(1.0, ge=0.0, description="stop when SLM Rate(>=3) is within this many points")
+    target_pairs_valid: float = Field(90.0, ge=0.0, le=100.0,
+                                      description="... and SLM-1's valid-pairs rate (percent) is at least this")
     heldout_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="documents held out for the SLM-vs-teacher comparison")
-    pool_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="documents whose good SLM answers are added each round")
+    pool_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="documents the SLMs answer to grow the SFT data")
+    pool_per_round: PositiveInt | None = Field(
+        None, description="pool documents answered per round, never twice; default: the pool split over max_rounds - 1")
 
 
 class RunConfig(Section):

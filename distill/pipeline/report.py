@@ -3,17 +3,22 @@ quantized-vs-full comparisons, loss curves and the embedding map, with notes tha
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from mga.distill.core.io import read_rows
-from mga.distill.core.markdown import records_table
 from mga.distill.core.schema import is_control, score_of
 from mga.distill.pipeline.recipe import RunConfig
 from mga.distill.pipeline.runner import Runner
+from mga.distill.train.loop import rounds_markdown
+from mga.distill.train.split import only_docs
 from mga.judge.embed_map import embedding_map
+from mga.judge.health import reference_key
+from mga.judge.reference import reference_judged_rows
 from mga.judge.report import loss_analysis_section, write_report
 from mga.quantize.export_eval import compare_section
+
 
 def notes_for(cfg: RunConfig) -> list[str]:
     notes = []
@@ -34,10 +39,12 @@ def judge_label(cfg: RunConfig) -> str:
 
 
 def write_run_report(out_dir: Path, cfg: RunConfig, models: dict[str, list[dict[str, Any]]], judged_teacher: dict[str, Path],
-                     table2: dict[str, list[dict[str, Any]]], loss_curves: list[Path], rounds: list[dict[str, Any]],
-                     quantized: list[dict[str, Any]], notes: list[str],
-                     judge_controls: dict[str, dict[str, Any] | None], loss_analysis: Path | None = None) -> dict[str, Any]:
-    sections = [("Rounds", records_table(rounds))]
+                     table2: dict[str, list[dict[str, Any]]], loss_curves: list[Path], rounds: dict[str, Any],
+                     quantized: list[dict[str, Any]], notes: list[str], eval_docs: set[str],
+                     reference: Path | None, judge_controls: dict[str, dict[str, Any] | None],
+                     loss_analysis: Path | None = None) -> dict[str, Any]:
+    """The report; its info (shown in the end-of-run summary) carries the flags of failing models."""
+    sections = [("Rounds", rounds_markdown(rounds["rounds"], rounds["stop_reason"]) + "\n\n" + rounds["regime"])]
     for q in quantized:
         for stage in ("pairs", "rewrite"):
             compare = Path(q[stage]) / "compare.json"
@@ -52,21 +59,24 @@ def write_run_report(out_dir: Path, cfg: RunConfig, models: dict[str, list[dict[
         rows = [row for path in judged_teacher.values() for row in read_rows(path) if not is_control(row)]
         images.append(embedding_map(rows, out_dir / "embedding_map.png"))
     variants = None
-    if len(judged_teacher) > 1:
-        variants = {f"teacher · {v}": read_rows(p) for v, p in judged_teacher.items()} | table2
+    if len(judged_teacher) > 1:  # the teacher's lines: its rows of the eval documents, as every SLM's
+        variants = {f"teacher · {v}": only_docs(read_rows(p), eval_docs) for v, p in judged_teacher.items()} | table2
+    scores = {reference_key(row): score_of(row) for row in reference_judged_rows(reference)} if reference else None
     write_report(models, out_dir, judge_label=judge_label(cfg), reference_model=next(iter(models)),
-                 notes=[*notes, *notes_for(cfg)], images=images, sections=sections, judge_controls=judge_controls,
+                 notes=[*notes, *notes_for(cfg)], images=images, sections=sections, target_gap=cfg.loop.target_gap,
+                 max_failed_share=cfg.report.max_failed_share, reference_scores=scores, judge_controls=judge_controls,
                  **({"variants": variants} if variants else {}))
-    return {"report": str(out_dir / "report.html")}
+    flags = json.loads((out_dir / "report.json").read_text())["flags"]
+    return {"report": str(out_dir / "report.html"), "flags": flags}
 
 
 def report(runner: Runner, cfg: RunConfig, models, judged_teacher, table2, loss_curves, rounds, quantized, notes,
-           judge_controls, loss_analysis: Path | None = None) -> None:
+           eval_docs: set[str], reference: Path | None, judge_controls, loss_analysis: Path | None = None) -> None:
     out_dir = runner.dir / "report"
     judged_scores = {name: [score_of(r) for r in rows] for name, rows in {**models, **table2}.items()}
     runner.stage("report", write_run_report, out_dir, cfg, models, judged_teacher, table2, loss_curves, rounds, quantized,
-                 notes, judge_controls, loss_analysis,
+                 notes, eval_docs, reference, judge_controls, loss_analysis,
                  inputs=[runner.dir / "rounds.json", *judged_teacher.values(), *([loss_analysis] if loss_analysis else [])],
                  outputs=[out_dir / "report.html"],
-                 config=[cfg.report.model_dump(mode="json"), [q["scheme"] for q in quantized], judged_scores, judge_controls,
-                         notes])
+                 config=[cfg.report.model_dump(mode="json"), cfg.loop.target_gap, [q["scheme"] for q in quantized], judged_scores,
+                         judge_controls, notes])

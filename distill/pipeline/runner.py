@@ -110,6 +110,8 @@ class Runner:
                           str(counters.prompt_tokens + counters.completion_tokens) if counters else "",
                           "" if cost is None else f"${cost:,.4f}")
         console.print(table)
+        for flag in (flag for item in self.summary for flag in item.get("flags", [])):
+            console.print(f"warning: {flag}", markup=False, soft_wrap=True)
 
 
 def timed(runner: Runner, title: str, body: Callable[[], None]) -> Path:

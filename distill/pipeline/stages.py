@@ -88,6 +88,7 @@ def train(teacher_rows: Path, extra: list[dict[str, Any]], train_docs: set[str],
 
     key = chunk_key if stage == "pairs" else rewrite_key
     rows = {key(row): row for row in only_docs(read_rows(teacher_rows), train_docs)}
+    teacher_count = len(rows)
     rows.update({key(row): row for row in extra})
     write_rows(rows_out, list(rows.values()))
     train_file, eval_file = build_sft_datasets(rows_out, stage, out_dir / "data", language=cfg.language,
@@ -97,7 +98,13 @@ def train(teacher_rows: Path, extra: list[dict[str, Any]], train_docs: set[str],
                                   student=resolve_student(cfg.train.student, students, cfg.language), stage=stage)
     # the marker changes on every retraining, so stages that use the checkpoint see a new input
     marker.write_text(f"{checkpoint}\n{time.time()}\n")
-    return {"rows_in": len(rows), "checkpoint": str(checkpoint)}
+    return {"rows_in": len(rows), "teacher_rows": teacher_count, "slm_rows": len(rows) - teacher_count,
+            "checkpoint": str(checkpoint)}
+
+
+def pool_part(pool_pairs: Path, docs: list[str], out: Path) -> dict[str, Any]:
+    """The prompts of one round's part of the pool: documents no earlier round answered."""
+    return copy_rows(only_docs(read_rows(pool_pairs), set(docs)), out)
 
 
 def quantize(checkpoint: Path, out_dir: Path, scheme: str, cfg: RunConfig, corpus: Path) -> dict[str, Any]:

@@ -21,7 +21,6 @@ class TrainConfig(Section):
     lora: dict[str, Any] | None = Field(None, description="PEFT LoraConfig fields; null = full fine-tune")
     merge: bool = Field(True, description="merge LoRA into a full checkpoint after training")
     qlora: bool = Field(False, description="LoRA on a 4-bit (bitsandbytes NF4) base; needs CUDA and train.lora")
-    stages: list[typing.Literal["pairs", "rewrite"]] = Field(default_factory=lambda: ["pairs", "rewrite"])
     num_processes: PositiveInt = Field(1, description="training processes (GPUs); > 1 runs through accelerate/torchrun")
     accelerate_config: str | None = Field(
         None, description="ddp, fsdp, zero3 (recipes/accelerate/<name>.yaml) or a path to an accelerate config"

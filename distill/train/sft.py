@@ -17,7 +17,6 @@ Run directory (`out_dir`):
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from pathlib import Path

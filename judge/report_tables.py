@@ -1,0 +1,68 @@
+"""The report's tables and score chart: Table 1 (Rate(>=3), Diff, their intervals) and Table 2 (shares)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mga.distill.core.plotting import new_figure, save_figure
+from mga.judge.scores import SCORES, percent
+
+TABLE1_HEADER = ["model", "Total", "5", "4", "3", "2", "1", "unscored", "Rate(≥3)", "95% CI",
+                 "Diff (points)", "Diff 95% CI"]
+TABLE2_HEADER = ["model / variant", "Total", "5", "4", "3", "2", "1", "unscored", "≤2", "≥4", "=5"]
+
+
+def fmt_int(n: int) -> str:
+    return f"{n:,}"
+
+
+def fmt_pct(x: float) -> str:
+    return f"{x:.2f}%"
+
+
+def fmt_ci(ci: list[float] | None, unit: str = "") -> str:
+    return "" if ci is None else f"[{ci[0]:.2f}, {ci[1]:.2f}]{unit}"
+
+
+def _fmt_diff(x: float | None) -> str:
+    return "" if x is None else f"{x:+.2f}"
+
+
+def table1_rows(summaries: dict[str, dict[str, Any]], reference: str | None) -> list[list[str]]:
+    out = []
+    for name, s in summaries.items():
+        is_reference = name == reference
+        out.append([name, fmt_int(s["total"]), *(fmt_int(s["counts"][k]) for k in SCORES), fmt_int(s["unscored"]),
+                    fmt_pct(s["rate_ge3"]), fmt_ci(s["rate_ge3_ci95"]),
+                    "(reference)" if is_reference else _fmt_diff(s.get("diff")),
+                    "" if is_reference else fmt_ci(s.get("diff_ci95"))])
+    return out
+
+
+def table2_rows(summaries: dict[str, dict[str, Any]]) -> list[list[str]]:
+    return [[name, fmt_int(s["total"]), *(fmt_int(s["counts"][k]) for k in SCORES), fmt_int(s["unscored"]),
+             *(f"{fmt_pct(s[k])} {fmt_ci(s[f'{k}_ci95'])}" for k in ("le2", "ge4", "eq5"))]
+            for name, s in summaries.items()]
+
+
+def score_chart(summaries: dict[str, dict[str, Any]], out_png: Path, title: str) -> Path:
+    """Grouped bars: share of Total per score (5..1, unscored), one colour per model."""
+    categories = [*(str(s) for s in SCORES), "unscored"]
+    names = list(summaries)
+    width = 0.8 / max(len(names), 1)
+    fig, ax = new_figure((max(6.0, 1.2 * len(categories) + 0.4 * len(names)), 4.0))
+    for i, name in enumerate(names):
+        s = summaries[name]
+        values = [percent(s["counts"][k], s["total"]) for k in SCORES] + [percent(s["unscored"], s["total"])]
+        xs = [c + (i - (len(names) - 1) / 2) * width for c in range(len(categories))]
+        bars = ax.bar(xs, values, width=width, label=f"{name} (Rate≥3 {s['rate_ge3']:.2f}%)")
+        if len(names) <= 4:
+            ax.bar_label(bars, labels=[f"{v:.1f}" for v in values], fontsize=7, padding=1)
+    ax.set_xticks(range(len(categories)), categories)
+    ax.set_xlabel("judge score")
+    ax.set_ylabel("% of Total (unscored included)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return save_figure(fig, out_png)
