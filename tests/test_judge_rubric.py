@@ -12,6 +12,7 @@ from mga.distill.core.prompts import judge_messages
 RUBRIC = {
     "en": (("recognis", "information point"), ("distort", "contradict", "changed"), ("style", "order", "focus", "leaving out", "adding")),
     "zh": (("认出", "信息点"), ("偏差", "矛盾", "改动"), ("风格", "顺序", "侧重", "省略", "增加")),
+    "ja": (("認識", "情報点"), ("歪め", "矛盾", "変えられ"), ("文体", "順序", "重点", "省", "加え")),
 }
 
 
