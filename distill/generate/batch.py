@@ -94,7 +94,7 @@ class BatchGenerator:
         budget = self.online.budget
         for number, part in enumerate(self._parts(todo)):
             if budget is not None:  # a batch is paid whole: reserve its worst case before it is uploaded
-                budget.reserve(sum(budget.bound(todo[k].messages, todo[k].params.max_tokens, todo[k].params.n)
+                budget.reserve(sum(budget.bound(todo[k].messages, todo[k].params.max_tokens)
                                    for k, _ in part))
             data = b"".join(line for _, line in part)
             uploaded = self.client.files.create(file=(f"mga-{stage}-{number}.jsonl", data), purpose="batch")

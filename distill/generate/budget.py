@@ -31,7 +31,7 @@ async def within_budget(budget: Budget | None, request: Any, call: Any) -> Any:
     """`await call()` with the request's worst case reserved under `budget` while it is in flight."""
     if budget is None:
         return await call()
-    held = budget.reserve(budget.bound(request.messages, request.params.max_tokens, request.params.n))
+    held = budget.reserve(budget.bound(request.messages, request.params.max_tokens))
     try:
         return await call()
     finally:
@@ -59,11 +59,11 @@ class Budget:
         now = sum(self.accounting.cost(c) or 0.0 for c in self.accounting.stages.values())
         return self.spent_before + now
 
-    def bound(self, messages: list[dict[str, str]], max_tokens: int, n: int = 1) -> float:
+    def bound(self, messages: list[dict[str, str]], max_tokens: int) -> float:
         """The most one request can cost."""
         price_in = self.accounting.price_in or 0.0
         price_out = self.accounting.price_out or 0.0
-        return (estimate_tokens(messages) * price_in + max_tokens * n * price_out) / 1e6 * self.factor
+        return (estimate_tokens(messages) * price_in + max_tokens * price_out) / 1e6 * self.factor
 
     def reserve(self, amount: float) -> float:
         spent = self.spent()

@@ -92,7 +92,7 @@ def estimate_stage(
     for request in todo:
         est.requests += 1
         est.input_tokens += count(request.messages)
-        bound = request.params.max_tokens * request.params.n
+        bound = request.params.max_tokens
         est.output_bound += bound
         guess = mean_cached if mean_cached is not None else expected_output(request)
         est.output_expected += min(bound, int(round(guess)))

@@ -29,13 +29,7 @@ from mga.distill.generate.budget import Budget, within_budget
 from mga.distill.generate.cache import RequestCache, request_key
 from mga.distill.generate.endpoint import TeacherUnavailable
 from mga.distill.generate.pool import pool_for
-from mga.distill.generate.protocol import (
-    Completion,
-    Generator,
-    Request,
-    Result,
-    Validator,
-)
+from mga.distill.generate.protocol import Completion, Generator, Request, Result, Validator
 from mga.distill.generate.ratelimit import TokenBucket, estimate_tokens
 from mga.distill.generate.retry import GAVE_UP, Failure, backoff, classify
 
