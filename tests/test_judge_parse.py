@@ -81,9 +81,9 @@ def test_prompt_injection_stays_inside_the_delimiters():
 def test_rubric_carries_prompt4_constraints(language):
     user = judge_messages("original text", "rewritten text", language)[1]["content"]
     assert "original text" in user and "rewritten text" in user
-    for needle in {"en": ["information points", "score is 5", "adding new material", "no longer be recognised",
+    for needle in {"en": ["information points", "score is 5", "adding new material", "how recognisable the rewrite is",
                           '"score"', '"analysis"'],
-                   "zh": ["信息点", "应给 5 分", "增加了新内容", "无法再认出", '"score"', '"analysis"']}[language]:
+                   "zh": ["信息点", "应给 5 分", "增加了新内容", "被认出是原文的改写", '"score"', '"analysis"']}[language]:
         assert needle in user
 
 
