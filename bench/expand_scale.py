@@ -1,17 +1,29 @@
 """Documents/s of `mga expand` on Ray Data at 1 and 2 workers, with the local executor as reference.
 
-    python bench/expand_scale.py [--docs 128] [--max-new-tokens 64] [--batch-size 8]
+    python bench/expand_scale.py [--docs 150] [--chunk-tokens 1024] [--max-new-tokens 64] [--batch-size 8]
 
-SLM-2 (five rewrite calls per document, the bulk of the paper's GPU budget) is the tiny transformers model;
-SLM-1 (one pairs call per document) is the loopback OpenAI-compatible server answering valid pairs JSON at
-no latency, because the tiny random-weight model cannot write JSON. Ray runs in local mode with
-`num_cpus=workers`; Ray's own start-up is left out of the timed part (printed apart), actor start-up and
-model loading are in it. Targets: Ray with 2 workers >= 1.8x Ray with 1 worker end to end, Ray with 1 worker
->= 0.9x the local executor. The workload must be big enough that the fixed costs (actors, model loading) are
-small next to generation: the output says how big it was and where the time went: fixed time and time per
-document, from a second workload a quarter the size (wall = fixed + per document x documents), model loading
-measured apart, and the time outside Ray (chunking, cleaning, writing the outputs). Measure on an idle machine
-with at least 2 free cores: the load average is printed; a busy machine makes 2 workers look worse.
+SLM-2 (five rewrite calls per chunk, the bulk of the paper's GPU budget) is the tiny transformers model, on
+Ray actors. SLM-1 (one pairs call per chunk) is the loopback OpenAI-compatible server answering valid pairs
+JSON at no latency, because the tiny random-weight model cannot write JSON; an endpoint-served pass runs in
+the driver on both executors. Ray runs in local mode with `num_cpus=workers`; Ray's own start-up is left out
+of the timed part (printed apart), actor start-up, imports and model loading are in it. The local executor
+runs in this process, where torch and transformers are already imported: it pays no import time, so the
+Ray / local ratio errs against Ray. Targets: Ray with 2 workers >= 1.8x Ray with 1 worker end to end, Ray
+with 1 worker >= 0.9x the local executor.
+
+The workload must be big enough that the fixed costs (actors importing torch and loading the model) are small
+next to generation: by default the bundled corpus (75 documents) twice over, in a seeded random order
+(the copies are told apart by a first line, so nothing is a cache hit), cut into chunks of at most 1024
+tokens; about eight minutes of generation for one worker. The output says how big it was and where the time
+went: per pass its start-up (until its first block is done) and generation, the time outside the passes
+(chunking, cleaning, writing), and fixed time and time per document from a second workload a quarter the
+size (wall = fixed + per document x documents).
+
+What the machine allows is measured in the same run: the same generate() call in one process alone, then in
+two processes at once. Long prompts (4k tokens) are bound by the memory both cores share, and two processes
+then run about 10% slower each on the 2-core development machine: chunks of 1024 tokens keep the workload
+about the toolkit, not the memory bus. Measure on an idle machine with at least 2 free cores: the load
+average is printed.
 """
 
 from __future__ import annotations
@@ -19,15 +31,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mga.distill.core.config import default_corpus_path  # noqa: E402
+from mga.distill.core.config import CorpusConfig, default_corpus_path  # noqa: E402
 from mga.distill.core.io import iter_rows, write_rows  # noqa: E402
 from mga.distill.expand.expand import expand_corpus  # noqa: E402
 from mga.distill.train.tiny_model import build_tiny_model  # noqa: E402
@@ -36,25 +51,62 @@ from tests.fake_openai import FakeOpenAI, Reply  # noqa: E402
 
 PAIRS = json.dumps({"genres": ["poem", "essay", "letter", "dialogue", "story"],
                     "audiences": ["children", "teachers", "skeptics", "students", "parents"]})
+# one generate() of a batch like the workload's, timed in a fresh process with one torch thread
+GENERATE = """
+import sys, time, torch
+torch.set_num_threads(1)
+from transformers import AutoModelForCausalLM, AutoTokenizer
+tok = AutoTokenizer.from_pretrained(sys.argv[1]); tok.padding_side = "left"
+model = AutoModelForCausalLM.from_pretrained(sys.argv[1]).eval()
+batch = tok([open(sys.argv[2]).read()] * int(sys.argv[3]), return_tensors="pt", truncation=True, max_length=int(sys.argv[4]))
+go = float(sys.argv[6])
+time.sleep(max(0.0, go - time.time()))
+started = time.time()
+with torch.no_grad():
+    for _ in range(3):
+        model.generate(**batch, max_new_tokens=int(sys.argv[5]), min_new_tokens=int(sys.argv[5]), do_sample=False)
+print(time.time() - started)
+"""
 
 
-def run(corpus: Path, out: Path, model: Path, server: FakeOpenAI, args, **kwargs) -> dict[str, float]:
-    """Seconds end to end, and the part spent outside Ray (chunking before, cleaning and writing after)."""
+def workload(n_docs: int, seed: int) -> list[dict[str, Any]]:
+    """`n_docs` documents: the bundled corpus repeated, each copy with its own id and first line, shuffled."""
+    docs = list(iter_rows(default_corpus_path()))
+    out = [{**d, "id": f"{d['id']}-copy{k}", "text": f"Copy {k}.\n{d['text']}"}
+           for k in range(-(-n_docs // len(docs))) for d in docs][:n_docs]
+    random.Random(seed).shuffle(out)
+    return out
+
+
+def run(corpus: Path, out: Path, model: Path, server: FakeOpenAI, args, **kwargs) -> dict[str, Any]:
+    """Seconds end to end, the chunks, and each pass's timings."""
     started = time.perf_counter()
     stats = expand_corpus(
         corpus, out, pairs_model="slm-pairs", rewrite_model=str(model), pairs_backend="openai",
         rewrite_backend="transformers", base_url=server.url, max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size, show=False, **kwargs,
+        batch_size=args.batch_size, corpus_cfg=CorpusConfig(chunk_tokens=args.chunk_tokens), show=False, **kwargs,
     )
     wall = time.perf_counter() - started
-    assert stats["generated"]["rewrites"] == stats["rewrites"] == 5 * stats["documents"], stats
-    ray_stats = stats.get("ray", {})
-    inside = ray_stats.get("startup_s", 0.0) + ray_stats.get("generate_s", 0.0)
-    return {"docs": stats["documents"], "wall": wall, "outside": wall - inside if ray_stats else None}
+    assert stats["generated"]["rewrites"] == stats["rewrites"] == 5 * stats["chunks"], stats
+    passes = {k: v for k, v in stats.get("ray", {}).items() if isinstance(v, dict)}
+    return {"docs": stats["documents"], "chunks": stats["chunks"], "wall": wall, "passes": passes}
+
+
+def ceiling(model: Path, text: Path, args) -> tuple[float, float]:
+    """(seconds alone, seconds each when two run at once) of the same generate() calls in fresh processes."""
+    def timed(copies: int) -> float:
+        go = time.time() + 20  # after every process has imported and loaded
+        cmd = [sys.executable, "-c", GENERATE, str(model), str(text), str(args.batch_size), str(args.chunk_tokens),
+               str(args.max_new_tokens), str(go)]
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                 for _ in range(copies)]
+        return max(float(p.communicate()[0].strip().splitlines()[-1]) for p in procs)
+
+    return timed(1), timed(2)
 
 
 def model_load_s(model: Path) -> float:
-    """Seconds to load the tiny SLM once (each Ray actor pays this; the local executor too, once)."""
+    """Seconds to load the tiny SLM-2 once, as each Ray actor does (imports already done)."""
     from mga.distill.generate.local import LocalGenerator
 
     started = time.perf_counter()
@@ -68,38 +120,55 @@ def fit(small: dict[str, float], big: dict[str, float]) -> tuple[float, float]:
     return big["wall"] - per_doc * big["docs"], per_doc
 
 
+def report(name: str, r: dict[str, dict[str, Any]]) -> None:
+    fixed, per_doc = fit(r["small"], r["big"])
+    big = r["big"]
+    print(f"  {name:22s} {big['docs'] / big['wall']:6.3f} documents/s end to end ({big['wall']:.1f} s): "
+          f"fixed {fixed:.1f} s, {per_doc:.3f} s per document")
+    for which, p in big["passes"].items():
+        if p["on"] == "ray":
+            print(f"  {'':22s} {which} pass on Ray {p['wall_s']:.1f} s: start-up {p['startup_s']:.1f} s (actors, "
+                  f"imports, model load, first block), generation {p['generate_s']:.1f} s (first row to last)")
+        else:
+            print(f"  {'':22s} {which} pass in the driver (endpoint) {p['wall_s']:.1f} s")
+    if big["passes"]:
+        outside = big["wall"] - sum(p["wall_s"] for p in big["passes"].values())
+        print(f"  {'':22s} outside the passes {outside:.1f} s (chunking, cleaning, writing the outputs)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--docs", type=int, default=128, help="documents of the big workload (the small one: a quarter)")
+    parser.add_argument("--docs", type=int, default=150, help="documents of the big workload (the small: a quarter)")
+    parser.add_argument("--chunk-tokens", type=int, default=1024)
     parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--local-threads", type=int, default=1,
-                        help="torch threads of the local executor (Ray actors use 1 each)")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     import ray
     import torch
 
     tmp = Path(tempfile.mkdtemp(prefix="mga-expand-bench-"))
-    docs = sorted(iter_rows(default_corpus_path()), key=lambda r: len(r["text"]))[: args.docs]
-    subsets = {"small": docs[::4], "big": docs}  # every 4th document: the same mix of lengths, a quarter the work
-    sizes = {name: len(rows) for name, rows in subsets.items()}
+    docs = workload(args.docs, args.seed)
+    subsets = {"small": docs[::4], "big": docs}  # every 4th document of a shuffled list: a quarter the work
     corpora = {name: write_rows(tmp / f"corpus.{name}.jsonl", rows) for name, rows in subsets.items()}
     model = build_tiny_model(tmp / "tiny", arch="qwen2", size="xs", seed=0)
-    server = FakeOpenAI(lambda request: Reply(content=PAIRS)).start()
-    results: dict[str, dict[str, dict[str, float]]] = {}
+    sample = tmp / "sample.txt"
+    sample.write_text(sorted((d["text"] for d in docs), key=len)[len(docs) // 2] * 4)  # a median document, or more
+    alone, together = ceiling(model, sample, args)
     load_s = model_load_s(model)
-    local_name = f"local ({args.local_threads} torch thread{'s' * (args.local_threads > 1)})"
+    server = FakeOpenAI(lambda request: Reply(content=PAIRS)).start()
+    results: dict[str, dict[str, dict[str, Any]]] = {}
     try:
         for name, c in corpora.items():  # each size through every executor in turn: a load drift hits all alike
             threads = torch.get_num_threads()
-            torch.set_num_threads(args.local_threads)
-            results.setdefault(local_name, {})[name] = run(c, tmp / f"local-{name}", model, server, args)
+            torch.set_num_threads(1)
+            results.setdefault("local", {})[name] = run(c, tmp / f"local-{name}", model, server, args)
             torch.set_num_threads(threads)
             for workers in (1, 2):
                 started = time.perf_counter()
-                ray.init(num_cpus=workers, include_dashboard=False, object_store_memory=200 * 1024**2, log_to_driver=False,
-                         runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}})
+                ray.init(num_cpus=workers, include_dashboard=False, object_store_memory=200 * 1024**2,
+                         log_to_driver=False, runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}})
                 print(f"ray.init(num_cpus={workers}): {time.perf_counter() - started:.1f} s (not timed)", flush=True)
                 try:
                     results.setdefault(f"ray-{workers}", {})[name] = run(
@@ -108,25 +177,24 @@ def main() -> None:
                     ray.shutdown()
     finally:
         server.stop()
-    print(f"\nworkload: {sizes['big']} documents = {sizes['big']} pairs calls + {5 * sizes['big']} rewrites of <= "
-          f"{args.max_new_tokens} new tokens (and a small one of {sizes['small']} documents, to split fixed from "
-          f"per-document time), batch {args.batch_size}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} "
-          f"at the end; model load {load_s:.2f} s (measured apart; each Ray actor pays it)")
-    rates = {}
+    chunks, small = results["local"]["big"]["chunks"], results["local"]["small"]
+    print(f"\nworkload: {args.docs} documents (the bundled corpus repeated, shuffled with seed {args.seed}) = {chunks} "
+          f"chunks of <= {args.chunk_tokens} tokens = {chunks} pairs calls + {5 * chunks} rewrites of <= "
+          f"{args.max_new_tokens} new tokens, batch {args.batch_size}; and a quarter of it ({small['docs']} documents) "
+          f"to split fixed from per-document time. {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.1f} at the end")
+    print(f"  the machine: one generate() process alone {alone:.2f} s, two at once {together:.2f} s each: two "
+          f"workers can reach at most {2 * alone / together:.2f}x one; loading the model takes {load_s:.2f} s (the "
+          f"rest of an actor's start-up is importing torch and transformers)")
     for name, r in results.items():
-        fixed, per_doc = fit(r["small"], r["big"])
-        rates[name] = r["big"]["docs"] / r["big"]["wall"]
-        outside = r["big"]["outside"]
-        where = f", outside Ray (chunking, cleaning, writing) {outside:.1f} s" if outside is not None else ""
-        print(f"  {name:24s} {rates[name]:6.3f} documents/s end to end ({r['big']['wall']:.1f} s): fixed "
-              f"{fixed:.1f} s (start-up, actors, model load), {per_doc:.2f} s per document (generation){where}")
-    one, two, local = rates["ray-1"], rates["ray-2"], rates[local_name]
+        report("local executor" if name == "local" else name, r)
+    rate = {name: r["big"]["docs"] / r["big"]["wall"] for name, r in results.items()}
     per_doc = {name: fit(r["small"], r["big"])[1] for name, r in results.items()}
-    print(f"  ray 2 workers / ray 1 worker: {two / one:.2f}x end to end (target >= 1.8x), "
+    print(f"  ray 2 workers / ray 1 worker: {rate['ray-2'] / rate['ray-1']:.2f}x end to end (target >= 1.8x), "
           f"{per_doc['ray-1'] / per_doc['ray-2']:.2f}x per document (the limit for big workloads)")
-    print(f"  ray 1 worker / local executor: {one / local:.2f}x end to end (target >= 0.9x), "
-          f"{per_doc[local_name] / per_doc['ray-1']:.2f}x per document")
-    print(f"  ray 2 workers / local executor: {two / local:.2f}x end to end")
+    print(f"  ray 1 worker / local executor: {rate['ray-1'] / rate['local']:.2f}x end to end (target >= 0.9x), "
+          f"{per_doc['local'] / per_doc['ray-1']:.2f}x per document")
+    print(f"  ray 2 workers / local executor: {rate['ray-2'] / rate['local']:.2f}x end to end")
 
 
 if __name__ == "__main__":

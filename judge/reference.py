@@ -15,7 +15,7 @@ from typing import Any
 
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import iter_rows, write_rows
-from mga.distill.core.schema import OK, chunk_row, pairs_row, rewrite_row
+from mga.distill.core.schema import OK, chunk_row, pair_meta, pairs_row, rewrite_row
 from mga.judge.parse import verdict
 
 MODEL = "reference"
@@ -103,7 +103,7 @@ def _rewrites(rows: list[dict[str, Any]], variant: str, model: str) -> list[tupl
         for pair_id, pair in enumerate(row["pairs"]):
             usage = {"finish_reason": "stop", "completion_tokens": _tokens(pair["rewrite"]),
                      "prompt_tokens": _tokens(row["text"]) + _tokens(pair["genre"]) + _tokens(pair["audience"])}
-            rewrite = rewrite_row({**meta, "genre": pair["genre"], "audience": pair["audience"], "pair_id": pair_id},
+            rewrite = rewrite_row(pair_meta(meta, pair_id, pair),
                                   pair["rewrite"], variant=variant, status=OK, reason=None, model=model, usage=usage)
             out.append((rewrite, pair))
     return out

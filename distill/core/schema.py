@@ -72,6 +72,11 @@ def score_of(row: dict[str, Any]) -> int | None:
     return verdict.get("score") if verdict.get("status") == "scored" else None
 
 
+def pair_meta(meta: dict[str, Any], pair_id: int, pair: dict[str, str]) -> dict[str, Any]:
+    """The meta of the rewrite for pair `pair_id` of a chunk: one definition, since it feeds `rewrite_key`."""
+    return {**meta, "genre": pair["genre"], "audience": pair["audience"], "pair_id": pair_id}
+
+
 def pairs_row(meta: dict[str, Any], pairs: list[dict[str, str]], *, status: str, reason: str | None, model: str,
               usage: dict[str, Any], raw_output: str | None, **extra: Any) -> dict[str, Any]:
     """A stage-1 row (schema above), whoever wrote it: the teacher, an SLM-1, or the reference set."""

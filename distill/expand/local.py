@@ -15,10 +15,10 @@ from typing import Any
 
 from mga.distill.core.console import console
 from mga.distill.core.diskindex import RowIndex
-from mga.distill.core.io import JsonlAppender, iter_rows
+from mga.distill.core.io import JsonlAppender
 from mga.distill.core.schema import chunk_key, rewrite_key
-from mga.distill.expand.rows import rewrite_jobs
-from mga.distill.expand.spec import REWRITE_ATTEMPTS, ExpandSpec
+from mga.distill.expand.spec import REWRITE_ATTEMPTS, ExpandSpec, Which
+from mga.distill.expand.todo import missing_pairs, missing_rewrites
 from mga.distill.generate.protocol import Completion, Request, Sized
 from mga.distill.label.rows import (
     Job,
@@ -31,20 +31,9 @@ from mga.distill.label.rows import (
 from mga.judge.pairs_check import parse_pairs
 
 
-def _missing_pairs(chunks_path: Path, pairs: RowIndex) -> Iterator[dict[str, Any]]:
-    return (chunk for chunk in iter_rows(chunks_path) if chunk_key(chunk) not in pairs)
-
-
-def _missing_rewrites(chunks_path: Path, spec: ExpandSpec, pairs: RowIndex,
-                      rewrites: RowIndex) -> Iterator[tuple[str, dict[str, Any]]]:
-    for chunk in iter_rows(chunks_path):
-        prow = pairs.get(chunk_key(chunk))
-        yield from ((key, meta) for key, meta in rewrite_jobs(prow or {}, spec.variant) if key not in rewrites)
-
-
 def _pairs_pass(work_dir: Path, spec: ExpandSpec, pairs: RowIndex) -> None:
     chunks_path = work_dir / "chunks.jsonl"
-    todo = sum(1 for _ in _missing_pairs(chunks_path, pairs))  # a scan, so no model loads for nothing
+    todo = sum(1 for _ in missing_pairs(chunks_path, pairs))  # a scan, so no model loads for nothing
     if not todo:
         return
     generator = spec.generator("pairs", cache_path=work_dir / ".mga-cache.sqlite")
@@ -52,7 +41,7 @@ def _pairs_pass(work_dir: Path, spec: ExpandSpec, pairs: RowIndex) -> None:
     in_flight: dict[str, Job] = {}
 
     def requests() -> Iterator[Request]:
-        for chunk in _missing_pairs(chunks_path, pairs):
+        for chunk in missing_pairs(chunks_path, pairs):
             key = chunk_key(chunk)
             in_flight[key] = job = pairs_job(chunk["meta"], spec.language, spec.num_pairs, params, model)
             yield Request(key, job.messages, params)
@@ -69,7 +58,7 @@ def _pairs_pass(work_dir: Path, spec: ExpandSpec, pairs: RowIndex) -> None:
 
 def _rewrite_pass(work_dir: Path, spec: ExpandSpec, pairs: RowIndex, rewrites: RowIndex) -> None:
     chunks_path = work_dir / "chunks.jsonl"
-    todo = sum(1 for _ in _missing_rewrites(chunks_path, spec, pairs, rewrites))
+    todo = sum(1 for _ in missing_rewrites(chunks_path, spec.variant, pairs, rewrites))
     if not todo:
         return
     generator = spec.generator("rewrite", cache_path=work_dir / ".mga-cache.sqlite")
@@ -77,7 +66,7 @@ def _rewrite_pass(work_dir: Path, spec: ExpandSpec, pairs: RowIndex, rewrites: R
     in_flight: dict[str, Job] = {}
 
     def requests() -> Iterator[Request]:
-        for key, meta in _missing_rewrites(chunks_path, spec, pairs, rewrites):
+        for key, meta in missing_rewrites(chunks_path, spec.variant, pairs, rewrites):
             in_flight[key] = job = rewrite_job(meta, spec.variant, spec.language, params, model)
             yield rewrite_request(key, job, params, spec.language)
 
@@ -98,3 +87,13 @@ def run_local(work_dir: Path, spec: ExpandSpec) -> None:
                           markup=False)
         _pairs_pass(work_dir, spec, pairs)  # the pairs model is freed before the rewrite model loads
         _rewrite_pass(work_dir, spec, pairs, rewrites)
+
+
+def run_local_pass(work_dir: Path, spec: ExpandSpec, which: Which) -> None:
+    """One of the two passes (the Ray executor runs a pass served by an endpoint this way)."""
+    with (RowIndex(work_dir / "pairs.jsonl", chunk_key) as pairs,
+          RowIndex(work_dir / "rewrites.jsonl", rewrite_key) as rewrites):
+        if which == "pairs":
+            _pairs_pass(work_dir, spec, pairs)
+        else:
+            _rewrite_pass(work_dir, spec, pairs, rewrites)

@@ -1,19 +1,20 @@
 """The expand step on Ray Data: the same rows as the local executor, spread over a pool of model actors.
 
-Pipeline (Ray Data schedules and streams it; this module writes no scheduler of its own):
+Two passes, as the local executor makes them (Ray Data schedules and streams each; no scheduler of our own):
 
-    read_json(todo files)    the chunks with work left, written by the driver as a stream (`ray_io`)
-      -> map_batches(PairsStage)    one SLM-1 actor per worker, the model loaded once per actor
-      -> flat_map(explode)          a pairs row -> one item per (chunk, pair) still to rewrite
-      -> map_batches(RewriteStage)  one SLM-2 actor per worker
-      -> write_json(out folder)     Ray's writer; the driver then appends the rows to pairs.jsonl / rewrites.jsonl
+    pairs:    read_json(todo files: chunks without pairs) -> map_batches(PairsStage) -> write_json
+    rewrite:  read_json(todo files: jobs without rewrite) -> map_batches(RewriteStage) -> write_json
 
-Rows travel as JSON strings (one `item` column) so Arrow never has to unify nested schemas across blocks.
-The rows are built by `mga.distill.label.labeling`'s row builders, as the local executor builds them, so
-cleaning, statistics and resume are shared: a rerun sends only the chunks and pairs that have no row yet,
-and starts no Ray at all when there are none. No collection of rows is ever held on the driver. Locally,
-Ray starts with `num_cpus=workers`; give `ray_address` to join a cluster (then the output folder must be on
-a file system every node sees).
+Between the passes the driver folds the new pairs rows into `pairs.jsonl` and writes the rewrite jobs, so it
+knows how many there are and cuts them into blocks of whole generation batches (`ray_io`); each pass has
+every worker (a GPU each, with vLLM) to itself, and SLM-1 is gone before SLM-2 loads. Each actor is sent its
+next block only when it is free, so all workers stay busy until the last block. Rows travel as JSON strings
+(one `item` column) so Arrow never has to unify nested schemas across blocks, and are built by
+`mga.distill.label.rows`' builders, as the local executor builds them: cleaning, statistics and resume are
+shared, a rerun sends only the chunks and pairs that have no row yet, and starts no Ray when there are none.
+No collection of rows is ever held on the driver. A pass whose tool model is served by an endpoint
+(`--backend openai`) runs in the driver instead, as the local executor runs it. Locally, Ray starts with `num_cpus=workers`; give
+`ray_address` to join a cluster (then the output folder must be on a file system every node sees).
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from mga.distill.core.console import console
+from mga.distill.core.diskindex import RowIndex
 from mga.distill.core.errors import MgaError
-from mga.distill.core.schema import OK, chunk_key, rewrite_key
-from mga.distill.expand.ray_io import RAY_DIR, fold_outputs, run_folder, write_todo
-from mga.distill.expand.spec import REWRITE_ATTEMPTS, ExpandSpec
+from mga.distill.core.schema import chunk_key, rewrite_key
+from mga.distill.expand.ray_io import RAY_DIR, Todo, fold_outputs, run_folder, write_todo
+from mga.distill.expand.spec import REWRITE_ATTEMPTS, ExpandSpec, Which
+from mga.distill.expand.todo import missing_pairs, missing_rewrites
 from mga.distill.generate.protocol import Completion, Request
 from mga.distill.label.rows import (
     pairs_job,
@@ -42,9 +45,9 @@ from mga.distill.label.rows import (
 )
 from mga.judge.pairs_check import parse_pairs
 
-# logical CPUs, so that both stages' pools and the read/explode/write tasks fit in `workers` CPUs (SLM-2 makes
-# 5x the calls); a read or write task asking for a whole CPU beside the actor pools would never be scheduled
-CPUS = {"pairs": 0.25, "explode": 0.25, "rewrite": 0.5, "io": 0.25}
+# logical CPUs, so that `workers` actors and a read and a write task fit in `workers` CPUs (a task asking for a
+# whole CPU beside the actor pool would never be scheduled); each CPU actor runs one torch thread
+ACTOR_CPUS, IO_CPUS = 0.5, 0.25
 OBJECT_STORE_BYTES = 200 * 1024**2
 # forwarded to workers; secrets (OPENAI_API_KEY) are not: a runtime_env is stored and shown by the cluster
 _WORKER_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "OPENAI_BASE_URL")
@@ -65,14 +68,16 @@ def _items(batch: dict[str, Any]) -> list[dict[str, Any]]:
     return [json.loads(s) for s in batch["item"]]
 
 
-def _batch(items: list[dict[str, Any]]) -> dict[str, Any]:
+def _batch(kind: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     import numpy as np
 
-    return {"item": np.array([json.dumps(it, ensure_ascii=False) for it in items], dtype=object)}
+    now = time.time()
+    items = [json.dumps({"kind": kind, "row": row, "t": now}, ensure_ascii=False) for row in rows]
+    return {"item": np.array(items, dtype=object)}
 
 
 class PairsStage:
-    """SLM-1 on one actor: a pairs row for every item that has a chunk and no pairs row yet."""
+    """SLM-1 on one actor: the pairs row of every chunk in a block."""
 
     def __init__(self, spec: ExpandSpec):
         self.spec = spec
@@ -80,40 +85,21 @@ class PairsStage:
         _quiet_worker()
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        items = _items(batch)
-        todo = {chunk_key(it["chunk"]): it for it in items if it.get("pairs") is None}
-        model, params = self.generator.model_name, self.spec.params()
-        jobs = {key: pairs_job(it["chunk"]["meta"], self.spec.language, self.spec.num_pairs, params, model)
-                for key, it in todo.items()}
+        spec, model, params = self.spec, self.generator.model_name, self.spec.params()
+        jobs = {chunk_key(c): pairs_job(c["meta"], spec.language, spec.num_pairs, params, model)
+                for c in _items(batch)}
         requests = [Request(key, job.messages, params) for key, job in jobs.items()]
 
         def validate(completion: Completion) -> tuple[Any, str | None]:
-            return parse_pairs(completion.text, self.spec.num_pairs)
+            return parse_pairs(completion.text, spec.num_pairs)
 
-        for result in self.generator.run(requests, validate=validate,
-                                         max_attempts=self.spec.max_validation_attempts, description="pairs"):
-            item = todo[result.request.key]
-            item["pairs"] = pairs_result_row(jobs[result.request.key], result, model)
-            item["new"] = True
-        return _batch(items)
-
-
-def explode(row: dict[str, Any]) -> list[dict[str, Any]]:
-    """A chunk with its pairs row -> the new pairs row (for the driver) + one job per pair still to rewrite."""
-    item = json.loads(row["item"])
-    prow = item["pairs"]
-    out: list[dict[str, Any]] = [{"kind": "pairs", "row": prow, "t": time.time()}] if item.get("new") else []
-    if prow["status"] == OK:
-        done = set(item.get("done_pair_ids", []))
-        for pair_id, pair in enumerate(prow["pairs"]):
-            if pair_id not in done:
-                meta = {**prow["meta"], "genre": pair["genre"], "audience": pair["audience"], "pair_id": pair_id}
-                out.append({"kind": "job", "meta": meta})
-    return [{"item": json.dumps(it, ensure_ascii=False)} for it in out]
+        results = self.generator.run(requests, validate=validate, max_attempts=spec.max_validation_attempts,
+                                     description="pairs")
+        return _batch("pairs", [pairs_result_row(jobs[r.request.key], r, model) for r in results])
 
 
 class RewriteStage:
-    """SLM-2 on one actor: a rewrite row for every (chunk, pair) job; pairs rows pass through."""
+    """SLM-2 on one actor: the rewrite row of every (chunk, pair) job in a block."""
 
     def __init__(self, spec: ExpandSpec):
         self.spec = spec
@@ -121,17 +107,15 @@ class RewriteStage:
         _quiet_worker()
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        items = _items(batch)
-        spec = self.spec
-        model, params = self.generator.model_name, spec.params()
-        jobs = {rewrite_key({"meta": it["meta"], "variant": spec.variant}):
-                rewrite_job(it["meta"], spec.variant, spec.language, params, model) for it in items if it["kind"] == "job"}
-        out = [it for it in items if it["kind"] != "job"]
+        spec, model, params = self.spec, self.generator.model_name, self.spec.params()
+        jobs = {it["key"]: rewrite_job(it["meta"], spec.variant, spec.language, params, model) for it in _items(batch)}
         requests = [rewrite_request(key, job, params, spec.language) for key, job in jobs.items()]
-        for result in self.generator.run(requests, max_attempts=REWRITE_ATTEMPTS, description="rewrite"):
-            row = rewrite_result_row(jobs[result.request.key], result, spec.variant, model, spec.max_new_tokens)
-            out.append({"kind": "rewrite", "row": row, "t": time.time()})
-        return _batch(out)
+        results = self.generator.run(requests, max_attempts=REWRITE_ATTEMPTS, description="rewrite")
+        return _batch("rewrite", [rewrite_result_row(jobs[r.request.key], r, spec.variant, model, spec.max_new_tokens)
+                                  for r in results])
+
+
+STAGES = {"pairs": PairsStage, "rewrite": RewriteStage}
 
 
 # ---- the driver ------------------------------------------------------------------------------------------------
@@ -157,53 +141,88 @@ def _start_ray(address: str | None, workers: int) -> bool:
     return True
 
 
-def _resources(spec: ExpandSpec, which: str) -> dict[str, float]:
-    """A vLLM actor takes a GPU; a CPU model actor a share of a CPU (see `CPUS`)."""
-    return {"num_gpus": 1} if spec.backend(which) == "vllm" else {"num_cpus": CPUS[which]}
+def _pairs_todo(work_dir: Path, spec: ExpandSpec, workers: int) -> Todo:
+    with RowIndex(work_dir / "pairs.jsonl", chunk_key) as pairs:
+        return write_todo(work_dir, "pairs", lambda: missing_pairs(work_dir / "chunks.jsonl", pairs), workers,
+                          spec.batch_size)
+
+
+def _rewrite_todo(work_dir: Path, spec: ExpandSpec, workers: int) -> Todo:
+    with (RowIndex(work_dir / "pairs.jsonl", chunk_key) as pairs,
+          RowIndex(work_dir / "rewrites.jsonl", rewrite_key) as rewrites):
+        def jobs():
+            for key, meta in missing_rewrites(work_dir / "chunks.jsonl", spec.variant, pairs, rewrites):
+                yield {"key": key, "meta": meta}
+
+        return write_todo(work_dir, "rewrite", jobs, workers, spec.batch_size)
+
+
+def _pass(work_dir: Path, spec: ExpandSpec, which: Which, todo: Todo, workers: int) -> dict[str, float]:
+    """One Ray Data pass over `todo`; the timings of its rows once folded into the shard's streams."""
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = sys.stderr.isatty()
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    begun = time.time()
+    resources = {"num_gpus": 1} if spec.backend(which) == "vllm" else {"num_cpus": ACTOR_CPUS}
+    size = min(workers, len(todo.files))
+    console.print(f"expand (ray): {which}: {todo.items} to generate in {len(todo.files)} blocks, {size} workers",
+                  markup=False)
+    ds = ray.data.read_json([str(p) for p in todo.files], override_num_blocks=len(todo.files),
+                              num_cpus=IO_CPUS)
+    ds = ds.map_batches(STAGES[which], fn_constructor_kwargs={"spec": spec}, batch_size=None, **resources,
+                        compute=ray.data.ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=2))
+    ds.write_json(str(run_folder(work_dir, todo.run_id)), ray_remote_args={"num_cpus": IO_CPUS})
+    first, last = fold_outputs(work_dir)
+    first, last = first or time.time(), last or time.time()
+    return {"on": "ray", "startup_s": round(first - begun, 3), "generate_s": round(last - first, 3),
+            "wall_s": round(time.time() - begun, 3)}
+
+
+def _todo(work_dir: Path, spec: ExpandSpec, which: Which, workers: int) -> Todo:
+    return (_pairs_todo if which == "pairs" else _rewrite_todo)(work_dir, spec, workers)
 
 
 def run_on_ray(
     work_dir: Path, spec: ExpandSpec, *, workers: int | None = None, ray_address: str | None = None,
 ) -> dict[str, Any]:
-    """Generate the missing pairs and rewrite rows of work_dir's chunks on Ray Data into its JSONL streams.
+    """Generate the missing pairs rows, then the missing rewrite rows, of work_dir's chunks on Ray Data.
 
-    Returns timings: `startup_s` until the first row was made (Ray, actors, model loading) and `generate_s`
-    from the first row to the last (the steady state, where throughput scales with workers)."""
+    A pass whose tool model is served by an endpoint (`openai` backend) runs in the driver, as the local
+    executor runs it: the server does the work and one async client keeps it busy, so actors would add only
+    their start-up. Returns per pass `wall_s`, and for a Ray pass `startup_s` until its first block was done
+    (actors, imports, model loading) and `generate_s` from its first row to its last (the steady state, where
+    throughput scales with workers). Ray is started only when a pass needs it."""
+    from mga.distill.expand.local import run_local_pass
+
     fold_outputs(work_dir)  # rows a killed run left in Ray's output folder
     workers = workers or (None if ray_address else os.cpu_count() or 1)
-    todo = write_todo(work_dir, spec, workers or 1)
-    if not todo.items:
-        console.print("expand (ray): every chunk already has its rows, nothing to generate", markup=False)
-        return {"workers": 0, "startup_s": 0.0, "generate_s": 0.0}
-    begun = time.time()
-    started = _start_ray(ray_address, workers or 1)
+    timings: dict[str, Any] = {"workers": 0}
+    started = False
     try:
-        import ray
-        import ray.data
+        for which in ("pairs", "rewrite"):
+            begun = time.time()
+            if spec.backend(which) == "openai":
+                run_local_pass(work_dir, spec, which)
+                timings[which] = {"on": "driver", "wall_s": round(time.time() - begun, 3)}
+                continue
+            todo = _todo(work_dir, spec, which, workers or 1)
+            if not todo.items:
+                continue
+            if not timings["workers"]:
+                started = _start_ray(ray_address, workers or 1)
+                if workers is None:  # on a cluster, default to one worker per CPU it has
+                    import ray
 
-        if workers is None:  # on a cluster, default to one worker per CPU it has
-            workers = max(1, int(ray.cluster_resources().get("CPU", 1) - CPUS["explode"]))
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = sys.stderr.isatty()
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
-        io = {"num_cpus": CPUS["io"]}
-        ds = ray.data.read_json([str(p) for p in todo.files], override_num_blocks=len(todo.files),
-                                ray_remote_args=io)
-        ds = ds.map_batches(PairsStage, fn_constructor_kwargs={"spec": spec}, batch_size=spec.batch_size,
-                            compute=ray.data.ActorPoolStrategy(size=min(workers, len(todo.files))),
-                            **_resources(spec, "pairs"))
-        ds = ds.flat_map(explode, num_cpus=CPUS["explode"])
-        ds = ds.map_batches(RewriteStage, fn_constructor_kwargs={"spec": spec}, batch_size=spec.batch_size,
-                            compute=ray.data.ActorPoolStrategy(size=workers), **_resources(spec, "rewrite"))
-        console.print(f"expand (ray): {todo.items} chunks with work left ({todo.expected} rewrites), "
-                      f"{workers} workers per stage", markup=False)
-        ds.write_json(str(run_folder(work_dir, todo.run_id)), ray_remote_args=io)
+                    workers = max(1, int(ray.cluster_resources().get("CPU", 1) - 2 * IO_CPUS))
+                    todo = _todo(work_dir, spec, which, workers)
+                timings["workers"] = workers
+            timings[which] = _pass(work_dir, spec, which, todo, workers)
     finally:
         if started:
             import ray
 
             ray.shutdown()
-    first, last = fold_outputs(work_dir)
     shutil.rmtree(work_dir / RAY_DIR, ignore_errors=True)  # the input files; every output is folded in
-    first, last = first or time.time(), last or time.time()
-    return {"workers": workers, "startup_s": round(first - begun, 3), "generate_s": round(last - first, 3)}
+    return timings

@@ -1,10 +1,12 @@
 """What the Ray executor reads and writes on disk, streamed by the driver with bounded memory.
 
-Before a run, the chunks that still need work go to `.ray/todo/todo-*.jsonl` (several files, so Ray Data
-reads them as parallel blocks), each with its pairs row when it has one and the pair ids already rewritten.
-Ray Data's writer leaves the generated rows in `.ray/out-<run>/`; `fold_outputs` appends them to the shard's
-`pairs.jsonl` / `rewrites.jsonl` (skipping keys already there, so a fold cut short can be repeated) and
-removes the folder. A killed run's output folder is folded at the start of the next run.
+Before each pass the driver writes the work left to `.ray/todo-<pass>/todo-*.jsonl`: the chunks without a
+pairs row, then the (chunk, pair) jobs without a rewrite row. The files are many and small (about 16 per
+worker), each a whole number of generation batches: Ray Data reads each file as one block and hands it to
+whichever actor is free, so the work left when the last block starts is one block, and no batch is cut short
+at a block's end. Ray Data's writer leaves the generated rows in `.ray/out-<run>/`; `fold_outputs` appends
+them to the shard's `pairs.jsonl` / `rewrites.jsonl` (skipping keys already there, so a fold cut short can be
+repeated) and removes the folder. A killed run's output folder is folded at the start of the next run.
 """
 
 from __future__ import annotations
@@ -13,19 +15,18 @@ import json
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mga.distill.core.diskindex import RowIndex
-from mga.distill.core.io import JsonlAppender, iter_rows
-from mga.distill.core.schema import OK, chunk_key, rewrite_key
-from mga.distill.expand.rows import rewrite_jobs
-from mga.distill.expand.spec import ExpandSpec
+from mga.distill.core.io import JsonlAppender
+from mga.distill.core.schema import chunk_key, rewrite_key
 
 RAY_DIR = ".ray"
-MAX_ROWS_PER_FILE = 512
+MAX_ITEMS_PER_FILE = 512
+BLOCKS_PER_WORKER = 16
 
 
 @dataclass(frozen=True)
@@ -33,51 +34,43 @@ class Todo:
     run_id: str
     files: tuple[Path, ...]
     items: int
-    expected: int  # rewrite rows still to come
 
 
 def run_folder(work_dir: Path, run_id: str) -> Path:
     return Path(work_dir) / RAY_DIR / f"out-{run_id}"
 
 
-def _todo_items(work_dir: Path, spec: ExpandSpec) -> Iterator[tuple[dict[str, Any], int]]:
-    """(item, rewrites it will make) for each chunk with work left, in chunk order."""
-    with (RowIndex(work_dir / "pairs.jsonl", chunk_key) as pairs,
-          RowIndex(work_dir / "rewrites.jsonl", rewrite_key) as rewrites):
-        for chunk in iter_rows(work_dir / "chunks.jsonl"):
-            prow = pairs.get(chunk_key(chunk))
-            if prow is None:
-                yield {"chunk": chunk, "pairs": None, "done_pair_ids": []}, spec.num_pairs
-            elif prow["status"] == OK:
-                done = [i for i, (key, _) in enumerate(rewrite_jobs(prow, spec.variant)) if key in rewrites]
-                if len(done) < len(prow["pairs"]):
-                    yield {"chunk": chunk, "pairs": prow, "done_pair_ids": done}, len(prow["pairs"]) - len(done)
+def items_per_file(items: int, workers: int, batch_size: int) -> int:
+    """About `BLOCKS_PER_WORKER` files per worker, each a multiple of `batch_size` items and at most 512 (or one
+    batch, when a batch is larger)."""
+    per_file = -(-items // (BLOCKS_PER_WORKER * max(1, workers)))
+    per_file = -(-per_file // batch_size) * batch_size
+    return max(batch_size, min(per_file, MAX_ITEMS_PER_FILE // batch_size * batch_size))
 
 
-def write_todo(work_dir: Path, spec: ExpandSpec, workers: int) -> Todo:
-    """Write the chunks with work left as Ray Data input files: about 4 files per worker, at most 512 rows each."""
-    folder = Path(work_dir) / RAY_DIR / "todo"
+def write_todo(work_dir: Path, name: str, items: Callable[[], Iterator[dict[str, Any]]], workers: int,
+               batch_size: int) -> Todo:
+    """Write `items()` (called twice: once to count, once to write) as Ray Data input files."""
+    folder = Path(work_dir) / RAY_DIR / f"todo-{name}"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    items = sum(1 for _ in _todo_items(work_dir, spec))
-    per_file = max(spec.batch_size, min(MAX_ROWS_PER_FILE, -(-items // (4 * workers)) if items else 1))
+    count = sum(1 for _ in items())
+    per_file = items_per_file(count, workers, batch_size)
     files: list[Path] = []
-    expected = 0
     out = None
     try:
-        for number, (item, rewrites) in enumerate(_todo_items(work_dir, spec)):
+        for number, item in enumerate(items()):
             if number % per_file == 0:
                 if out is not None:
                     out.close()
                 files.append(folder / f"todo-{len(files):06d}.jsonl")
                 out = open(files[-1], "w", encoding="utf-8")
             out.write(json.dumps({"item": json.dumps(item, ensure_ascii=False)}, ensure_ascii=False) + "\n")
-            expected += rewrites
     finally:
         if out is not None:
             out.close()
-    return Todo(run_id=f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}", files=tuple(files),
-                items=items, expected=expected)
+    return Todo(run_id=f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}", files=tuple(files),
+                items=count)
 
 
 def _written_items(folder: Path) -> Iterator[dict[str, Any]]:

@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from mga.distill.core.schema import EXPANDED_SPLIT, OK, rewrite_key
+from mga.distill.core.schema import EXPANDED_SPLIT, OK, pair_meta, rewrite_key
 
 
 def rewrite_jobs(prow: dict[str, Any], variant: str) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -19,7 +19,7 @@ def rewrite_jobs(prow: dict[str, Any], variant: str) -> Iterator[tuple[str, dict
     if prow.get("status") != OK:
         return
     for pair_id, pair in enumerate(prow["pairs"]):
-        meta = {**prow["meta"], "genre": pair["genre"], "audience": pair["audience"], "pair_id": pair_id}
+        meta = pair_meta(prow["meta"], pair_id, pair)
         yield rewrite_key({"meta": meta, "variant": variant}), meta
 
 

@@ -16,12 +16,14 @@ from typing import Any
 
 from mga.distill.core.config import TeacherConfig, default_corpus_path
 from mga.distill.core.io import done_keys, read_rows, write_rows
-from mga.distill.core.prompts import judge_messages, pairs_messages, rewrite_messages
+from mga.distill.core.prompts import judge_messages
 from mga.distill.core.schema import OK, chunk_key, rewrite_key, unjudgeable_reason
+from mga.distill.expand.rows import rewrite_jobs
 from mga.distill.generate.cache import RequestCache
 from mga.distill.generate.estimate import StageEstimate, estimate_stage, token_counter
 from mga.distill.generate.protocol import Request
 from mga.distill.label.chunk import chunk_corpus
+from mga.distill.label.rows import pairs_job, rewrite_job, rewrite_request
 from mga.distill.pipeline.recipe import RunConfig
 from mga.distill.train.split import only_docs, read_split, split_documents
 from mga.judge.controls import with_controls
@@ -33,24 +35,25 @@ from mga.judge.reference import (
 
 
 def pairs_requests(chunks: list[dict[str, Any]], cfg: RunConfig, done: set[str]) -> list[Request]:
-    return [Request(chunk_key(c), pairs_messages(c["meta"]["raw_text"], cfg.language, cfg.label.num_pairs),
-                    cfg.teacher.pairs) for c in chunks if chunk_key(c) not in done]
+    """Stage 1's requests, built by stage 1's own job builder."""
+    params, n = cfg.teacher.pairs, cfg.label.num_pairs
+    jobs = {chunk_key(c): pairs_job(c["meta"], cfg.language, n, params, cfg.teacher.model) for c in chunks}
+    return [Request(key, job.messages, params) for key, job in jobs.items() if key not in done]
 
 
 def rewrite_rows(pairs_rows: list[dict[str, Any]], variant: str) -> Iterator[dict[str, Any]]:
     """One job per (ok chunk, pair), keyed as stage 2 keys its rows."""
     for row in pairs_rows:
-        if row.get("status", OK) != OK:
-            continue
-        for pair_id, pair in enumerate(row.get("pairs") or []):
-            yield {"meta": {**row["meta"], "genre": pair["genre"], "audience": pair["audience"], "pair_id": pair_id},
-                   "variant": variant}
+        for _, meta in rewrite_jobs({"status": OK, **row}, variant):
+            yield {"meta": meta, "variant": variant}
 
 
 def rewrite_requests(pairs_rows: list[dict[str, Any]], cfg: RunConfig, variant: str, done: set[str]) -> list[Request]:
-    jobs = {rewrite_key(job): job["meta"] for job in rewrite_rows(pairs_rows, variant)}
-    return [Request(k, rewrite_messages(m["raw_text"], m["genre"], m["audience"], variant, cfg.language), cfg.teacher.rewrite)
-            for k, m in jobs.items() if k not in done]
+    """Stage 2's requests, built by stage 2's own job and request builders."""
+    params = cfg.teacher.rewrite
+    jobs = {rewrite_key(job): rewrite_job(job["meta"], variant, cfg.language, params, cfg.teacher.model)
+            for job in rewrite_rows(pairs_rows, variant)}
+    return [rewrite_request(k, job, params, cfg.language) for k, job in jobs.items() if k not in done]
 
 
 def judge_requests(rows: list[dict[str, Any]], cfg: RunConfig, done: set[str], chunks: list[dict[str, Any]]) -> list[Request]:
