@@ -172,7 +172,7 @@ def _pass(work_dir: Path, spec: ExpandSpec, which: Which, todo: Todo, workers: i
     ds = ray.data.read_json([str(p) for p in todo.files], override_num_blocks=len(todo.files),
                               num_cpus=IO_CPUS)
     ds = ds.map_batches(STAGES[which], fn_constructor_kwargs={"spec": spec}, batch_size=None, **resources,
-                        compute=ray.data.ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=2))
+                        compute=ray.data.ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=1))
     ds.write_json(str(run_folder(work_dir, todo.run_id)), ray_remote_args={"num_cpus": IO_CPUS})
     first, last = fold_outputs(work_dir)
     first, last = first or time.time(), last or time.time()

@@ -1,7 +1,7 @@
 """What the Ray executor reads and writes on disk, streamed by the driver with bounded memory.
 
 Before each pass the driver writes the work left to `.ray/todo-<pass>/todo-*.jsonl`: the chunks without a
-pairs row, then the (chunk, pair) jobs without a rewrite row. The files are many and small (about 16 per
+pairs row, then the (chunk, pair) jobs without a rewrite row. The files are many and small (about 32 per
 worker), each a whole number of generation batches: Ray Data reads each file as one block and hands it to
 whichever actor is free, so the work left when the last block starts is one block, and no batch is cut short
 at a block's end. Ray Data's writer leaves the generated rows in `.ray/out-<run>/`; `fold_outputs` appends
@@ -26,7 +26,7 @@ from mga.distill.core.schema import chunk_key, rewrite_key
 
 RAY_DIR = ".ray"
 MAX_ITEMS_PER_FILE = 512
-BLOCKS_PER_WORKER = 16
+BLOCKS_PER_WORKER = 32
 
 
 @dataclass(frozen=True)
