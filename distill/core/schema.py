@@ -19,6 +19,7 @@ control (a judged row that tests the judge, never a model's rewrite; see mga.jud
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from mga.distill.core.errors import MgaError
@@ -75,6 +76,15 @@ def score_of(row: dict[str, Any]) -> int | None:
 def pair_meta(meta: dict[str, Any], pair_id: int, pair: dict[str, str]) -> dict[str, Any]:
     """The meta of the rewrite for pair `pair_id` of a chunk: one definition, since it feeds `rewrite_key`."""
     return {**meta, "genre": pair["genre"], "audience": pair["audience"], "pair_id": pair_id}
+
+
+def rewrite_jobs(prow: dict[str, Any], variant: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(rewrite key, rewrite meta) for each pair of an ok pairs row, in pair order."""
+    if prow.get("status") != OK:
+        return
+    for pair_id, pair in enumerate(prow["pairs"]):
+        meta = pair_meta(prow["meta"], pair_id, pair)
+        yield rewrite_key({"meta": meta, "variant": variant}), meta
 
 
 def pairs_row(meta: dict[str, Any], pairs: list[dict[str, str]], *, status: str, reason: str | None, model: str,

@@ -14,9 +14,9 @@ from typing import Any
 
 from mga.distill.core.diskindex import RowIndex
 from mga.distill.core.io import iter_rows
-from mga.distill.core.schema import OK, chunk_key, rewrite_key
+from mga.distill.core.schema import OK, chunk_key, rewrite_jobs, rewrite_key
 from mga.distill.expand.output import AtomicJsonl, ParquetShards
-from mga.distill.expand.rows import expanded_row, rejected_row, rewrite_jobs
+from mga.distill.expand.rows import expanded_row, rejected_row
 from mga.distill.expand.spec import ExpandSpec
 
 

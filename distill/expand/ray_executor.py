@@ -13,8 +13,9 @@ next block only when it is free, so all workers stay busy until the last block. 
 `mga.distill.label.rows`' builders, as the local executor builds them: cleaning, statistics and resume are
 shared, a rerun sends only the chunks and pairs that have no row yet, and starts no Ray when there are none.
 No collection of rows is ever held on the driver. A pass whose tool model is served by an endpoint
-(`--backend openai`) runs in the driver instead, as the local executor runs it. Locally, Ray starts with `num_cpus=workers`; give
-`ray_address` to join a cluster (then the output folder must be on a file system every node sees).
+(`--backend openai`) runs in the driver instead, as the local executor runs it. Locally, Ray starts with
+`num_cpus=workers`; give `ray_address` to join a cluster (then the output folder must be on a file system
+every node sees).
 """
 
 from __future__ import annotations

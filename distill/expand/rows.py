@@ -1,26 +1,16 @@
 """The rows the expand step derives, in one place for the local and the Ray executor and the cleaning pass.
 
-pairs and rewrite rows are built by the labeling stages' builders (`mga.distill.label.labeling`); here are
-the rewrite jobs of a pairs row, the expanded row (the MGACorpus schema, `mgacorpus_arrow_schema`) and the
-rejected row (the source row plus `reject`).
+pairs and rewrite rows are built by the labeling stages' builders (`mga.distill.label.rows`); here are the
+expanded row (the MGACorpus schema, `mgacorpus_arrow_schema`) and the rejected row (the source row plus
+`reject`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-from mga.distill.core.schema import EXPANDED_SPLIT, OK, pair_meta, rewrite_key
-
-
-def rewrite_jobs(prow: dict[str, Any], variant: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(rewrite key, rewrite meta) for each pair of an ok pairs row, in pair order."""
-    if prow.get("status") != OK:
-        return
-    for pair_id, pair in enumerate(prow["pairs"]):
-        meta = pair_meta(prow["meta"], pair_id, pair)
-        yield rewrite_key({"meta": meta, "variant": variant}), meta
+from mga.distill.core.schema import EXPANDED_SPLIT
 
 
 def expanded_row(row: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:

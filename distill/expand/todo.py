@@ -12,8 +12,7 @@ from typing import Any
 
 from mga.distill.core.diskindex import RowIndex
 from mga.distill.core.io import iter_rows
-from mga.distill.core.schema import chunk_key
-from mga.distill.expand.rows import rewrite_jobs
+from mga.distill.core.schema import chunk_key, rewrite_jobs
 
 
 def missing_pairs(chunks_path: Path, pairs: RowIndex) -> Iterator[dict[str, Any]]:

@@ -20,7 +20,7 @@ from mga.distill.core.console import console
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import JsonlAppender, finalize_stream, iter_rows, write_rows
 from mga.distill.core.resume import resume_stream
-from mga.distill.core.schema import OK, chunk_key, pair_meta, rewrite_key
+from mga.distill.core.schema import OK, chunk_key, rewrite_jobs, rewrite_key
 from mga.distill.generate.protocol import Completion, Generator, Request, Sized
 from mga.distill.generate.retry import gave_up
 from mga.distill.label.rows import (
@@ -166,9 +166,8 @@ def label_rewrites(
             for p in row["pairs"]
         ):
             raise MgaError(f"{pairs_path}: row {number}: `pairs` must be a list of {{genre, audience}} strings")
-        for pair_id, pair in enumerate(row["pairs"]):
-            meta = pair_meta(row["meta"], pair_id, pair)
-            metas.setdefault(rewrite_key({"meta": meta, "variant": variant}), meta)
+        for key, meta in rewrite_jobs({**row, "status": OK}, variant):
+            metas.setdefault(key, meta)
     if skipped:
         console.print(f"stage 2: {skipped} chunks whose pairs failed are not rewritten", markup=False)
     if not metas and not skipped:

@@ -17,8 +17,7 @@ from typing import Any
 from mga.distill.core.config import TeacherConfig, default_corpus_path
 from mga.distill.core.io import done_keys, read_rows, write_rows
 from mga.distill.core.prompts import judge_messages
-from mga.distill.core.schema import OK, chunk_key, rewrite_key, unjudgeable_reason
-from mga.distill.expand.rows import rewrite_jobs
+from mga.distill.core.schema import OK, chunk_key, rewrite_jobs, rewrite_key, unjudgeable_reason
 from mga.distill.generate.cache import RequestCache
 from mga.distill.generate.estimate import StageEstimate, estimate_stage, token_counter
 from mga.distill.generate.protocol import Request
