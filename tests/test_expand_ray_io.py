@@ -11,30 +11,31 @@ import time
 
 import pytest
 from mga.distill.core.io import iter_rows, read_rows
-from mga.distill.expand.ray_io import BLOCKS_PER_WORKER, MAX_ITEMS_PER_FILE, items_per_file, write_todo
+from mga.distill.expand.ray_io import MAX_ITEMS_PER_FILE, SHARE, block_sizes, write_todo
 
 from tests.test_expand import _expand, corpus, tool_models  # noqa: F401 (corpus is a fixture)
 
 
-@pytest.mark.parametrize("items,workers,batch", [(200, 2, 8), (7, 4, 8), (100_000, 8, 8), (5_000, 1, 5),
-                                                 (3, 1, 1000)])
-def test_blocks_are_whole_batches_and_many_per_worker(items, workers, batch):
-    per_file = items_per_file(items, workers, batch)
-    files = -(-items // per_file)
-    assert per_file % batch == 0 and per_file <= max(batch, MAX_ITEMS_PER_FILE)
-    capped = per_file == MAX_ITEMS_PER_FILE // batch * batch
-    assert files <= BLOCKS_PER_WORKER * workers or capped
-    if items >= 2 * BLOCKS_PER_WORKER * workers * batch and not capped:
-        assert files >= BLOCKS_PER_WORKER * workers // 2  # enough blocks that no worker idles at the end
+@pytest.mark.parametrize("items,workers,batch", [(200, 2, 8), (7, 4, 8), (100_000, 8, 8), (1_740, 2, 8),
+                                                 (5_000, 1, 5), (3, 1, 1000)])
+def test_blocks_are_whole_batches_that_shrink_to_one_batch(items, workers, batch):
+    sizes = block_sizes(items, workers, batch)
+    assert sum(sizes) == items and all(s > 0 for s in sizes)
+    assert all(s % batch == 0 for s in sizes[:-1])  # no batch cut short but the very last
+    assert all(s <= max(batch, MAX_ITEMS_PER_FILE) for s in sizes)
+    assert sizes == sorted(sizes, reverse=True)  # large first, small last
+    assert sizes[0] >= min(items, batch, -(-items // (SHARE * workers)))
+    if items >= 4 * SHARE * workers * batch:
+        # each worker has several blocks, the last ones a batch each: they finish within a batch of each other
+        assert len(sizes) >= 2 * workers and all(s <= batch for s in sizes[-workers:])
+        assert len(sizes) <= items // MAX_ITEMS_PER_FILE + SHARE * workers * 8  # few tasks to schedule
 
 
 def test_todo_files_hold_every_item_once_in_order(tmp_path):
     items = [{"key": f"k{i}", "meta": {"n": i}} for i in range(203)]
     todo = write_todo(tmp_path, "rewrite", lambda: iter(items), workers=2, batch_size=8)
     sizes = [sum(1 for _ in open(f)) for f in todo.files]
-    assert todo.items == 203 and sum(sizes) == 203
-    assert all(n == sizes[0] and n % 8 == 0 for n in sizes[:-1]) and 0 < sizes[-1] <= sizes[0]
-    assert len(todo.files) >= 2 * 8  # enough blocks that 2 workers stay busy to the end
+    assert todo.items == 203 and sizes == block_sizes(203, 2, 8)
     back = [json.loads(row["item"]) for f in todo.files for row in iter_rows(f)]
     assert back == items
 

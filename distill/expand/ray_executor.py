@@ -6,9 +6,10 @@ Two passes, as the local executor makes them (Ray Data schedules and streams eac
     rewrite:  read_json(todo files: jobs without rewrite) -> map_batches(RewriteStage) -> write_json
 
 Between the passes the driver folds the new pairs rows into `pairs.jsonl` and writes the rewrite jobs, so it
-knows how many there are and cuts them into blocks of whole generation batches (`ray_io`); each pass has
-every worker (a GPU each, with vLLM) to itself, and SLM-1 is gone before SLM-2 loads. Each actor is sent its
-next block only when it is free, so all workers stay busy until the last block. Rows travel as JSON strings
+knows how many there are and cuts them into shrinking blocks of whole generation batches (`ray_io`); each
+pass has every worker (a GPU each, with vLLM) to itself, and SLM-1 is gone before SLM-2 loads. Each actor
+holds at most two blocks, the one it generates and the next, so it never waits on the driver between blocks,
+and the last blocks are one batch each, so all workers stay busy to within about a batch of the end. Rows travel as JSON strings
 (one `item` column) so Arrow never has to unify nested schemas across blocks, and are built by
 `mga.distill.label.rows`' builders, as the local executor builds them: cleaning, statistics and resume are
 shared, a rerun sends only the chunks and pairs that have no row yet, and starts no Ray when there are none.
@@ -69,11 +70,12 @@ def _items(batch: dict[str, Any]) -> list[dict[str, Any]]:
     return [json.loads(s) for s in batch["item"]]
 
 
-def _batch(kind: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+def _batch(kind: str, rows: list[dict[str, Any]], began: float) -> dict[str, Any]:
+    """The block's rows, stamped with when it began and ended generating (for the pass's timings)."""
     import numpy as np
 
     now = time.time()
-    items = [json.dumps({"kind": kind, "row": row, "t": now}, ensure_ascii=False) for row in rows]
+    items = [json.dumps({"kind": kind, "row": row, "began": began, "t": now}, ensure_ascii=False) for row in rows]
     return {"item": np.array(items, dtype=object)}
 
 
@@ -86,7 +88,7 @@ class PairsStage:
         _quiet_worker()
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        spec, model, params = self.spec, self.generator.model_name, self.spec.params()
+        began, spec, model, params = time.time(), self.spec, self.generator.model_name, self.spec.params()
         jobs = {chunk_key(c): pairs_job(c["meta"], spec.language, spec.num_pairs, params, model)
                 for c in _items(batch)}
         requests = [Request(key, job.messages, params) for key, job in jobs.items()]
@@ -96,7 +98,7 @@ class PairsStage:
 
         results = self.generator.run(requests, validate=validate, max_attempts=spec.max_validation_attempts,
                                      description="pairs")
-        return _batch("pairs", [pairs_result_row(jobs[r.request.key], r, model) for r in results])
+        return _batch("pairs", [pairs_result_row(jobs[r.request.key], r, model) for r in results], began)
 
 
 class RewriteStage:
@@ -108,12 +110,12 @@ class RewriteStage:
         _quiet_worker()
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        spec, model, params = self.spec, self.generator.model_name, self.spec.params()
+        began, spec, model, params = time.time(), self.spec, self.generator.model_name, self.spec.params()
         jobs = {it["key"]: rewrite_job(it["meta"], spec.variant, spec.language, params, model) for it in _items(batch)}
         requests = [rewrite_request(key, job, params, spec.language) for key, job in jobs.items()]
         results = self.generator.run(requests, max_attempts=REWRITE_ATTEMPTS, description="rewrite")
         return _batch("rewrite", [rewrite_result_row(jobs[r.request.key], r, spec.variant, model, spec.max_new_tokens)
-                                  for r in results])
+                                  for r in results], began)
 
 
 STAGES = {"pairs": PairsStage, "rewrite": RewriteStage}
@@ -122,7 +124,7 @@ STAGES = {"pairs": PairsStage, "rewrite": RewriteStage}
 # ---- the driver ------------------------------------------------------------------------------------------------
 
 
-def _start_ray(address: str | None, workers: int) -> bool:
+def start_ray(address: str | None, workers: int) -> bool:
     """Join the cluster at `address`, or start a small local Ray; True when this call started it."""
     import ray
 
@@ -173,7 +175,7 @@ def _pass(work_dir: Path, spec: ExpandSpec, which: Which, todo: Todo, workers: i
     ds = ray.data.read_json([str(p) for p in todo.files], override_num_blocks=len(todo.files),
                               num_cpus=IO_CPUS)
     ds = ds.map_batches(STAGES[which], fn_constructor_kwargs={"spec": spec}, batch_size=None, **resources,
-                        compute=ray.data.ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=1))
+                        compute=ray.data.ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=2))
     ds.write_json(str(run_folder(work_dir, todo.run_id)), ray_remote_args={"num_cpus": IO_CPUS})
     first, last = fold_outputs(work_dir)
     first, last = first or time.time(), last or time.time()
@@ -192,8 +194,8 @@ def run_on_ray(
 
     A pass whose tool model is served by an endpoint (`openai` backend) runs in the driver, as the local
     executor runs it: the server does the work and one async client keeps it busy, so actors would add only
-    their start-up. Returns per pass `wall_s`, and for a Ray pass `startup_s` until its first block was done
-    (actors, imports, model loading) and `generate_s` from its first row to its last (the steady state, where
+    their start-up. Returns per pass `wall_s`, and for a Ray pass `startup_s` until an actor began its first
+    block (reading, actors, imports, model loading) and `generate_s` from then to its last row (where
     throughput scales with workers). Ray is started only when a pass needs it."""
     from mga.distill.expand.local import run_local_pass
 
@@ -212,7 +214,7 @@ def run_on_ray(
             if not todo.items:
                 continue
             if not timings["workers"]:
-                started = _start_ray(ray_address, workers or 1)
+                started = start_ray(ray_address, workers or 1)
                 if workers is None:  # on a cluster, default to one worker per CPU it has
                     import ray
 

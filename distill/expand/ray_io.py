@@ -1,12 +1,14 @@
 """What the Ray executor reads and writes on disk, streamed by the driver with bounded memory.
 
 Before each pass the driver writes the work left to `.ray/todo-<pass>/todo-*.jsonl`: the chunks without a
-pairs row, then the (chunk, pair) jobs without a rewrite row. The files are many and small (about 32 per
-worker), each a whole number of generation batches: Ray Data reads each file as one block and hands it to
-whichever actor is free, so the work left when the last block starts is one block, and no batch is cut short
-at a block's end. Ray Data's writer leaves the generated rows in `.ray/out-<run>/`; `fold_outputs` appends
-them to the shard's `pairs.jsonl` / `rewrites.jsonl` (skipping keys already there, so a fold cut short can be
-repeated) and removes the folder. A killed run's output folder is folded at the start of the next run.
+pairs row, then the (chunk, pair) jobs without a rewrite row. Each file holds a fixed share of the work still
+left after the files before it (guided self-scheduling), in whole generation batches: Ray Data reads each
+file as one block and hands it to an actor with room for it. The first blocks are large (few tasks to
+schedule, long batches for vLLM), the last are one batch each, so the workers finish within about a batch of
+each other and no batch is cut short at a block's end. Ray Data's writer leaves the generated rows in
+`.ray/out-<run>/`; `fold_outputs` appends them to the shard's `pairs.jsonl` / `rewrites.jsonl` (skipping keys
+already there, so a fold cut short can be repeated) and removes the folder. A killed run's output folder is
+folded at the start of the next run.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from mga.distill.core.schema import chunk_key, rewrite_key
 
 RAY_DIR = ".ray"
 MAX_ITEMS_PER_FILE = 512
-BLOCKS_PER_WORKER = 32
+SHARE = 4  # a file holds 1/(SHARE x workers) of the work left
 
 
 @dataclass(frozen=True)
@@ -40,12 +42,18 @@ def run_folder(work_dir: Path, run_id: str) -> Path:
     return Path(work_dir) / RAY_DIR / f"out-{run_id}"
 
 
-def items_per_file(items: int, workers: int, batch_size: int) -> int:
-    """About `BLOCKS_PER_WORKER` files per worker, each a multiple of `batch_size` items and at most 512 (or one
-    batch, when a batch is larger)."""
-    per_file = -(-items // (BLOCKS_PER_WORKER * max(1, workers)))
-    per_file = -(-per_file // batch_size) * batch_size
-    return max(batch_size, min(per_file, MAX_ITEMS_PER_FILE // batch_size * batch_size))
+def block_sizes(items: int, workers: int, batch_size: int) -> list[int]:
+    """Items per file: each `1 / (SHARE * workers)` of what is left, in whole batches, between one batch and
+    `MAX_ITEMS_PER_FILE`; the last holds the remainder."""
+    sizes: list[int] = []
+    cap = max(batch_size, MAX_ITEMS_PER_FILE // batch_size * batch_size)
+    left = items
+    while left > 0:
+        share = -(-left // (SHARE * max(1, workers)))
+        size = min(left, cap, -(-share // batch_size) * batch_size)
+        sizes.append(size)
+        left -= size
+    return sizes
 
 
 def write_todo(work_dir: Path, name: str, items: Callable[[], Iterator[dict[str, Any]]], workers: int,
@@ -55,17 +63,18 @@ def write_todo(work_dir: Path, name: str, items: Callable[[], Iterator[dict[str,
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     count = sum(1 for _ in items())
-    per_file = items_per_file(count, workers, batch_size)
+    sizes = iter(block_sizes(count, workers, batch_size))
     files: list[Path] = []
-    out = None
+    out, left = None, 0
     try:
-        for number, item in enumerate(items()):
-            if number % per_file == 0:
+        for item in items():
+            if left == 0:
                 if out is not None:
                     out.close()
                 files.append(folder / f"todo-{len(files):06d}.jsonl")
-                out = open(files[-1], "w", encoding="utf-8")
+                out, left = open(files[-1], "w", encoding="utf-8"), next(sizes, batch_size)
             out.write(json.dumps({"item": json.dumps(item, ensure_ascii=False)}, ensure_ascii=False) + "\n")
+            left -= 1
     finally:
         if out is not None:
             out.close()
@@ -84,7 +93,8 @@ def _written_items(folder: Path) -> Iterator[dict[str, Any]]:
 
 
 def fold_outputs(work_dir: Path) -> tuple[float | None, float | None]:
-    """Append the rows of every Ray output folder to the streams; (first, last) time a row was made."""
+    """Append the rows of every Ray output folder to the streams; (first, last): when the first block began
+    generating, when the last row was made."""
     first = last = None
     folders = sorted((Path(work_dir) / RAY_DIR).glob("out-*"))
     if not folders:
@@ -94,8 +104,8 @@ def fold_outputs(work_dir: Path) -> tuple[float | None, float | None]:
           JsonlAppender(pairs.stream) as pairs_out, JsonlAppender(rewrites.stream) as rewrites_out):
         for folder in folders:
             for item in _written_items(folder):
-                t = item.get("t")
-                first, last = (t, t) if first is None else (min(first, t), max(last, t))
+                began, t = item.get("began", item["t"]), item["t"]
+                first, last = (began, t) if first is None else (min(first, began), max(last, t))
                 index, out, key = ((pairs, pairs_out, chunk_key) if item["kind"] == "pairs"
                                    else (rewrites, rewrites_out, rewrite_key))
                 if key(item["row"]) not in index:
