@@ -34,7 +34,13 @@ from mga.distill.core.console import console
 from mga.distill.core.diskindex import RowIndex
 from mga.distill.core.errors import MgaError
 from mga.distill.core.schema import chunk_key, rewrite_key
-from mga.distill.expand.ray_io import RAY_DIR, Todo, fold_outputs, run_folder, write_todo
+from mga.distill.expand.ray_io import (
+    RAY_DIR,
+    Todo,
+    fold_outputs,
+    run_folder,
+    write_todo,
+)
 from mga.distill.expand.spec import REWRITE_ATTEMPTS, ExpandSpec, Which
 from mga.distill.expand.todo import missing_pairs, missing_rewrites
 from mga.distill.generate.protocol import Completion, Request
