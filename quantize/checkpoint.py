@@ -7,12 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mga.distill.core.errors import MgaError
-
-
-def weight_files(folder: Path) -> list[Path]:
-    """The full-model weight files of a checkpoint folder (a LoRA adapter's own weights do not count)."""
-    files = [*folder.glob("*.safetensors"), *folder.glob("pytorch_model*.bin")]
-    return sorted(f for f in files if not f.name.startswith("adapter_model"))
+from mga.distill.core.weights import weight_files
 
 
 def check_checkpoint(checkpoint: Path) -> dict[str, Any]:

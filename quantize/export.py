@@ -23,8 +23,9 @@ from typing import Any
 from mga.distill.core.console import console
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import write_json
+from mga.distill.core.weights import weight_files
 from mga.quantize.calibration import text_hash
-from mga.quantize.checkpoint import check_checkpoint, weight_files
+from mga.quantize.checkpoint import check_checkpoint
 
 MARKER = "mga_quantize.json"
 MIN_CALIBRATION_ROWS = 8

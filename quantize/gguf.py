@@ -113,7 +113,7 @@ def _tensors(checkpoint: Path, config: dict[str, Any], arch: str):
     import gguf
     import numpy as np
     import torch
-    from mga.quantize.checkpoint import weight_files
+    from mga.distill.core.weights import weight_files
     from safetensors import safe_open
 
     n_layers = config["num_hidden_layers"]

@@ -20,7 +20,8 @@ from typing import Any
 from mga.distill.core.console import console
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import write_json
-from mga.quantize.checkpoint import check_checkpoint, weight_files
+from mga.distill.core.weights import weight_files
+from mga.quantize.checkpoint import check_checkpoint
 from mga.quantize.gguf import (
     GGUF_SCHEMES,
     check_gguf_architecture,

@@ -144,3 +144,30 @@ def test_budget_stops_the_run_and_it_resumes_when_raised(tmp_path, corpus, fake_
     assert all(r["status"] == "ok" for r in rows)
     asked = [json.dumps(b["messages"]) for b in server.requests]
     assert len(asked) == len(set(asked)) == len(rows)  # nothing asked twice across the stop and the resume
+
+
+def test_mga_run_refuses_another_inputs_labels_unless_overwrite(tmp_path, corpus, fake_openai, capsys):
+    """Same run folder, another corpus: `mga run` says so (not a silent mix), and `--overwrite` redoes it."""
+    from mga.distill.cli.main import main
+
+    server = fake_openai(teacher)
+    run_pipeline(_recipe(tmp_path, corpus, server.url), until="label-pairs")
+    others = [r for r in read_rows(default_corpus_path()) if len(r["text"].split()) < 400][7:12]
+    other = write_rows(tmp_path / "other.jsonl", others)
+    recipe = tmp_path / "other.yaml"
+    recipe.write_text(json.dumps({
+        "name": "dry", "run_dir": str(tmp_path / "run"), "corpus": {"path": str(other), "chunk_tokens": 200},
+        "teacher": {"base_url": server.url, "model": "fake-teacher", "api_key_env": "MGA_TEST_NO_KEY"},
+        "quantize": {"schemes": []}, "report": {"embed": False}}))
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as refused:
+        main(["run", str(recipe), "--until", "label-pairs"])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert refused.value.code == 2 and len(errors) == 1 and "of another input" in errors[0]
+    assert "--overwrite" in errors[0]
+    with pytest.raises(SystemExit) as done:
+        main(["run", str(recipe), "--until", "label-pairs", "--overwrite"])
+    assert done.value.code in (0, None)
+    pairs = read_rows(tmp_path / "run" / "labels" / "pairs.jsonl")
+    assert {r["meta"]["docid"] for r in pairs} == {r["id"] for r in others}

@@ -33,7 +33,7 @@ def test_blocks_are_whole_batches_that_shrink_to_one_batch(items, workers, batch
 
 def test_todo_files_hold_every_item_once_in_order(tmp_path):
     items = [{"key": f"k{i}", "meta": {"n": i}} for i in range(203)]
-    todo = write_todo(tmp_path, "rewrite", lambda: iter(items), workers=2, batch_size=8)
+    todo = write_todo(tmp_path, "rewrite", iter(items), len(items), workers=2, batch_size=8)
     sizes = [sum(1 for _ in open(f)) for f in todo.files]
     assert todo.items == 203 and sizes == block_sizes(203, 2, 8)
     back = [json.loads(row["item"]) for f in todo.files for row in iter_rows(f)]

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from mga.distill.cli.common import SetOpt
+from mga.distill.cli.common import OverwriteOpt, SetOpt
 from mga.distill.core.console import console
 from mga.distill.pipeline.runner import STAGES
 
@@ -20,6 +20,7 @@ def run(
     from_: Annotated[str | None, typer.Option("--from", help="Redo this stage and everything after it.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print per stage the requests, tokens, cost and time; send nothing.")] = False,
     latency: Annotated[float, typer.Option(help="Seconds per request assumed by --dry-run's wall time.")] = 2.0,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Run a recipe end to end: chunk, label, judge, filter, SFT rounds, quantize, report.
 
@@ -39,7 +40,7 @@ def run(
         console.print(estimate_table(estimates, title=f"mga run {config.name} --dry-run: nothing was sent"))
         print_notes(estimates)
         return
-    out = run_pipeline(config, from_stage=from_, until=until)
+    out = run_pipeline(config, from_stage=from_, until=until, overwrite=overwrite)
     report = out / "report" / "report.html"
     if report.exists():
         console.print(f"report: {report}", markup=False)

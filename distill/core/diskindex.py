@@ -57,12 +57,13 @@ class DiskSet:
 
 
 class RowIndex:
-    """key -> byte offset of each row of a JSONL stream (the first row of a key wins)."""
+    """key -> byte offset of each row of a JSONL stream (the first row of a key wins). `name` tells apart
+    indexes of one stream under different keys."""
 
-    def __init__(self, stream: Path, key: Callable[[dict[str, Any]], str]):
+    def __init__(self, stream: Path, key: Callable[[dict[str, Any]], str], name: str = "index"):
         self.stream = Path(stream)
         self._key = key
-        self.path = self.stream.with_name(f".{self.stream.name}.index.sqlite")
+        self.path = self.stream.with_name(f".{self.stream.name}.{name}.sqlite")
         self._db = _connect(self.path, durable=False)  # rebuilt from the stream whenever in doubt
         self._db.execute("CREATE TABLE IF NOT EXISTS rows (key TEXT PRIMARY KEY, offset INTEGER)")
         self._db.execute("CREATE TABLE IF NOT EXISTS scan (id INTEGER PRIMARY KEY, scanned INTEGER, tail BLOB)")
@@ -106,6 +107,10 @@ class RowIndex:
         self._db.commit()
         self._close_reader()
         return len(self)
+
+    def key_of(self, row: dict[str, Any]) -> str:
+        """The key this index files `row` under."""
+        return self._key(row)
 
     def __contains__(self, key: str) -> bool:
         return self._db.execute("SELECT 1 FROM rows WHERE key = ?", (key,)).fetchone() is not None

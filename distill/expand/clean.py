@@ -1,8 +1,9 @@
 """The expand step's last pass: clean the rewrites (the paper's step 10), write kept and rejected rows in
 chunk and pair order, and count.
 
-It walks `chunks.jsonl` once and fetches each chunk's pairs row and each pair's rewrite row from the
-streams by key (`RowIndex`, one seek each), so memory holds one chunk's rows whatever the shard's size.
+It walks `chunks.jsonl` once and fetches each chunk's current pairs row and each pair's current rewrite row
+from the streams by content key (`todo`: one seek each; rows of another text, prompt, parameters or model
+are never used), so memory holds one chunk's rows whatever the shard's size.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from mga.distill.core.diskindex import RowIndex
-from mga.distill.core.io import iter_rows
-from mga.distill.core.schema import OK, chunk_key, rewrite_jobs, rewrite_key
+from mga.distill.core.schema import OK
 from mga.distill.expand.output import AtomicJsonl, ParquetShards
 from mga.distill.expand.rows import expanded_row, rejected_row
 from mga.distill.expand.spec import ExpandSpec
+from mga.distill.expand.todo import content_key, current_pairs, open_streams, pair_jobs
 
 
 class _Tally:
@@ -27,12 +28,11 @@ class _Tally:
         self.last_docid: str | None = None
 
 
-def _clean_chunk(chunk: dict[str, Any], pairs: RowIndex, rewrites: RowIndex, spec: ExpandSpec, cfg: Any,
+def _clean_chunk(prow: dict[str, Any] | None, rewrites: RowIndex, spec: ExpandSpec, cfg: Any,
                  out: AtomicJsonl | ParquetShards, rejected: AtomicJsonl, tally: _Tally,
                  count_tokens: Callable[[str], int]) -> None:
     from mga.judge.filters import filter_row
 
-    prow = pairs.get(chunk_key(chunk))
     if prow is None:
         return
     n = tally.n
@@ -42,8 +42,8 @@ def _clean_chunk(chunk: dict[str, Any], pairs: RowIndex, rewrites: RowIndex, spe
                                     model=prow.get("model"), raw_output=prow.get("raw_output")))
         tally.reasons["pairs_invalid"] += 1
         return
-    for key, _ in rewrite_jobs(prow, spec.variant):
-        row = rewrites.get(key)
+    for key, job in pair_jobs(prow, spec):
+        row = rewrites.get(content_key(key, job.digest))
         if row is None:
             n["rewrites_missing"] += 1
             continue
@@ -79,15 +79,14 @@ def clean_and_count(
     n = tally.n
     rejected = AtomicJsonl(work_dir / "rejected.jsonl")
     try:
-        with (RowIndex(work_dir / "pairs.jsonl", chunk_key) as pairs,
-              RowIndex(work_dir / "rewrites.jsonl", rewrite_key) as rewrites):
-            for chunk in iter_rows(work_dir / "chunks.jsonl"):
+        with open_streams(work_dir) as (pairs, rewrites):
+            for chunk, prow in current_pairs(work_dir / "chunks.jsonl", spec, pairs):
                 docid = chunk["meta"]["docid"]
                 n["documents"] += docid != tally.last_docid  # a document's chunks are consecutive
                 tally.last_docid = docid
                 n["chunks"] += 1
                 n["tokens_in"] += count_tokens(chunk["meta"]["raw_text"])
-                _clean_chunk(chunk, pairs, rewrites, spec, cfg, out, rejected, tally, count_tokens)
+                _clean_chunk(prow, rewrites, spec, cfg, out, rejected, tally, count_tokens)
         files = out.commit()
         rejected.commit()
     except BaseException:

@@ -20,10 +20,8 @@ from typing import Any
 
 from mga.distill.core.config import VARIANTS, CorpusConfig
 from mga.distill.core.console import console
-from mga.distill.core.diskindex import RowIndex
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import write_json
-from mga.distill.core.schema import chunk_key, rewrite_key
 from mga.distill.expand.card import write_card
 from mga.distill.expand.output import (
     DEFAULT_SHARD_BYTES,
@@ -40,6 +38,7 @@ from mga.distill.expand.spec import (
     shard_of,
     token_counter,
 )
+from mga.distill.expand.todo import open_streams
 
 __all__ = ["expand_corpus", "shard_of"]
 
@@ -107,8 +106,7 @@ def print_stats(stats: dict[str, Any]) -> None:
 
 def _row_counts(work_dir: Path) -> tuple[int, int]:
     """Pairs and rewrite rows already written: the difference over a run is what it generated."""
-    with (RowIndex(work_dir / "pairs.jsonl", chunk_key) as pairs,
-          RowIndex(work_dir / "rewrites.jsonl", rewrite_key) as rewrites):
+    with open_streams(work_dir) as (pairs, rewrites):
         return len(pairs), len(rewrites)
 
 
@@ -166,6 +164,7 @@ def expand_corpus(
         if spec.backend(which) != "openai" and not Path(model).is_dir():
             raise MgaError(f"--{which}-model {model}: no such local checkpoint folder (backend "
                            f"{spec.backend(which)}); give a model folder, or --backend openai with a served model name")
+    spec = spec.with_model_ids()  # what rows are resumed by: a retrained checkpoint is another model
     started = time.perf_counter()
     work_dir = shard_dir(Path(out_dir), shard_index, num_shards)
     work_dir.mkdir(parents=True, exist_ok=True)

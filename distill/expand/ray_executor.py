@@ -8,15 +8,15 @@ Two passes, as the local executor makes them (Ray Data schedules and streams eac
 Between the passes the driver folds the new pairs rows into `pairs.jsonl` and writes the rewrite jobs, so it
 knows how many there are and cuts them into shrinking blocks of whole generation batches (`ray_io`); each
 pass has every worker (a GPU each, with vLLM) to itself, and SLM-1 is gone before SLM-2 loads. Each actor
-holds at most two blocks, the one it generates and the next, so it never waits on the driver between blocks,
-and the last blocks are one batch each, so all workers stay busy to within about a batch of the end. Rows travel as JSON strings
-(one `item` column) so Arrow never has to unify nested schemas across blocks, and are built by
-`mga.distill.label.rows`' builders, as the local executor builds them: cleaning, statistics and resume are
-shared, a rerun sends only the chunks and pairs that have no row yet, and starts no Ray when there are none.
-No collection of rows is ever held on the driver. A pass whose tool model is served by an endpoint
-(`--backend openai`) runs in the driver instead, as the local executor runs it. Locally, Ray starts with
-`num_cpus=workers`; give `ray_address` to join a cluster (then the output folder must be on a file system
-every node sees).
+holds at most two blocks, the one it generates and the next, so it never waits on the driver between
+blocks, and the last blocks are one batch each, so all workers stay busy to within about a batch of the end.
+Rows travel as JSON strings (one `item` column) so Arrow never has to unify nested schemas across blocks,
+and are built by the spec's jobs and `mga.distill.label.rows`' builders, as the local executor builds them:
+cleaning, statistics and content-keyed resume (`todo`) are shared, a rerun sends only the chunks and pairs
+that have no current row, and starts no Ray when there are none. No collection of rows is ever held on the
+driver. A pass whose tool model is served by an endpoint (`--backend openai`) runs in the driver instead, as
+the local executor runs it. Locally, Ray starts with `num_cpus=workers`; give `ray_address` to join a
+cluster (then the output folder must be on a file system every node sees).
 """
 
 from __future__ import annotations
@@ -31,9 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from mga.distill.core.console import console
-from mga.distill.core.diskindex import RowIndex
 from mga.distill.core.errors import MgaError
-from mga.distill.core.schema import chunk_key, rewrite_key
 from mga.distill.expand.ray_io import (
     RAY_DIR,
     Todo,
@@ -42,16 +40,14 @@ from mga.distill.expand.ray_io import (
     write_todo,
 )
 from mga.distill.expand.spec import REWRITE_ATTEMPTS, ExpandSpec, Which
-from mga.distill.expand.todo import missing_pairs, missing_rewrites
-from mga.distill.generate.protocol import Completion, Request
+from mga.distill.expand.todo import job_status, left_to_do, missing, open_streams
+from mga.distill.generate.protocol import Request
 from mga.distill.label.rows import (
-    pairs_job,
     pairs_result_row,
-    rewrite_job,
+    pairs_validator,
     rewrite_request,
     rewrite_result_row,
 )
-from mga.judge.pairs_check import parse_pairs
 
 # logical CPUs, so that `workers` actors and a read and a write task fit in `workers` CPUs (a task asking for a
 # whole CPU beside the actor pool would never be scheduled); each CPU actor runs one torch thread
@@ -95,15 +91,10 @@ class PairsStage:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         began, spec, model, params = time.time(), self.spec, self.generator.model_name, self.spec.params()
-        jobs = {chunk_key(c): pairs_job(c["meta"], spec.language, spec.num_pairs, params, model)
-                for c in _items(batch)}
+        jobs = {it["key"]: spec.pairs_job(it["meta"]) for it in _items(batch)}
         requests = [Request(key, job.messages, params) for key, job in jobs.items()]
-
-        def validate(completion: Completion) -> tuple[Any, str | None]:
-            return parse_pairs(completion.text, spec.num_pairs)
-
-        results = self.generator.run(requests, validate=validate, max_attempts=spec.max_validation_attempts,
-                                     description="pairs")
+        results = self.generator.run(requests, validate=pairs_validator(spec.num_pairs),
+                                     max_attempts=spec.max_validation_attempts, description="pairs")
         return _batch("pairs", [pairs_result_row(jobs[r.request.key], r, model) for r in results], began)
 
 
@@ -117,7 +108,7 @@ class RewriteStage:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         began, spec, model, params = time.time(), self.spec, self.generator.model_name, self.spec.params()
-        jobs = {it["key"]: rewrite_job(it["meta"], spec.variant, spec.language, params, model) for it in _items(batch)}
+        jobs = {it["key"]: spec.rewrite_job(it["meta"]) for it in _items(batch)}
         requests = [rewrite_request(key, job, params, spec.language) for key, job in jobs.items()]
         results = self.generator.run(requests, max_attempts=REWRITE_ATTEMPTS, description="rewrite")
         return _batch("rewrite", [rewrite_result_row(jobs[r.request.key], r, spec.variant, model, spec.max_new_tokens)
@@ -150,20 +141,14 @@ def start_ray(address: str | None, workers: int) -> bool:
     return True
 
 
-def _pairs_todo(work_dir: Path, spec: ExpandSpec, workers: int) -> Todo:
-    with RowIndex(work_dir / "pairs.jsonl", chunk_key) as pairs:
-        return write_todo(work_dir, "pairs", lambda: missing_pairs(work_dir / "chunks.jsonl", pairs), workers,
+def _todo(work_dir: Path, spec: ExpandSpec, which: Which, workers: int) -> Todo:
+    """The pass's jobs without a current row, as Ray Data input files."""
+    chunks_path = work_dir / "chunks.jsonl"
+    with open_streams(work_dir) as (pairs, rewrites):
+        count = left_to_do(which, chunks_path, spec, pairs, rewrites)
+        jobs = missing(job_status(which, chunks_path, spec, pairs, rewrites)) if count else iter(())
+        return write_todo(work_dir, which, ({"key": key, "meta": job.meta} for key, job in jobs), count, workers,
                           spec.batch_size)
-
-
-def _rewrite_todo(work_dir: Path, spec: ExpandSpec, workers: int) -> Todo:
-    with (RowIndex(work_dir / "pairs.jsonl", chunk_key) as pairs,
-          RowIndex(work_dir / "rewrites.jsonl", rewrite_key) as rewrites):
-        def jobs():
-            for key, meta in missing_rewrites(work_dir / "chunks.jsonl", spec.variant, pairs, rewrites):
-                yield {"key": key, "meta": meta}
-
-        return write_todo(work_dir, "rewrite", jobs, workers, spec.batch_size)
 
 
 def _pass(work_dir: Path, spec: ExpandSpec, which: Which, todo: Todo, workers: int) -> dict[str, float]:
@@ -187,10 +172,6 @@ def _pass(work_dir: Path, spec: ExpandSpec, which: Which, todo: Todo, workers: i
     first, last = first or time.time(), last or time.time()
     return {"on": "ray", "startup_s": round(first - begun, 3), "generate_s": round(last - first, 3),
             "wall_s": round(time.time() - begun, 3)}
-
-
-def _todo(work_dir: Path, spec: ExpandSpec, which: Which, workers: int) -> Todo:
-    return (_pairs_todo if which == "pairs" else _rewrite_todo)(work_dir, spec, workers)
 
 
 def run_on_ray(

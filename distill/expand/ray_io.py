@@ -17,14 +17,13 @@ import json
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mga.distill.core.diskindex import RowIndex
 from mga.distill.core.io import JsonlAppender
-from mga.distill.core.schema import chunk_key, rewrite_key
+from mga.distill.expand.todo import open_streams
 
 RAY_DIR = ".ray"
 MAX_ITEMS_PER_FILE = 512
@@ -56,18 +55,17 @@ def block_sizes(items: int, workers: int, batch_size: int) -> list[int]:
     return sizes
 
 
-def write_todo(work_dir: Path, name: str, items: Callable[[], Iterator[dict[str, Any]]], workers: int,
+def write_todo(work_dir: Path, name: str, items: Iterator[dict[str, Any]], count: int, workers: int,
                batch_size: int) -> Todo:
-    """Write `items()` (called twice: once to count, once to write) as Ray Data input files."""
+    """Write the `count` `items` as Ray Data input files."""
     folder = Path(work_dir) / RAY_DIR / f"todo-{name}"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    count = sum(1 for _ in items())
     sizes = iter(block_sizes(count, workers, batch_size))
     files: list[Path] = []
     out, left = None, 0
     try:
-        for item in items():
+        for item in items:
             if left == 0:
                 if out is not None:
                     out.close()
@@ -99,16 +97,14 @@ def fold_outputs(work_dir: Path) -> tuple[float | None, float | None]:
     folders = sorted((Path(work_dir) / RAY_DIR).glob("out-*"))
     if not folders:
         return first, last
-    with (RowIndex(work_dir / "pairs.jsonl", chunk_key) as pairs,
-          RowIndex(work_dir / "rewrites.jsonl", rewrite_key) as rewrites,
+    with (open_streams(work_dir) as (pairs, rewrites),
           JsonlAppender(pairs.stream) as pairs_out, JsonlAppender(rewrites.stream) as rewrites_out):
         for folder in folders:
             for item in _written_items(folder):
                 began, t = item.get("began", item["t"]), item["t"]
                 first, last = (began, t) if first is None else (min(first, began), max(last, t))
-                index, out, key = ((pairs, pairs_out, chunk_key) if item["kind"] == "pairs"
-                                   else (rewrites, rewrites_out, rewrite_key))
-                if key(item["row"]) not in index:
+                index, out = (pairs, pairs_out) if item["kind"] == "pairs" else (rewrites, rewrites_out)
+                if index.key_of(item["row"]) not in index:
                     out.write(item["row"])
     for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)

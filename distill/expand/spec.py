@@ -6,14 +6,16 @@ Kept apart from `expand.py` so the local and the Ray executor both import it and
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 from mga.distill.core.config import GenerationParams, TeacherConfig
 from mga.distill.core.errors import MgaError
 from mga.distill.core.sources import shard_of  # noqa: F401 (re-exported for the executors)
+from mga.distill.core.weights import checkpoint_digest
 from mga.distill.generate.protocol import Generator
+from mga.distill.label.rows import Job, pairs_job, rewrite_job
 
 BACKENDS = ("transformers", "vllm", "openai")
 EXECUTORS = ("local", "ray")
@@ -39,12 +41,35 @@ class ExpandSpec:
     base_url: str | None = None
     max_validation_attempts: int = 3
     seed: int = 0  # local models re-ask a rejected answer by sampling: seeded, so reruns agree
+    # what each tool model is, for the digests rows are resumed by (`with_model_ids`); the name if unset
+    pairs_model_id: str = ""
+    rewrite_model_id: str = ""
 
     def params(self) -> GenerationParams:
         return GenerationParams(temperature=self.temperature, max_tokens=self.max_new_tokens, seed=self.seed)
 
     def backend(self, which: Which) -> str:
         return self.pairs_backend if which == "pairs" else self.rewrite_backend
+
+    def with_model_ids(self) -> ExpandSpec:
+        """This spec with each local checkpoint identified by its bytes (`checkpoint_digest`), an endpoint's
+        model by its name: computed once by the driver, shipped to the workers."""
+        def identify(which: Which) -> str:
+            model = self.pairs_model if which == "pairs" else self.rewrite_model
+            if self.backend(which) == "openai" or not Path(model).is_dir():
+                return model
+            return f"{Path(model).name}@{checkpoint_digest(Path(model))}"
+
+        return replace(self, pairs_model_id=identify("pairs"), rewrite_model_id=identify("rewrite"))
+
+    def pairs_job(self, meta: dict) -> Job:
+        """The stage-1 job of a chunk; its digest covers the text, prompt, parameters and model."""
+        return pairs_job(meta, self.language, self.num_pairs, self.params(), self.pairs_model_id or self.pairs_model)
+
+    def rewrite_job(self, meta: dict) -> Job:
+        """The stage-2 job of a (chunk, pair); its digest covers the text, pair, prompt, parameters and model."""
+        model = self.rewrite_model_id or self.rewrite_model
+        return rewrite_job(meta, self.variant, self.language, self.params(), model)
 
     def generator(self, which: Which, cache_path: Path | None = None) -> Generator:
         """The tool model for one half of the step, on its backend."""

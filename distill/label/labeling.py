@@ -21,18 +21,18 @@ from mga.distill.core.errors import MgaError
 from mga.distill.core.io import JsonlAppender, finalize_stream, iter_rows, write_rows
 from mga.distill.core.resume import resume_stream
 from mga.distill.core.schema import OK, chunk_key, rewrite_jobs, rewrite_key
-from mga.distill.generate.protocol import Completion, Generator, Request, Sized
+from mga.distill.generate.protocol import Generator, Request, Sized
 from mga.distill.generate.retry import gave_up
 from mga.distill.label.rows import (
     FAILED,
     Job,
     pairs_job,
     pairs_result_row,
+    pairs_validator,
     rewrite_job,
     rewrite_request,
     rewrite_result_row,
 )
-from mga.judge.pairs_check import parse_pairs
 
 
 def _no_answer(row: dict[str, Any]) -> bool:
@@ -118,12 +118,10 @@ def label_pairs(
     todo = {k: j for k, j in jobs.items() if k not in resumed.done}
     requests = Sized((Request(k, j.messages, params) for k, j in todo.items()), len(todo))
 
-    def validate(completion: Completion) -> tuple[Any, str | None]:
-        return parse_pairs(completion.text, num_pairs)
-
     with JsonlAppender(resumed.stream) as out:
         for result in generator.run(
-            requests, validate=validate, max_attempts=max_validation_attempts, description="stage 1: pairs"
+            requests, validate=pairs_validator(num_pairs), max_attempts=max_validation_attempts,
+            description="stage 1: pairs",
         ):
             out.write(pairs_result_row(todo[result.request.key], result, model))
     stream = resumed.stream

@@ -7,6 +7,7 @@ messages and its meta. Rows carry both digests, the attempts, and every answer v
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ from mga.distill.core.resume import content_digest
 from mga.distill.core.schema import OK, pairs_row, rewrite_row
 from mga.distill.generate.protocol import Completion, Request, Result
 from mga.distill.label.answer_checks import rewrite_check
+from mga.judge.pairs_check import parse_pairs
 
 FAILED, TRUNCATED, EMPTY, REJECTED = "failed", "truncated", "empty", "rejected"
 
@@ -60,6 +62,12 @@ def _provenance(job: Job, result: Result) -> dict[str, Any]:
 def pairs_job(meta: dict[str, Any], language: str, num_pairs: int, params: GenerationParams, model: str) -> Job:
     messages = pairs_messages(meta["raw_text"], language, num_pairs)
     return Job(content_digest(meta["raw_text"]), request_digest(messages, params, model), messages, meta)
+
+
+def pairs_validator(num_pairs: int) -> Callable[[Completion], tuple[Any, str | None]]:
+    """Stage-1 answer validation (`parse_pairs`: JSON with exactly `num_pairs` distinct pairs); an invalid answer
+    is asked again."""
+    return lambda completion: parse_pairs(completion.text, num_pairs)
 
 
 def pairs_result_row(job: Job, result: Result, model: str) -> dict[str, Any]:

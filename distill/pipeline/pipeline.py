@@ -43,10 +43,13 @@ from mga.judge.reference import (
 )
 
 
-def run_pipeline(cfg: RunConfig, *, from_stage: str | None = None, until: str | None = None) -> Path:
-    """Run (or resume) the recipe `cfg`; returns the run directory."""
+def run_pipeline(cfg: RunConfig, *, from_stage: str | None = None, until: str | None = None,
+                 overwrite: bool = False) -> Path:
+    """Run (or resume) the recipe `cfg`; returns the run directory. `overwrite`: a labeling stage that runs
+    redoes an output holding another input's rows instead of refusing it (the request cache still answers
+    what it already has)."""
     preflight(cfg.train)  # a training plan known to fail is refused before any stage spends anything
-    runner = Runner(cfg.out_dir, cfg.teacher, from_stage=from_stage, until=until)
+    runner = Runner(cfg.out_dir, cfg.teacher, from_stage=from_stage, until=until, overwrite=overwrite)
     (runner.dir / "recipe.yaml").write_text(dump_recipe(cfg), encoding="utf-8")
     return timed(runner, f"run {cfg.name}", lambda: Pipeline(cfg, runner).run())
 
@@ -121,7 +124,8 @@ class Pipeline:
                   inputs=fingerprint_paths(corpus, at.file("corpus", "source.json")), outputs=[chunks],
                   config=cfg.corpus.model_dump(mode="json"))
             stage("label-pairs", stages.pairs, chunks, pairs, cfg, self.teacher,
-                  max_validation_attempts=cfg.label.max_validation_attempts, inputs=[chunks], outputs=[pairs],
+                  max_validation_attempts=cfg.label.max_validation_attempts, overwrite=self.runner.overwrite,
+                  inputs=[chunks], outputs=[pairs],
                   config=[cfg.teacher.model, cfg.teacher.pairs.model_dump(), cfg.label.num_pairs, cfg.language])
         stage("check-pairs", check_pairs_file, pairs, kept, rejected, cfg.label.num_pairs, inputs=[pairs],
               outputs=[kept, rejected], config=cfg.label.num_pairs)
@@ -137,7 +141,7 @@ class Pipeline:
         cfg, reference = self.cfg, self.reference()
         out, subset = self.at.file("labels", f"rewrites.{variant}.jsonl"), self.at.file("labels", "pairs.teacher-docs.jsonl")
         self.runner.stage(f"label-rewrites@{variant}", stages.teacher_rewrites, kept_pairs, self.at.split, subset, out,
-                          cfg, self.teacher, variant, reference,
+                          cfg, self.teacher, variant, reference, overwrite=self.runner.overwrite,
                           inputs=[kept_pairs, self.at.split] + ([reference] if reference else []), outputs=[out],
                           config=[cfg.teacher.model, cfg.teacher.rewrite.model_dump(), variant, cfg.language])
         return out
@@ -212,7 +216,7 @@ class Pipeline:
         stage_config = [self.cfg.teacher.pairs.model_dump(), self.cfg.teacher.rewrite.model_dump(), variant]
         self.runner.stage(f"answer@{split}.round-{r}", stages.slm_answers, prompts, chunks, pairs, rewrites, self.cfg,
                           self.slm(checkpoints["pairs"]), self.slm(checkpoints["rewrite"]), variant,
-                          inputs=inputs, outputs=[pairs, rewrites], config=stage_config)
+                          overwrite=self.runner.overwrite, inputs=inputs, outputs=[pairs, rewrites], config=stage_config)
         judged = self.judge(rewrites, folder / f"judged.{split}.jsonl", f"judge-slm@{split}.round-{r}")
         pair_rows = read_rows(pairs)
         valid = 100.0 * sum(row.get("status") == "ok" for row in pair_rows) / len(pair_rows) if pair_rows else 0.0
@@ -236,7 +240,7 @@ class Pipeline:
         """An SLM-2 checkpoint rewrites the eval prompts (the teacher's pairs); the judge scores the rewrites."""
         out = self.at.file("slm", folder, "rewrites.eval.jsonl")
         self.runner.stage(answer_stage, stages.rewrites, eval_pairs, out, self.cfg, self.slm(checkpoint), variant,
-                          inputs=[eval_pairs, self.markers[checkpoint]], outputs=[out],
+                          overwrite=self.runner.overwrite, inputs=[eval_pairs, self.markers[checkpoint]], outputs=[out],
                           config=[self.cfg.teacher.rewrite.model_dump(), variant])
         return read_rows(self.judge(out, out.with_name("judged.eval.jsonl"), judge_stage))
 

@@ -59,7 +59,8 @@ class GeneratorFactory:
 
 
 class Runner:
-    def __init__(self, run_dir: Path, teacher: TeacherConfig, *, from_stage: str | None = None, until: str | None = None):
+    def __init__(self, run_dir: Path, teacher: TeacherConfig, *, from_stage: str | None = None, until: str | None = None,
+                 overwrite: bool = False):
         for option, value in (("--from", from_stage), ("--until", until)):
             if value is not None and value not in STAGES:
                 raise MgaError(f"{option} {value!r}: unknown stage (stages: {', '.join(STAGES)})")
@@ -71,6 +72,7 @@ class Runner:
         self.cache_path = self.dir / "cache.sqlite"
         self.from_index = STAGES.index(from_stage) if from_stage else None
         self.until_index = STAGES.index(until) if until else None
+        self.overwrite = overwrite  # labeling stages that run redo another input's output instead of refusing it
         self.current = ""
         self.summary: list[dict[str, Any]] = []
 

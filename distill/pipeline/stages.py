@@ -37,23 +37,26 @@ def chunk(corpus: Path, out: Path, cfg: RunConfig) -> dict[str, Any]:
     return {"rows_out": sum(1 for _ in iter_rows(out))}
 
 
-def pairs(chunks: Path, out: Path, cfg: RunConfig, model: GeneratorFactory, *, max_validation_attempts: int) -> dict[str, Any]:
+def pairs(chunks: Path, out: Path, cfg: RunConfig, model: GeneratorFactory, *, max_validation_attempts: int,
+          overwrite: bool = False) -> dict[str, Any]:
     """Stage-1 labels: 5 (genre, audience) pairs per chunk, from the teacher or an SLM-1."""
     label_pairs(chunks, out, model(), language=cfg.language, num_pairs=cfg.label.num_pairs, params=cfg.teacher.pairs,
-                max_validation_attempts=max_validation_attempts)
+                max_validation_attempts=max_validation_attempts, overwrite=overwrite)
     rows = read_rows(out)
     return {"rows_in": len(read_rows(chunks)), "rows_out": len(rows),
             "pairs_valid": sum(row.get("status") == "ok" for row in rows), "pairs_total": len(rows)}
 
 
-def rewrites(prompts: Path, out: Path, cfg: RunConfig, model: GeneratorFactory, variant: str) -> dict[str, Any]:
+def rewrites(prompts: Path, out: Path, cfg: RunConfig, model: GeneratorFactory, variant: str, *,
+             overwrite: bool = False) -> dict[str, Any]:
     """Stage-2 labels: one rewrite per (document, pair) of `prompts`, from the teacher or an SLM-2."""
-    label_rewrites(prompts, out, model(), language=cfg.language, variant=variant, params=cfg.teacher.rewrite)
+    label_rewrites(prompts, out, model(), language=cfg.language, variant=variant, params=cfg.teacher.rewrite,
+                   overwrite=overwrite)
     return {"rows_out": len(read_rows(out))}
 
 
 def teacher_rewrites(kept_pairs: Path, split: Path, subset: Path, out: Path, cfg: RunConfig, teacher: GeneratorFactory,
-                     variant: str, reference: Path | None) -> dict[str, Any]:
+                     variant: str, reference: Path | None, *, overwrite: bool = False) -> dict[str, Any]:
     """Teacher rewrites for train + eval documents (pool documents only need prompts)."""
     parts = read_split(split)
     docs = parts["train"] | parts["eval"]
@@ -62,7 +65,7 @@ def teacher_rewrites(kept_pairs: Path, split: Path, subset: Path, out: Path, cfg
             raise MgaError(f"reference labels hold Base rewrites only; variant '{variant}' needs a teacher")
         return copy_rows(only_docs(reference_rewrite_rows(reference, variant=variant), docs), out)
     write_rows(subset, only_docs(read_rows(kept_pairs), docs))
-    return rewrites(subset, out, cfg, teacher, variant)
+    return rewrites(subset, out, cfg, teacher, variant, overwrite=overwrite)
 
 
 def judge(rows: Path, out: Path, cfg: RunConfig, judge_model: GeneratorFactory | None, donors: Path) -> dict[str, Any]:
@@ -133,12 +136,13 @@ def quantize(checkpoint: Path, out_dir: Path, scheme: str, cfg: RunConfig, corpu
 
 
 def slm_answers(prompts: Path, chunks: Path, pairs_out: Path, rewrites_out: Path, cfg: RunConfig,
-                pairs_model: GeneratorFactory, rewrite_model: GeneratorFactory, variant: str) -> dict[str, Any]:
+                pairs_model: GeneratorFactory, rewrite_model: GeneratorFactory, variant: str, *,
+                overwrite: bool = False) -> dict[str, Any]:
     """The SLMs answer held-out prompts: SLM-1 proposes pairs for each document (one attempt, as it would
     in bulk), SLM-2 rewrites the teacher's pairs, so teacher and SLM answer the very same prompts."""
     write_rows(chunks, [{"meta": row["meta"]} for row in read_rows(prompts)])
-    info = pairs(chunks, pairs_out, cfg, pairs_model, max_validation_attempts=1)
-    return {**info, **rewrites(prompts, rewrites_out, cfg, rewrite_model, variant)}
+    info = pairs(chunks, pairs_out, cfg, pairs_model, max_validation_attempts=1, overwrite=overwrite)
+    return {**info, **rewrites(prompts, rewrites_out, cfg, rewrite_model, variant, overwrite=overwrite)}
 
 
 def analyze_loss(out_dir: Path, cfg: RunConfig) -> dict[str, Any]:
