@@ -1,4 +1,4 @@
-"""Documents/s of `mga expand` on Ray Data at 1 and 2 workers, with the local executor as reference.
+"""Documents/s of `mga expand` on Ray at 1 and 2 workers, with the local executor as reference.
 
     python bench/expand_scale.py [--docs 150] [--chunk-tokens 1024] [--max-new-tokens 64] [--batch-size 8]
 

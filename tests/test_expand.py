@@ -1,4 +1,4 @@
-"""`mga expand`: MGACorpus rows, cleaning and statistics that add up, sharding, resume, and Ray Data = local.
+"""`mga expand`: MGACorpus rows, cleaning and statistics that add up, sharding, resume, and Ray = local.
 
 The pairs model (SLM-1) is served by the loopback OpenAI-compatible server (`fake_openai`) answering valid
 pairs JSON, because the tiny random-weight model cannot produce JSON and overfitting it to do so costs
