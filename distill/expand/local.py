@@ -16,7 +16,7 @@ from mga.distill.core.diskindex import RowIndex
 from mga.distill.core.io import JsonlAppender
 from mga.distill.expand.answer import answer_jobs
 from mga.distill.expand.spec import ExpandSpec, Which
-from mga.distill.expand.todo import job_status, left_to_do, missing, open_streams
+from mga.distill.expand.todo import open_streams, pass_work
 
 
 def description(which: Which, spec: ExpandSpec) -> str:
@@ -24,13 +24,11 @@ def description(which: Which, spec: ExpandSpec) -> str:
 
 
 def _pass(work_dir: Path, spec: ExpandSpec, which: Which, pairs: RowIndex, rewrites: RowIndex) -> None:
-    chunks_path = work_dir / "chunks.jsonl"
-    todo = left_to_do(which, chunks_path, spec, pairs, rewrites)  # a scan, so no model loads for nothing
-    if not todo:
+    work = pass_work(which, work_dir, spec, pairs, rewrites)
+    if work is None:
         return
+    todo, jobs, stream = work
     generator = spec.generator(which, cache_path=work_dir / ".mga-cache.sqlite")
-    stream = pairs if which == "pairs" else rewrites
-    jobs = missing(job_status(which, chunks_path, spec, pairs, rewrites))
     with JsonlAppender(stream.stream) as out:
         for row in answer_jobs(which, spec, generator, jobs, todo, description(which, spec)):
             out.write(row)

@@ -38,7 +38,7 @@ from mga.distill.expand.answer import answer_jobs
 from mga.distill.expand.blocks import block_sizes
 from mga.distill.expand.local import description, run_local_pass
 from mga.distill.expand.spec import ExpandSpec, Which
-from mga.distill.expand.todo import job_status, left_to_do, missing, open_streams
+from mga.distill.expand.todo import open_streams, pass_work
 from mga.distill.generate.protocol import Generator
 from mga.distill.label.rows import Job
 
@@ -171,7 +171,6 @@ def run_on_ray(
     their start-up. Returns per pass `wall_s`, and for a Ray pass `startup_s` until an actor began its first
     block (actors, imports, model loading) and `generate_s` from then to its last row (where throughput
     scales with workers). Ray is started only when a pass needs it."""
-    chunks_path = work_dir / "chunks.jsonl"
     timings: dict[str, Any] = {"workers": 0}
     started = False
     try:
@@ -182,14 +181,13 @@ def run_on_ray(
                 timings[which] = {"on": "driver", "wall_s": round(time.time() - begun, 3)}
                 continue
             with open_streams(work_dir) as (pairs, rewrites):
-                todo = left_to_do(which, chunks_path, spec, pairs, rewrites)
-                if not todo:
+                work = pass_work(which, work_dir, spec, pairs, rewrites)
+                if work is None:
                     continue
+                todo, jobs, stream = work
                 started = started or start_ray(ray_address, workers or os.cpu_count() or 1)
                 n = pass_workers(workers, spec.backend(which))
-                stream = (pairs if which == "pairs" else rewrites).stream
-                timings[which] = _pass(which, spec, missing(job_status(which, chunks_path, spec, pairs, rewrites)),
-                                       todo, stream, n)
+                timings[which] = _pass(which, spec, jobs, todo, stream.stream, n)
                 timings["workers"] = max(timings["workers"], timings[which]["workers"])
     finally:
         if started:

@@ -86,11 +86,6 @@ def job_status(which: Which, chunks_path: Path, spec: ExpandSpec, pairs: RowInde
     return rewrites_status(chunks_path, spec, pairs, rewrites)
 
 
-def missing(status: Iterator[tuple[str, Job, bool]]) -> Iterator[tuple[str, Job]]:
-    """(key, job) of the jobs without a current row."""
-    return ((key, job) for key, job, done in status if not done)
-
-
 def left_to_do(which: Which, chunks_path: Path, spec: ExpandSpec, pairs: RowIndex, rewrites: RowIndex) -> int:
     """How many of the pass's jobs have no current row; says first how many rows on disk are stale (made
     from another text, prompt, parameters or model, so not reused)."""
@@ -102,3 +97,16 @@ def left_to_do(which: Which, chunks_path: Path, spec: ExpandSpec, pairs: RowInde
         console.print(f"expand: {which}: {stale} row(s) on disk were made from another text, prompt, parameters "
                       "or model and are not reused", markup=False)
     return todo
+
+
+def pass_work(which: Which, work_dir: Path, spec: ExpandSpec, pairs: RowIndex,
+              rewrites: RowIndex) -> tuple[int, Iterator[tuple[str, Job]], RowIndex] | None:
+    """What a pass of either executor has to do: how many jobs have no current row (counted by a scan first,
+    so no model loads for nothing), those (key, job) lazily, and the stream their rows go to; None when
+    nothing is left."""
+    chunks_path = Path(work_dir) / "chunks.jsonl"
+    todo = left_to_do(which, chunks_path, spec, pairs, rewrites)
+    if not todo:
+        return None
+    jobs = ((key, job) for key, job, done in job_status(which, chunks_path, spec, pairs, rewrites) if not done)
+    return todo, jobs, pairs if which == "pairs" else rewrites
