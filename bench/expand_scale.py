@@ -92,6 +92,23 @@ def ceiling(corpus: Path, model: Path, tmp: Path, args) -> tuple[float, float]:
     return timed(1), timed(2)
 
 
+SPIN = ("import time\nt = time.perf_counter()\nx = 0\nfor i in range(12_000_000):\n    x += i * i % 7\n"
+        "print(time.perf_counter() - t)")
+
+
+def host_probe(tries: int = 5) -> tuple[list[float], list[float]]:
+    """Seconds alone, and mean seconds each when two run at once, of a pure-Python loop that touches no memory
+    beyond the first cache level, `tries` times each (interleaved): what the host gives two processes apart
+    from caches and the memory bus, and how much it varies (on a VM two vCPUs need not be two free cores)."""
+    def timed(copies: int) -> float:
+        procs = [subprocess.Popen([sys.executable, "-c", SPIN], stdout=subprocess.PIPE, text=True)
+                 for _ in range(copies)]
+        return sum(float(p.communicate()[0]) for p in procs) / copies
+
+    alone, together = zip(*((timed(1), timed(2)) for _ in range(tries)))
+    return sorted(alone), sorted(together)
+
+
 def local_once(corpus: Path, out: Path, model: Path, go: float, args) -> None:
     """One local executor run with one torch thread, begun at `go`; prints its seconds."""
     import torch
@@ -157,6 +174,7 @@ def main() -> None:
     subsets = {"small": docs[::4], "big": docs}  # every 4th document of a shuffled list: a quarter the work
     corpora = {name: write_rows(tmp / f"corpus.{name}.jsonl", rows) for name, rows in subsets.items()}
     model = build_tiny_model(tmp / "tiny", arch="qwen2", size="xs", seed=0)
+    spin_alone, spin_together = host_probe()
     alone, together = ceiling(corpora["small"], model, tmp, args)
     load_s = model_load_s(model)
     server = FakeOpenAI(lambda request: Reply(content=PAIRS)).start()
@@ -189,6 +207,12 @@ def main() -> None:
           f"each (one try each; tries differ by a few percent): two workers can reach at most {min(reach, 2.0):.2f}x "
           f"one on these chunks{' (measured above 2x: noise)' if reach > 2 else ''}; loading the model takes "
           f"{load_s:.2f} s (the rest of an actor's start-up is importing torch and transformers)")
+    median = len(spin_alone) // 2
+    print(f"  the host: a pure-Python loop (no memory traffic), {len(spin_alone)} tries, alone {spin_alone[0]:.2f}-"
+          f"{spin_alone[-1]:.2f} s, two at once {spin_together[0]:.2f}-{spin_together[-1]:.2f} s each: two processes "
+          f"get {2 * spin_alone[median] / spin_together[median]:.2f}x one (medians) before sharing any cache or the "
+          f"memory bus; a spread of more than a few percent means the host's speed drifts during the run, and so "
+          f"do the ratios below")
     for name, r in results.items():
         report("local executor" if name == "local" else name, r)
     rate = {name: r["big"]["docs"] / r["big"]["wall"] for name, r in results.items()}
