@@ -43,11 +43,16 @@ class StageCounters:
     wall_s: float = 0.0
 
     def add(self, other: dict[str, Any]) -> None:
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + (other.get(f.name) or 0))
+        """Add the counts of `other` (a generator's event, or a stage read from a file: other keys are ignored)."""
+        for name, value in other.items():
+            if value and name in _FIELDS:
+                setattr(self, name, getattr(self, name) + value)
 
     def minus(self, other: dict[str, Any]) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) - other.get(f.name, 0) for f in fields(self)}
+
+
+_FIELDS = frozenset(f.name for f in fields(StageCounters))
 
 
 def read_accounting(path: Path) -> dict[str, Any]:
@@ -80,12 +85,29 @@ class StageAccount:
 
     def answered(self, key: str | None, completion: Any, model: str, **counts: Any) -> None:
         """A paid answer: cached (when there is a key) and counted in one transaction."""
-        self.counters.add(counts)
-        if self._cache is not None and key is not None:
-            spend = (self._account, self.stage, counts) if self._ledger is not None else None
-            self._cache.put(key, completion, model, spend=spend)
-        elif self._ledger is not None:
-            self._ledger.record(self._account, self.stage, counts)
+        self.write_many([(key, completion, model, counts)])
+
+    def on_disk(self, key: str | None, completion: Any) -> bool:
+        """Whether write_many writes this event to disk (an answer to cache, or a ledger), not only counts it."""
+        return self._ledger is not None or (completion is not None and key is not None and self._cache is not None)
+
+    def write_many(self, events: list[tuple[str | None, Any, str, dict[str, Any]]]) -> None:
+        """Events (key, completion, model, counts): counted, then written in ONE transaction (`persist`)."""
+        for *_, counts in events:
+            self.counters.add(counts)
+        self.persist(events)
+
+    def persist(self, events: list[tuple[str | None, Any, str, dict[str, Any]]]) -> None:
+        """The disk part of counted events, in ONE transaction: a paid answer (a completion) is cached under its
+        key with its cost; an event without an answer goes to the ledger only."""
+        answers, spends = [], []
+        for key, completion, model, counts in events:
+            if completion is not None and key is not None and self._cache is not None:
+                answers.append((key, completion, model))
+            if self._ledger is not None:
+                spends.append((self._account, self.stage, counts))
+        if self._cache is not None and (answers or spends):  # the ledger, when there is one, is the cache's file
+            self._cache.write(answers, spends)
 
 
 class Accounting:

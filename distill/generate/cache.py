@@ -8,7 +8,7 @@ replays the same sequence). Nothing about the key is stored.
 
 `spend`: one row per accounting event (requests sent, tokens, cache hits, rejected answers, results) under
 an `account` (the accounting file it belongs to) and a `stage`. A paid answer and its spend row are
-committed in ONE transaction (`put(..., spend=...)`), in WAL mode: a process killed at any moment loses
+committed in ONE transaction (`put(..., spend=...)`, or `write` for several), in WAL mode: a process killed at any moment loses
 neither a finished answer nor what it cost. `mga.distill.generate.accounting` sums this table.
 """
 
@@ -95,22 +95,20 @@ class RequestCache:
 
     def put(self, key: str, completion: Completion, model: str = "", *, spend: Spend | None = None) -> None:
         """Store an answer and, in the same transaction, what it cost: durable as soon as put() returns."""
-        answer = json.dumps(
-            {
-                "text": completion.text,
-                "finish_reason": completion.finish_reason,
-                "prompt_tokens": completion.prompt_tokens,
-                "completion_tokens": completion.completion_tokens,
-                "logprobs": completion.logprobs,
-            },
-            ensure_ascii=False,
-        )
+        self.write([(key, completion, model)], [spend] if spend is not None else [])
+
+    def write(self, answers: list[tuple[str, Completion, str]], spends: list[Spend]) -> None:
+        """Answers (key, completion, model) and spending events in ONE transaction, durable as soon as write()
+        returns: a busy client commits the answers that arrive together at once (`mga.distill.generate.commits`)."""
+        rows = [(key, model, json.dumps({"text": c.text, "finish_reason": c.finish_reason,
+                                          "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
+                                          "logprobs": c.logprobs}, ensure_ascii=False))
+                for key, c, model in answers]
         with self._lock:
             self._db.execute("BEGIN")
             try:
-                self._db.execute("INSERT OR REPLACE INTO answers (key, model, answer) VALUES (?, ?, ?)",
-                                 (key, model, answer))
-                if spend is not None:
+                self._db.executemany("INSERT OR REPLACE INTO answers (key, model, answer) VALUES (?, ?, ?)", rows)
+                for spend in spends:
                     self._insert_spend(*spend)
                 self._db.execute("COMMIT")
             except BaseException:

@@ -27,6 +27,7 @@ from mga.distill.generate.accounting import Accounting
 from mga.distill.generate.batch import batch_mode
 from mga.distill.generate.budget import Budget, within_budget
 from mga.distill.generate.cache import RequestCache, request_key
+from mga.distill.generate.commits import GroupCommit
 from mga.distill.generate.endpoint import TeacherUnavailable
 from mga.distill.generate.pool import pool_for
 from mga.distill.generate.protocol import Completion, Generator, Request, Result, Validator
@@ -65,6 +66,7 @@ class OpenAIGenerator:
         self.stage = stage
         self.account = self.accounting.for_stage(stage, cache)
         self.counters = self.account.counters
+        self._commits = GroupCommit(self.account)  # the account's writes, one transaction per loop turn
         self.base_urls = endpoint.base_urls_of(cfg)  # one, or a pool (mga.distill.generate.pool)
         self.base_url, self.url = self.base_urls[0], ", ".join(endpoint.display_url(u) for u in self.base_urls)
         self.endpoint_id = endpoint.cache_scope(cfg)
@@ -120,7 +122,7 @@ class OpenAIGenerator:
                 completion = self._completion(response, request)
                 if completion is not None:
                     self._any_success = True
-                    self.account.answered(key, completion, self.model_name, requests=1,
+                    await self._commits.answered(key, completion, self.model_name, requests=1,
                                           prompt_tokens=completion.prompt_tokens,
                                           completion_tokens=completion.completion_tokens)
                     if tpm is not None:
@@ -128,7 +130,7 @@ class OpenAIGenerator:
                     return completion, None
                 failure = Failure("the answer had no choices")
             again = not failure.final and attempt < self.cfg.max_attempts
-            self.account.count(requests=1, retries=int(again))
+            await self._commits.count(requests=1, retries=int(again))
             if failure.status is not None:
                 self._refused(failure)
             if failure.final:
@@ -174,7 +176,7 @@ class OpenAIGenerator:
             key = request_key(self.model_name, request, attempt, self.endpoint_id) if self.cache is not None else None
             completion = self.cache.get(key) if key is not None else None
             if completion is not None:
-                self.account.count(cache_hits=1)
+                await self._commits.count(cache_hits=1)
                 self._any_cached = True
             else:
                 completion, error = await self._call(client, request, key, limits)
@@ -190,7 +192,7 @@ class OpenAIGenerator:
                 return Result(request, completion, attempts=attempt + 1, parsed=parsed, history=history,
                               rejected=rejected)
             if not completion.cached:
-                self.account.count(invalid=1)
+                await self._commits.count(invalid=1)
             history.append(reason)
             rejected.append({"attempt": attempt + 1, "reason": reason, "text": completion.text,
                              "finish_reason": completion.finish_reason})
@@ -213,7 +215,7 @@ class OpenAIGenerator:
         async def worker() -> None:
             for request in requests:  # one shared iterator: each worker takes the next request when free
                 result = await self._answer(client, request, validate, max_attempts, limits)
-                self.account.count(results=1, failures=int(result.error is not None))
+                await self._commits.count(results=1, failures=int(result.error is not None))
                 out.put(result)
 
         client = pool_for(self)
@@ -227,6 +229,8 @@ class OpenAIGenerator:
                 while isinstance(first, BaseExceptionGroup):
                     first = first.exceptions[0]
                 raise first from None
+            finally:
+                self._commits.flush()  # what cancelled workers had paid for
 
     def _thread_main(self, *args: Any) -> None:
         out: queue.SimpleQueue = args[3]
