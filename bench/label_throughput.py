@@ -1,6 +1,6 @@
 """Teacher-client throughput, rerun cost and kill -9 resume cost against a loopback OpenAI-compatible server.
 
-    python bench/label_throughput.py [--requests 1000] [--concurrency 64] [--latency 0.2] [--kill-requests 6400] [--repeats 3]
+    python bench/label_throughput.py [--requests 1000] [--concurrency 64] [--latency 0.2] [--kill-requests 6400] [--repeats 5]
 
 The server runs in its own process with a fixed latency L per request. Printed:
 - achieved requests/s of the toolkit (`OpenAIGenerator`, cache on) over the bound C/L, and over a bare
@@ -8,7 +8,8 @@ The server runs in its own process with a fixed latency L per request. Printed:
 - the same with two servers (processes) behind one teacher (`teacher.base_url: [A, B]`, C per endpoint): the
   endpoint pool's aggregate requests/s over a bare loop spread round-robin over the same two endpoints (one
   client and one Semaphore(C) each), target >= 0.95x, and the pool's client CPU per request beyond it;
-- the toolkit's client CPU time per request beyond the bare loop's (process CPU, both measured alike);
+- the toolkit's client CPU time per request beyond the bare loop's (process CPU, both measured alike, paired
+  by repeat), and the same with the request cache off, which tells the durable cache's share apart;
 - requests sent by an immediate rerun (target 0);
 - after `mga label --stage rewrite` is killed (SIGKILL) at about 50% and rerun: requests the server received
   twice. Every answer is committed to the cache before its worker takes the next request, so these are at
@@ -94,7 +95,7 @@ def bare_loop(url: str | list[str], n: int, concurrency: int, tag: str = "bare")
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def toolkit_run(url: str | list[str], n: int, concurrency: int, cache_path: Path, tag: str = "toolkit") -> tuple[float, float, int]:
+def toolkit_run(url: str | list[str], n: int, concurrency: int, cache_path: Path | None, tag: str = "toolkit") -> tuple[float, float, int]:
     from mga.distill.core.config import GenerationParams, TeacherConfig
     from mga.distill.generate.accounting import Accounting
     from mga.distill.generate.protocol import Request
@@ -112,9 +113,20 @@ def toolkit_run(url: str | list[str], n: int, concurrency: int, cache_path: Path
     return wall, cpu, accounting.stage("bench").requests
 
 
-def _median(runs: list[tuple[float, float]]) -> tuple[float, float]:
-    """The (wall, cpu) pair of the run with the median wall time."""
-    return sorted(runs)[len(runs) // 2]
+def _median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def _walls_cpus(runs: list[tuple[float, float]]) -> tuple[float, float]:
+    """Median wall time and median CPU time of a case's runs, each taken on its own."""
+    return _median([wall for wall, _ in runs]), _median([cpu for _, cpu in runs])
+
+
+def _beyond(runs: list[tuple[float, float]], base: list[tuple[float, float]], n: int) -> str:
+    """CPU ms per request of a case beyond the base case, paired by repeat (runs side by side share the host's
+    speed, which drifts by tens of percent on a VM): the median difference and the range."""
+    diffs = sorted((cpu - base_cpu) / n * 1000 for (_, cpu), (_, base_cpu) in zip(runs, base))
+    return f"{_median(diffs):+.2f} ms/request (repeats {diffs[0]:+.2f} to {diffs[-1]:+.2f})"
 
 
 def kill_and_resume(url: str, n: int, concurrency: int, log_path: Path, work: Path) -> dict[str, float]:
@@ -162,7 +174,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--latency", type=float, default=0.2)
     ap.add_argument("--kill-requests", type=int, default=6400)
-    ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats of each case; medians are printed")
+    ap.add_argument("--repeats", type=int, default=5, help="interleaved repeats of each case; medians are printed")
     args = ap.parse_args()
     n, c, latency = args.requests, args.concurrency, args.latency
     bound = c / latency
@@ -181,14 +193,16 @@ def main() -> None:
     try:
         bare_loop(url, 64, c)  # warm-up: imports, connection pool
         bare_loop(urls, 64, c, "warm-two")
-        runs: dict[str, list[tuple[float, float]]] = {"bare": [], "toolkit": [], "bare-two": [], "toolkit-two": []}
+        runs: dict[str, list[tuple[float, float]]] = {
+            "bare": [], "toolkit": [], "no-cache": [], "bare-two": [], "toolkit-two": []}
         for r in range(args.repeats):  # interleaved, medians printed: a shared machine's load drifts
             runs["bare"].append(bare_loop(url, n, c, f"bare-{r}"))
             runs["toolkit"].append(toolkit_run(url, n, c, work / f"cache-{r}.sqlite", f"toolkit-{r}")[:2])
+            runs["no-cache"].append(toolkit_run(url, n, c, None, f"no-cache-{r}")[:2])
             runs["bare-two"].append(bare_loop(urls, n, c, f"bare-two-{r}"))
             runs["toolkit-two"].append(toolkit_run(urls, n, c, work / f"cache-two-{r}.sqlite", f"toolkit-two-{r}")[:2])
         (bare_wall, bare_cpu), (tk_wall, tk_cpu), (two_bare_wall, two_bare_cpu), (two_wall, two_cpu) = (
-            _median(runs[k]) for k in ("bare", "toolkit", "bare-two", "toolkit-two"))
+            _walls_cpus(runs[k]) for k in ("bare", "toolkit", "bare-two", "toolkit-two"))
         before = len(read_log(log_path))
         _, _, rerun_sent = toolkit_run(url, n, c, work / "cache-0.sqlite", "toolkit-0")
         rerun_received = sum(kind == "R" for kind, _ in read_log(log_path)[before:])
@@ -198,21 +212,22 @@ def main() -> None:
             server.kill()
 
     bare_rate, tk_rate = n / bare_wall, n / tk_wall
-    extra_ms = (tk_cpu - bare_cpu) / n * 1000
     print(f"loopback server: latency L={latency * 1000:.0f} ms, concurrency C={c}, {n} requests, bound C/L={bound:.0f} req/s; "
           f"medians of {args.repeats} interleaved runs; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"bare AsyncOpenAI + Semaphore: {bare_rate:7.1f} req/s  ({bare_rate / bound:.2f} of bound), "
           f"client CPU {bare_cpu / n * 1000:.2f} ms/request")
     print(f"toolkit OpenAIGenerator:      {tk_rate:7.1f} req/s  ({tk_rate / bound:.2f} of bound, "
           f"{tk_rate / bare_rate:.2f} of bare), client CPU {tk_cpu / n * 1000:.2f} ms/request")
-    print(f"toolkit CPU beyond the bare client: {extra_ms:+.2f} ms/request (target <= 0.3 ms)")
+    print(f"toolkit CPU beyond the bare client: {_beyond(runs['toolkit'], runs['bare'], n)} (target <= 0.3 ms); "
+          f"with the request cache off: {_beyond(runs['no-cache'], runs['bare'], n)}, so the rest is the cache, "
+          f"which commits every answer with its cost before the worker takes the next request")
     two_bare, two_rate = n / two_bare_wall, n / two_wall
     print(f"two endpoints, C={c} each (bound 2C/L={2 * bound:.0f} req/s), {n} requests:")
     print(f"  bare loop round-robin over both: {two_bare:7.1f} req/s ({two_bare / (2 * bound):.2f} of bound), "
           f"client CPU {two_bare_cpu / n * 1000:.2f} ms/request")
     print(f"  toolkit endpoint pool:           {two_rate:7.1f} req/s ({two_rate / (2 * bound):.2f} of bound, "
           f"{two_rate / two_bare:.2f} of bare; target >= 0.95), client CPU {two_cpu / n * 1000:.2f} ms/request, "
-          f"{(two_cpu - two_bare_cpu) / n * 1000:+.2f} ms beyond the bare loop (target <= 0.3)")
+          f"{_beyond(runs['toolkit-two'], runs['bare-two'], n)} beyond the bare loop (target <= 0.3)")
     print(f"immediate rerun: {rerun_received} requests received by the server (client counted {rerun_sent}; target 0)")
     k = kill
     print(

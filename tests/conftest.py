@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny local model (built once per session) and the loopback OpenAI-compatible server."""
+"""Shared fixtures: a tiny local model (built once per session), the loopback OpenAI-compatible server, and a
+short corpus."""
 
 from __future__ import annotations
 
@@ -51,3 +52,13 @@ def fake_openai():
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def short_corpus(tmp_path):
+    """Five short documents of the bundled corpus, for runs of the whole pipeline."""
+    from mga.distill.core.config import default_corpus_path
+    from mga.distill.core.io import read_rows, write_rows
+
+    rows = [r for r in read_rows(default_corpus_path()) if len(r["text"].split()) < 150][:5]
+    return write_rows(tmp_path / "corpus.jsonl", rows)

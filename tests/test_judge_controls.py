@@ -26,7 +26,7 @@ from mga.judge.scores import summarize
 from typer.testing import CliRunner
 
 from tests.judges import blind_judge, constant_judge, judged_texts, overlap_judge
-from tests.test_pipeline_teacher import live_teacher, short_corpus  # noqa: F401 (a fixture)
+from tests.test_pipeline_teacher import live_teacher
 
 
 def documents(n: int = 24) -> list[dict]:

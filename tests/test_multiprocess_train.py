@@ -40,6 +40,7 @@ def test_two_processes_train_like_one(tiny_model_dir, tmp_path, monkeypatch):
     write_json(tmp_path / "data" / "split.json", {"train": [r["docid"] for r in rows], "eval": []})
     one = train(data, None, tmp_path / "one", _cfg(per_device_train_batch_size=4), student=str(tiny_model_dir),
                 stage="rewrite")
+    assert one == tmp_path / "one" / "model"
     two = train(data, None, tmp_path / "two", _cfg(per_device_train_batch_size=2, num_processes=2),
                 student=str(tiny_model_dir), stage="rewrite")
     assert two == tmp_path / "two" / "model" and (two / "config.json").exists() and (two / "tokenizer.json").exists()

@@ -5,9 +5,6 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
-from mga.distill.core.config import default_corpus_path
-from mga.distill.core.io import read_rows, write_rows
 from mga.distill.pipeline.pipeline import run_pipeline
 from mga.distill.pipeline.recipe import validate_recipe
 
@@ -36,12 +33,6 @@ def live_teacher(judge=overlap_judge):
 
 
 teacher = live_teacher()
-
-
-@pytest.fixture
-def short_corpus(tmp_path):
-    rows = [r for r in read_rows(default_corpus_path()) if len(r["text"].split()) < 150][:5]
-    return write_rows(tmp_path / "corpus.jsonl", rows)
 
 
 def test_run_with_teacher_endpoint_stops_when_within_target_gap(tmp_path, short_corpus, fake_openai, monkeypatch):
