@@ -21,11 +21,11 @@ size (wall = fixed + per document x documents).
 
 What the machine allows is measured in the same run, on the same chunks: the local executor on the small
 workload in a fresh process alone, then in two processes at once. Two workers can reach at most
-2 x alone / together, and the Ray ratio is printed against that too. Two processes share the cores' caches
-and the memory bus: on the 2-core development machine two local executors each ran 11% slower than one
-alone on chunks of 1024 tokens (7% at 512), so no executor gets 2x there (a single repeated generate() call
-overstated it at 1.94x, hence the measurement on the real workload). Measure on an idle machine with at
-least 2 free cores: the load average is printed.
+2 x alone / together, and the Ray ratio is printed against that too. A pure-Python loop that touches no
+memory (alone vs two at once, five tries each) tells the host's share apart from caches and the memory bus:
+on the 2-core development machine (a VM) it reached only 1.89x, and one run alone varied by a third within
+minutes, so the host's speed drifts between the runs compared here (docs/expand.md). Measure on an idle
+machine with at least 2 free cores: the load average is printed.
 """
 
 from __future__ import annotations
@@ -204,7 +204,8 @@ def main() -> None:
           f"{os.getloadavg()[0]:.1f} at the end")
     reach = 2 * alone / together
     print(f"  the machine: the local executor on the small workload alone {alone:.1f} s, two at once {together:.1f} s "
-          f"each (one try each; tries differ by a few percent): two workers can reach at most {min(reach, 2.0):.2f}x "
+          f"each (one try each, as open to the host's drift as the runs below): two workers can reach at most "
+          f"{min(reach, 2.0):.2f}x "
           f"one on these chunks{' (measured above 2x: noise)' if reach > 2 else ''}; loading the model takes "
           f"{load_s:.2f} s (the rest of an actor's start-up is importing torch and transformers)")
     median = len(spin_alone) // 2
