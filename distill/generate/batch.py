@@ -162,9 +162,8 @@ class BatchGenerator:
             prompt_tokens=usage.get("prompt_tokens", 0) or 0,
             completion_tokens=usage.get("completion_tokens", 0) or 0,
         )
-        tokens = {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens}
-        self.account.answered(key, completion, self.model_name, requests=1, **tokens,
-                              **{f"batch_{k}": v for k, v in tokens.items()})
+        self.account.answered(key, completion, self.model_name, requests=1, **completion.tokens,
+                              **{f"batch_{k}": v for k, v in completion.tokens.items()})
 
     # ---- answering -----------------------------------------------------------------------------------------
 

@@ -39,6 +39,11 @@ class Completion:
     logprobs: list[dict[str, Any]] | None = None
     cached: bool = False
 
+    @property
+    def tokens(self) -> dict[str, int]:
+        """The token counts as accounting events name them."""
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
+
 
 @dataclass
 class Result:

@@ -13,6 +13,7 @@ cache does not store it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 import time
@@ -122,9 +123,7 @@ class OpenAIGenerator:
                 completion = self._completion(response, request)
                 if completion is not None:
                     self._any_success = True
-                    await self._commits.answered(key, completion, self.model_name, requests=1,
-                                          prompt_tokens=completion.prompt_tokens,
-                                          completion_tokens=completion.completion_tokens)
+                    await self._commits.answered(key, completion, self.model_name, requests=1, **completion.tokens)
                     if tpm is not None:
                         tpm.charge(completion.completion_tokens)
                     return completion, None
@@ -280,10 +279,8 @@ class OpenAIGenerator:
         finally:
             state.stopped.set()
             if state.loop is not None and state.task is not None and thread.is_alive():
-                try:
+                with contextlib.suppress(RuntimeError):  # the loop already closed
                     state.loop.call_soon_threadsafe(state.task.cancel)
-                except RuntimeError:  # the loop already closed
-                    pass
             thread.join()
             self.account.count(wall_s=time.perf_counter() - started)
 
