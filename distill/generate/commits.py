@@ -1,7 +1,7 @@
 """Group commit of a generator's accounting events: one transaction per turn of the event loop.
 
 Every answer is committed to the cache with its cost before its worker takes the next request, so a kill
-loses at most the requests in flight. One transaction per answer made the commit about half of the client's
+loses at most the requests in flight. One transaction per answer made the commit about a third of the client's
 CPU beyond a bare `AsyncOpenAI` loop (bench/label_throughput.py). Here the events that arrive in the same turn
 of the loop (a busy client reads several answers per turn) go into one transaction at the end of the turn,
 and each caller resumes only after that commit: the same guarantee, a fraction of the commits.
