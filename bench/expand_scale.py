@@ -205,8 +205,8 @@ def main() -> None:
     reach = 2 * alone / together
     print(f"  the machine: the local executor on the small workload alone {alone:.1f} s, two at once {together:.1f} s "
           f"each (one try each, as open to the host's drift as the runs below): two workers can reach at most "
-          f"{min(reach, 2.0):.2f}x "
-          f"one on these chunks{' (measured above 2x: noise)' if reach > 2 else ''}; loading the model takes "
+          f"{min(reach, 2.0):.2f}x one on these chunks{' (measured above 2x: noise)' if reach > 2 else ''}; "
+          f"loading the model takes "
           f"{load_s:.2f} s (the rest of an actor's start-up is importing torch and transformers)")
     median = len(spin_alone) // 2
     print(f"  the host: a pure-Python loop (no memory traffic), {len(spin_alone)} tries, alone {spin_alone[0]:.2f}-"

@@ -69,7 +69,7 @@ def test_counted_before_the_commit_and_kept_when_the_caller_is_cancelled(tmp_pat
         assert accounting.stages["rewrite"].prompt_tokens == 7
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        commits.flush()
+        commits.close()
 
     asyncio.run(main())
     assert "paid" in committed(cache.path)[0] and transactions == [(1, 1)]
@@ -97,3 +97,23 @@ def test_without_a_cache_or_ledger_nothing_waits(tmp_path):
 
     asyncio.run(main())
     assert accounting.stages["pairs"].requests == 1
+
+
+def test_a_failed_commit_with_every_caller_cancelled_is_raised_when_the_loop_ends(tmp_path):
+    """A commit that fails after its callers are gone (Ctrl-C) must not lose paid answers silently."""
+    cache, _, commits, _ = setup(tmp_path)
+    cache._db.execute("DROP TABLE answers")
+
+    async def main() -> None:
+        task = asyncio.create_task(commits.answered("paid", answer_of("x"), "m", requests=1))
+        await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        commits.close()
+
+    try:
+        asyncio.run(main())
+    except sqlite3.OperationalError as e:
+        assert "answers" in str(e)
+    else:
+        raise AssertionError("the failed commit was swallowed")

@@ -2,8 +2,8 @@
 
 Two records. In memory, `StageCounters` per stage count what this process did (the table printed at the
 end). On disk, when the accounting has a `path` (`<run_dir>/accounting.json`), every event also goes to the
-spending ledger in the request cache (`RequestCache.record`, and `put(..., spend=...)` for a paid answer,
-committed with the answer itself), under the account `path`. `write()` then derives `accounting.json`
+spending ledger in the request cache (`RequestCache.write`: a paid answer's spend row in the same transaction
+as the answer), under the account `path`. `write()` then derives `accounting.json`
 from the ledgers: every stage of every run into that file, also the ones a kill -9 cut short. The ledger
 files an account drew from are listed in `accounting.json`, so a later run finds them all.
 
@@ -79,17 +79,19 @@ class StageAccount:
         self._cache, self._account = cache, account
 
     def count(self, **counts: Any) -> None:
-        self.counters.add(counts)
-        if self._ledger is not None:
-            self._ledger.record(self._account, self.stage, counts)
+        """An event without an answer (a failed attempt, a cache hit, a result, a rejection)."""
+        self.write_many([(None, None, "", counts)])
 
     def answered(self, key: str | None, completion: Any, model: str, **counts: Any) -> None:
         """A paid answer: cached (when there is a key) and counted in one transaction."""
         self.write_many([(key, completion, model, counts)])
 
+    def _caches(self, key: str | None, completion: Any) -> bool:
+        return completion is not None and key is not None and self._cache is not None
+
     def on_disk(self, key: str | None, completion: Any) -> bool:
         """Whether write_many writes this event to disk (an answer to cache, or a ledger), not only counts it."""
-        return self._ledger is not None or (completion is not None and key is not None and self._cache is not None)
+        return self._ledger is not None or self._caches(key, completion)
 
     def write_many(self, events: list[tuple[str | None, Any, str, dict[str, Any]]]) -> None:
         """Events (key, completion, model, counts): counted, then written in ONE transaction (`persist`)."""
@@ -102,7 +104,7 @@ class StageAccount:
         key with its cost; an event without an answer goes to the ledger only."""
         answers, spends = [], []
         for key, completion, model, counts in events:
-            if completion is not None and key is not None and self._cache is not None:
+            if self._caches(key, completion):
                 answers.append((key, completion, model))
             if self._ledger is not None:
                 spends.append((self._account, self.stage, counts))

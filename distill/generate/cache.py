@@ -64,7 +64,7 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 class RequestCache:
-    """`get(key)`, `put(key, completion, spend=...)`, `record(account, stage, counts)`, `totals(account)`;
+    """`get(key)`, `put(key, completion, spend=...)`, `write(answers, spends)`, `totals(account)`;
     safe to share between threads (one connection behind a lock)."""
 
     def __init__(self, path: str | Path):
@@ -114,11 +114,6 @@ class RequestCache:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-
-    def record(self, account: str, stage: str, counts: dict[str, Any]) -> None:
-        """One spending event without an answer (a failed attempt, a cache hit, a result, a rejection)."""
-        with self._lock:
-            self._insert_spend(account, stage, counts)
 
     def _insert_spend(self, account: str, stage: str, counts: dict[str, Any]) -> None:
         names = [c for c in COUNTS if counts.get(c)]

@@ -25,6 +25,7 @@ class GroupCommit:
         self.account = account
         self._events: list[Event] = []
         self._waiters: list[asyncio.Future] = []
+        self._unheard: BaseException | None = None  # a failed commit whose callers were all cancelled
 
     async def answered(self, key: str | None, completion: Any, model: str, **counts: Any) -> None:
         await self._add((key, completion, model, counts))
@@ -44,17 +45,27 @@ class GroupCommit:
         self._waiters.append(waiter)
         await waiter
 
+    def close(self) -> None:
+        """Commit what is left when the loop ends (cancelled callers' paid answers), and raise a failed commit
+        that no caller was left to hear of."""
+        self.flush()
+        unheard, self._unheard = self._unheard, None
+        if unheard is not None:
+            raise unheard
+
     def flush(self) -> None:
-        """Commit the events gathered so far (also called when the loop ends, so none is left behind)."""
+        """Commit the events gathered so far."""
         events, waiters, self._events, self._waiters = self._events, self._waiters, [], []
         if not events:
             return
         try:
             self.account.persist(events)
         except BaseException as e:
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_exception(e)
+            pending = [waiter for waiter in waiters if not waiter.done()]
+            if not pending:
+                self._unheard = self._unheard or e
+            for waiter in pending:
+                waiter.set_exception(e)
             return
         for waiter in waiters:
             if not waiter.done():

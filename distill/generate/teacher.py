@@ -229,7 +229,7 @@ class OpenAIGenerator:
                     first = first.exceptions[0]
                 raise first from None
             finally:
-                self._commits.flush()  # what cancelled workers had paid for
+                self._commits.close()  # what cancelled workers had paid for
 
     def _thread_main(self, *args: Any) -> None:
         out: queue.SimpleQueue = args[3]
