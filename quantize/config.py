@@ -7,7 +7,7 @@ from typing import Literal
 from mga.distill.core.config import Section
 from pydantic import Field, PositiveInt
 
-Scheme = Literal["gptq-w4", "gptq-w8", "w8a8", "gguf-q8_0", "gguf-q4_k_m"]
+Scheme = Literal["gptq-w4", "gptq-w8", "w8a8", "gguf-f16", "gguf-q8_0", "gguf-q4_k_m"]
 
 
 class QuantizeConfig(Section):

@@ -51,6 +51,7 @@ SCHEMES = {
     "gptq-w8": Scheme("gptq-w8", "gptq", 8, "gptqmodel", "gptqmodel==7.6.0 optimum==2.3.0", "gptq"),
     "w8a8": Scheme("w8a8", "w8a8", 8, "llmcompressor", "llmcompressor==0.14.0.1 compressed-tensors==0.19.0",
                    "compressed-tensors int-quantized"),
+    "gguf-f16": Scheme("gguf-f16", "gguf", 16, "llama_cpp", "llama-cpp-python==0.3.36 gguf==0.19.0", "gguf f16"),
     "gguf-q8_0": Scheme("gguf-q8_0", "gguf", 8, "llama_cpp", "llama-cpp-python==0.3.36 gguf==0.19.0", "gguf q8_0"),
     "gguf-q4_k_m": Scheme("gguf-q4_k_m", "gguf", 4, "llama_cpp", "llama-cpp-python==0.3.36 gguf==0.19.0", "gguf q4_k_m"),
 }

@@ -17,7 +17,7 @@ from typing import Any
 
 from mga.distill.core.errors import MgaError
 
-GGUF_SCHEMES = {"gguf-q8_0": ("q8_0", "MOSTLY_Q8_0"), "gguf-q4_k_m": ("q4_k_m", "MOSTLY_Q4_K_M")}
+GGUF_SCHEMES = {"gguf-f16": ("f16", "MOSTLY_F16"), "gguf-q8_0": ("q8_0", "MOSTLY_Q8_0"), "gguf-q4_k_m": ("q4_k_m", "MOSTLY_Q4_K_M")}
 ARCHS = {"qwen2": "QWEN2", "llama": "LLAMA"}
 PACKAGES = "llama-cpp-python==0.3.36 gguf==0.19.0"
 # Pre-tokenizer regexes llama.cpp knows by name (convert_hf_to_gguf.py identifies them the same way).

@@ -1,4 +1,4 @@
-"""`export_gguf`: the `gguf-q8_0` / `gguf-q4_k_m` schemes end to end, into one folder ready for llama.cpp and Ollama.
+"""`export_gguf`: the `gguf-f16` / `gguf-q8_0` / `gguf-q4_k_m` schemes end to end, into one folder ready for llama.cpp and Ollama.
 
     OUT/model-<type>.gguf   weights, tokenizer, chat template, stop tokens (llama.cpp, llama-server, Ollama)
     OUT/Modelfile           `ollama create NAME -f OUT/Modelfile`: TEMPLATE and stop match the training template
@@ -107,3 +107,19 @@ def export_gguf(
     console.print(f"  {scheme}: {record['bytes'] / 1e6:.1f} MB in {time.time() - started:.1f}s -> "
                   f"{out_dir / target.name}", markup=False)
     return out_dir
+
+
+def local_gguf(checkpoint: Path) -> Path:
+    """The GGUF file that llama.cpp runs for a local generation backend: the file of a GGUF output folder, or an
+    f16 export of a checkpoint beside it (`<checkpoint>.gguf-f16/`, reused while the weights are unchanged).
+    f16 keeps greedy answers as the checkpoint's (tests/test_llamacpp_backend.py); tokenizer and template are
+    checked at export."""
+    checkpoint = Path(checkpoint)
+    marker = checkpoint / MARKER
+    if marker.exists() and checkpoint.is_dir():
+        record = json.loads(marker.read_text(encoding="utf-8"))
+        if record.get("method") == "gguf":
+            return checkpoint / record["file"]
+    out_dir = checkpoint.with_name(f"{checkpoint.name}.gguf-f16")
+    export_gguf(checkpoint, out_dir, "gguf-f16", verify=True)
+    return out_dir / gguf_file_name("gguf-f16")

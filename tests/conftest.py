@@ -62,3 +62,32 @@ def short_corpus(tmp_path):
 
     rows = [r for r in read_rows(default_corpus_path()) if len(r["text"].split()) < 150][:5]
     return write_rows(tmp_path / "corpus.jsonl", rows)
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(tmp_path_factory):
+    """SmolLM2-135M-Instruct as a float checkpoint (`mga base-model smollm2-135m`), converted once per session."""
+    from mga.distill.train.base_model import build_base_model
+
+    return build_base_model("smollm2-135m", tmp_path_factory.mktemp("smollm2") / "smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def smollm2_f16_gguf(smollm2_dir):
+    """The checkpoint's f16 GGUF export (what the llama.cpp backend runs), tokenizer and template checked."""
+    from mga.quantize.gguf_export import local_gguf
+
+    return local_gguf(smollm2_dir)
+
+
+@pytest.fixture(autouse=True)
+def real_model_threads(request):
+    """A real 135M model needs both cores; the tiny models keep one thread (see one_torch_thread)."""
+    if request.node.get_closest_marker("real_model") is None:
+        yield
+        return
+    import torch
+
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(1)

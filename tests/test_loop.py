@@ -20,6 +20,9 @@ class ScriptedStudent:
         self.trained_on: list[int] = []
         self.pool_seen: list[list[str]] = []
 
+    def untrained(self):
+        return "ckpt-0"
+
     def train(self, r, extra):
         self.trained_on.append(self.teacher_examples + len(extra["rewrite"]))
         return f"ckpt-{r}", {s: {"teacher": self.teacher_examples, "slm": len(extra[s])} for s in extra}
@@ -41,7 +44,7 @@ class ScriptedStudent:
 
 
 def loop(student, parts, **kwargs):
-    options = {"max_rounds": 3, "target_gap": 1.0, "target_pairs_valid": 90.0, **kwargs}
+    options = {"max_rounds": 3, "target_gap": 1.0, "target_pairs_valid": 90.0, "baseline": False, **kwargs}
     return run_loop(student, TEACHER_EVAL, parts, **options)
 
 
@@ -90,3 +93,20 @@ def test_stops_when_the_pool_is_used_up_or_a_round_adds_nothing():
 def test_a_pool_document_answered_twice_is_an_error():
     with pytest.raises(RuntimeError, match="answered twice"):
         loop(ScriptedStudent(), [["p1"], ["p1"]])
+
+
+def test_round_zero_is_the_untrained_student_on_the_same_items_and_never_stops_the_loop():
+    student = ScriptedStudent(pass_rate=lambda r: 1.0 if r == 0 else 0.5)  # untrained already "matches": no stop
+    _, rounds, stop = loop(student, [["p1"], ["p2"]], baseline=True)
+    assert [x["round"] for x in rounds] == [0, 1, 2, 3] and stop == "max rounds reached (3)"
+    assert rounds[0]["gap"] == 0.0 and rounds[0]["stop"] is None and rounds[0]["eval_items"] == len(TEACHER_EVAL)
+    assert rounds[0]["sft_examples"] == {s: {"teacher": 0, "slm": 0} for s in ("pairs", "rewrite")}
+    assert rounds[0]["pool_documents"] == 0 and student.trained_on == [10, 13, 16]  # round 0 trains nothing
+    assert "| 0 (untrained) | 0 + 0 | 0 + 0 |" in rounds_markdown(rounds, stop)
+
+
+def test_a_judge_failing_at_round_zero_trains_nothing():
+    student = ScriptedStudent()
+    checkpoints, rounds, stop = loop(student, [["p1"]], baseline=True, judge_failed=lambda: ["judge-slm@eval.round-0"])
+    assert stop == "judge failed its controls" and [x["round"] for x in rounds] == [0] and student.trained_on == []
+    assert checkpoints == "ckpt-0"

@@ -8,6 +8,7 @@ import os
 import typer
 from mga.distill.cli import (
     analyze,
+    base_model,
     expand,
     judge,
     label,
@@ -36,6 +37,7 @@ app.command("report")(judge.report)
 app.command("run")(run.run)
 app.command("expand")(expand.expand)
 app.command("tiny-model")(tiny_model.tiny_model)
+app.command("base-model")(base_model.base_model)
 app.add_typer(language.app, name="language")
 app.add_typer(analyze.app, name="analyze")
 

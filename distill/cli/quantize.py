@@ -24,7 +24,7 @@ def _config(**values):
 
 def quantize(
     checkpoint: Annotated[Path, typer.Argument(help="Full or merged-LoRA checkpoint folder.")],
-    scheme: Annotated[str, typer.Option(help="gptq-w4, gptq-w8, w8a8 (vLLM) or gguf-q8_0, gguf-q4_k_m (llama.cpp/Ollama).")] = "gptq-w4",
+    scheme: Annotated[str, typer.Option(help="gptq-w4, gptq-w8, w8a8 (vLLM) or gguf-f16, gguf-q8_0, gguf-q4_k_m (llama.cpp/Ollama).")] = "gptq-w4",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Output folder [default: CHECKPOINT-SCHEME].")] = None,
     group_size: Annotated[int, typer.Option(help="GPTQ group size (-1 = per channel).")] = 128,
     desc_act: Annotated[bool, typer.Option(help="GPTQ act-order.")] = False,

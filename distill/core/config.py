@@ -54,9 +54,10 @@ class CorpusConfig(Section):
 
 
 class TeacherConfig(Section):
-    """The teacher: any OpenAI-compatible endpoint, or a local checkpoint (`backend: transformers`)."""
+    """The teacher: any OpenAI-compatible endpoint, or a local checkpoint (`backend: transformers`, `vllm`) or GGUF
+    file (`backend: llamacpp`)."""
 
-    backend: Literal["openai", "transformers", "vllm"] = "openai"
+    backend: Literal["openai", "transformers", "vllm", "llamacpp"] = "openai"
     model: str = Field("gpt-4o-mini", description="served model name, or a local checkpoint path")
     base_url: str | list[str] | None = Field(
         None, description="endpoint, or a list served as one pool; default: $OPENAI_BASE_URL, else OpenAI"

@@ -4,7 +4,9 @@ Batched `generate` with left padding over the chat template (with the generation
 temperature 0 and seeded sampling otherwise; `finish_reason` is "stop" when EOS was produced and "length"
 otherwise, as an OpenAI-compatible server reports it. So `mga label --teacher-model PATH` writes rows with the
 same schema as the teacher's, and the judge and the report treat SLM and teacher outputs alike.
-With `backend="vllm"` (optional extra, CUDA only) the same requests go through vLLM's offline engine.
+With `backend="vllm"` (optional extra, CUDA only) the same requests go through vLLM's offline engine; with
+`backend="llamacpp"` a GGUF file answers them through llama.cpp on CPUs (`mga.distill.generate.llamacpp`), one
+request at a time, so progress moves per answer.
 
 Fail loud: a batch in which every request fails to generate (an exception, not a rejected answer) is held
 back; `max_failed_batches` such batches in a row, or a run in which no request generates at all, raise
@@ -21,6 +23,7 @@ from typing import Any
 from mga.distill.core.config import GenerationParams
 from mga.distill.core.console import progress_task
 from mga.distill.core.errors import MgaError
+from mga.distill.generate.llamacpp import LlamaCppEngine, is_gguf
 from mga.distill.generate.protocol import Completion, Request, Result, Validator
 
 RETRY_TEMPERATURE = 0.7  # a rejected greedy answer would come back identical: retries sample
@@ -57,18 +60,23 @@ class LocalGenerator:
 
     def __init__(self, model_path: str, *, batch_size: int = 8, backend: str = "transformers", device: str | None = None,
                  max_failed_batches: int = MAX_FAILED_BATCHES):
-        if backend not in ("transformers", "vllm"):
-            raise MgaError(f"unknown local backend '{backend}' (choose transformers or vllm)")
+        if backend not in ("transformers", "vllm", "llamacpp"):
+            raise MgaError(f"unknown local backend '{backend}' (choose transformers, vllm or llamacpp)")
         path = Path(model_path)
-        if not path.is_dir() or not ((path / "config.json").exists() or (path / "adapter_config.json").exists()):
+        if backend == "llamacpp":
+            if not is_gguf(path) or not path.is_file():
+                raise MgaError(f"{model_path}: backend llamacpp needs a .gguf file (mga quantize CHECKPOINT --scheme gguf-f16)")
+        elif not path.is_dir() or not ((path / "config.json").exists() or (path / "adapter_config.json").exists()):
             raise MgaError(f"{model_path}: not a local checkpoint (no config.json or adapter_config.json)")
         self.model_path = str(path)
         self.model_name = path.name
-        self.batch_size = max(1, int(batch_size))
+        self.batch_size = 1 if backend == "llamacpp" else max(1, int(batch_size))
         self.max_failed_batches = max(1, int(max_failed_batches))
         self.backend = backend
         if backend == "vllm":
             self._init_vllm()
+        elif backend == "llamacpp":
+            self.engine = LlamaCppEngine(path)
         else:
             self._init_transformers(device)
 
@@ -189,9 +197,12 @@ class LocalGenerator:
             for o in outputs
         ]
 
+    def _generate_llamacpp(self, jobs: list[_Job], params: GenerationParams) -> list[Completion]:
+        return [self.engine.complete(j.request.messages, params) for j in jobs]
+
     def _generate(self, jobs: list[_Job], params: GenerationParams) -> list[Completion | str]:
         """Completions for a batch, or per request an error string; a failing batch is retried one by one."""
-        run = self._generate_vllm if self.backend == "vllm" else self._generate_transformers
+        run = {"vllm": self._generate_vllm, "llamacpp": self._generate_llamacpp}.get(self.backend, self._generate_transformers)
         try:
             return list(run(jobs, params))
         except Exception as e:  # noqa: BLE001 - one bad request must not end the run

@@ -35,6 +35,7 @@ from mga.distill.train.launch import preflight
 from mga.distill.train.loop import JUDGE_FAILED, pool_parts, run_loop
 from mga.distill.train.split import only_docs, read_split, split_documents, write_parts
 from mga.judge.controls import control_verdict, failed_stages
+from mga.quantize.gguf_export import local_gguf
 from mga.judge.pairs_check import check_pairs_file
 from mga.judge.reference import (
     default_reference_path,
@@ -180,8 +181,28 @@ class Pipeline:
         self.train_info[checkpoint] = info
         return checkpoint
 
-    def slm(self, checkpoint: Path) -> Any:
-        return self.runner.generator(self.cfg.teacher.model_copy(update={"backend": "transformers", "model": str(checkpoint)}))
+    def untrained_student(self) -> Path:
+        """The student before training (round 0): resolved once, recorded like a trained checkpoint."""
+        marker = self.at.folder("models", "round-0") / "mga_checkpoint.txt"
+        self.runner.stage("train@student.round-0", stages.base_student, marker, self.cfg, self.at.root / "students",
+                          inputs=[], outputs=[marker], config=[self.cfg.train.student, self.cfg.language])
+        checkpoint = Path(marker.read_text().splitlines()[0])
+        self.markers[checkpoint] = marker
+        return checkpoint
+
+    def slm(self, checkpoint: Path, backend: str | None = None) -> Any:
+        """The generator of a tool model on `backend` (default `loop.backend`); with llamacpp, built from an f16
+        GGUF export of the checkpoint when the stage runs (a GGUF output folder is used as it is)."""
+        backend = backend or self.cfg.loop.backend
+        endpoint = self.cfg.teacher.model_copy(update={"backend": backend, "model": str(checkpoint)})
+        factory = self.runner.generator(endpoint)
+        if backend != "llamacpp":
+            return factory
+
+        def build() -> Any:
+            factory.endpoint = endpoint.model_copy(update={"model": str(local_gguf(checkpoint))})
+            return factory()
+        return build
 
     def loop(self, steps: PipelineRounds, teacher_eval: list[dict[str, Any]], pool: set[str]) -> tuple[dict[str, Path], dict]:
         """Rounds that accumulate SFT data (`mga.distill.train.loop.run_loop`); (final checkpoints, rounds.json)."""
@@ -194,7 +215,7 @@ class Pipeline:
         else:
             parts = pool_parts(pool, per_round=loop.pool_per_round, max_rounds=loop.max_rounds, seed=self.cfg.seed)
             checkpoints, record["rounds"], record["stop_reason"] = run_loop(
-                steps, teacher_eval, parts, max_rounds=loop.max_rounds, target_gap=loop.target_gap,
+                steps, teacher_eval, parts, max_rounds=loop.max_rounds, target_gap=loop.target_gap, baseline=loop.baseline,
                 target_pairs_valid=loop.target_pairs_valid, judge_failed=lambda: failed_stages(self.controls))
             for x in record["rounds"]:
                 console.print(f"  round {x['round']}: teacher {x['teacher_rate']:.2f}% vs SLM {x['slm_rate']:.2f}% (gap "
@@ -236,10 +257,10 @@ class Pipeline:
                                                              answer_stage=f"answer@eval.{tag}", judge_stage=f"judge-slm@eval.{tag}")}
 
     def judged_eval_rewrites(self, checkpoint: Path, eval_pairs: Path, variant: str, *, folder: str, answer_stage: str,
-                             judge_stage: str) -> list[dict[str, Any]]:
+                             judge_stage: str, backend: str | None = None) -> list[dict[str, Any]]:
         """An SLM-2 checkpoint rewrites the eval prompts (the teacher's pairs); the judge scores the rewrites."""
         out = self.at.file("slm", folder, "rewrites.eval.jsonl")
-        self.runner.stage(answer_stage, stages.rewrites, eval_pairs, out, self.cfg, self.slm(checkpoint), variant,
+        self.runner.stage(answer_stage, stages.rewrites, eval_pairs, out, self.cfg, self.slm(checkpoint, backend), variant,
                           overwrite=self.runner.overwrite, inputs=[eval_pairs, self.markers[checkpoint]], outputs=[out],
                           config=[self.cfg.teacher.rewrite.model_dump(), variant])
         return read_rows(self.judge(out, out.with_name("judged.eval.jsonl"), judge_stage))
@@ -257,13 +278,11 @@ class Pipeline:
                                   config=[cfg.quantize.model_dump(mode="json"), scheme])
                 outs[stage] = out_dir
             results.append({"scheme": scheme, **{stage: str(path) for stage, path in outs.items()}})
-            if scheme.startswith("gguf-"):  # llama.cpp files: verified against the full model at export, not judged here
-                self.notes.append(f"{scheme}: checked in llama.cpp at export (greedy agreement with the full model in "
-                                  f"{outs['rewrite'] / 'mga_quantize.json'}); not judged in Table 1.")
-                continue
             self.markers[outs["rewrite"]] = outs["rewrite"] / "mga_quantize.json"
+            # each format on the engine that serves it: GGUF in llama.cpp, GPTQ/W8A8 in transformers (or vLLM)
+            backend = "llamacpp" if scheme.startswith("gguf-") else "vllm" if cfg.loop.backend == "vllm" else "transformers"
             models[f"SLM final + {scheme}"] = self.judged_eval_rewrites(
-                outs["rewrite"], eval_pairs, variant, folder=f"quantized-{scheme}",
+                outs["rewrite"], eval_pairs, variant, folder=f"quantized-{scheme}", backend=backend,
                 answer_stage=f"judge-quantized@answer.{scheme}", judge_stage=f"judge-quantized@{scheme}")
         return results
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from mga.distill.core.config import CorpusConfig, LabelConfig, Section, TeacherConfig
@@ -33,6 +33,9 @@ class LoopConfig(Section):
     pool_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="documents the SLMs answer to grow the SFT data")
     pool_per_round: PositiveInt | None = Field(
         None, description="pool documents answered per round, never twice; default: the pool split over max_rounds - 1")
+    baseline: bool = Field(True, description="round 0: the untrained student answers the eval prompts first")
+    backend: Literal["transformers", "llamacpp", "vllm"] = Field(
+        "transformers", description="how the SLMs generate: transformers, llama.cpp on an f16 GGUF export (CPUs), vLLM (GPUs)")
 
 
 class RunConfig(Section):

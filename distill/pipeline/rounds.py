@@ -28,6 +28,9 @@ class PipelineRounds:
         self.variant, self.models = variant, models
         self.loss_curves: list[Path] = []
 
+    def untrained(self) -> dict[str, Path]:
+        return {stage: self.p.untrained_student() for stage in STAGES}
+
     def train(self, r: int, extra: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, Path], dict[str, dict[str, int]]]:
         checkpoints, examples = {}, {}
         for stage in STAGES:

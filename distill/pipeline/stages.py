@@ -105,6 +105,17 @@ def train(teacher_rows: Path, extra: list[dict[str, Any]], train_docs: set[str],
             "checkpoint": str(checkpoint)}
 
 
+def base_student(marker: Path, cfg: RunConfig, students: Path) -> dict[str, Any]:
+    """The untrained student as round 0's checkpoint (built or converted once for `tiny:` and named models)."""
+    checkpoint = Path(resolve_student(cfg.train.student, students, cfg.language))
+    if not (checkpoint / "config.json").exists():
+        raise MgaError(f"train.student {cfg.train.student}: round 0 needs a local checkpoint (config.json); "
+                       "set loop.baseline=false for a hub id")
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(f"{checkpoint}\n{time.time()}\n")
+    return {"checkpoint": str(checkpoint)}
+
+
 def pool_part(pool_pairs: Path, docs: list[str], out: Path) -> dict[str, Any]:
     """The prompts of one round's part of the pool: documents no earlier round answered."""
     return copy_rows(only_docs(read_rows(pool_pairs), set(docs)), out)

@@ -16,7 +16,8 @@ from pydantic import ConfigDict, Field, PositiveInt
 class TrainConfig(Section):
     model_config = ConfigDict(extra="allow", validate_assignment=True, protected_namespaces=())
 
-    student: str = Field("tiny:qwen2:xs", description="local path or hub id; 'tiny:ARCH:SIZE' builds a tiny model")
+    student: str = Field("tiny:qwen2:xs", description="local path or hub id; 'tiny:ARCH:SIZE' builds a tiny model; "
+                         "'smollm2-135m' converts the packaged SmolLM2-135M-Instruct (mga base-model)")
     eval_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="documents held out for evaluation")
     lora: dict[str, Any] | None = Field(None, description="PEFT LoraConfig fields; null = full fine-tune")
     merge: bool = Field(True, description="merge LoRA into a full checkpoint after training")

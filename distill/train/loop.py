@@ -43,6 +43,9 @@ def pool_parts(pool: Iterable[str], *, per_round: int | None, max_rounds: int, s
 
 
 class RoundSteps(Protocol):
+    def untrained(self) -> Any:
+        """The student before any training, as checkpoints by stage (round 0, the baseline)."""
+
     def train(self, r: int, extra: dict[str, list[dict[str, Any]]]) -> tuple[Any, dict[str, dict[str, int]]]:
         """Train both tool models on the teacher's examples plus `extra`; (checkpoints, examples by stage and
         source: {"pairs": {"teacher": n, "slm": m}, "rewrite": {...}})."""
@@ -80,15 +83,29 @@ def target_reached(record: dict[str, Any], target_gap: float, target_pairs_valid
     return None
 
 
+def _no_examples() -> dict[str, Any]:
+    return {stage: {"teacher": 0, "slm": 0} for stage in STAGES}
+
+
 def run_loop(steps: RoundSteps, teacher_eval: list[dict[str, Any]], parts: list[list[str]], *, max_rounds: int,
-             target_gap: float, target_pairs_valid: float,
+             target_gap: float, target_pairs_valid: float, baseline: bool = True,
              judge_failed: Callable[[], list[str]] = list) -> tuple[Any, list[dict[str, Any]], str]:
     """Rounds until a stop rule holds; (last checkpoints, one record per round, why the loop stopped).
 
+    With `baseline`, round 0 is the untrained student on the same eval items: what training changed is then
+    measured, not assumed. Round 0 never stops the loop on the gap (nothing was distilled yet).
     `judge_failed()` names the judged stages whose controls failed so far (checked after each judging)."""
     extra: dict[str, dict[str, dict[str, Any]]] = {stage: {} for stage in STAGES}
     answered: set[str] = set()
     rounds: list[dict[str, Any]] = []
+    if baseline:
+        untrained = steps.untrained()
+        slm_eval, pairs_rows = steps.evaluate(0, untrained)
+        rounds.append({"round": 0, "sft_examples": _no_examples(), **measure(teacher_eval, slm_eval, pairs_rows),
+                       "pool_documents": 0, "examples_added": {stage: 0 for stage in STAGES},
+                       "stop": JUDGE_FAILED if judge_failed() else None})
+        if rounds[-1]["stop"]:
+            return untrained, rounds, JUDGE_FAILED
     for r in range(1, max_rounds + 1):
         checkpoints, examples = steps.train(r, {stage: list(rows.values()) for stage, rows in extra.items()})
         slm_eval, pairs_rows = steps.evaluate(r, checkpoints)
@@ -131,7 +148,7 @@ def rounds_markdown(rounds: list[dict[str, Any]], stop_reason: str) -> str:
     for x in rounds:
         sft = x["sft_examples"]
         records.append({
-            "round": x["round"],
+            "round": f"{x['round']} (untrained)" if x["round"] == 0 else x["round"],
             "SFT pairs (teacher + SLM)": f"{sft['pairs']['teacher']} + {sft['pairs']['slm']}",
             "SFT rewrites (teacher + SLM)": f"{sft['rewrite']['teacher']} + {sft['rewrite']['slm']}",
             "pool docs answered": x["pool_documents"],

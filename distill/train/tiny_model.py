@@ -124,11 +124,16 @@ def build_tiny_model(
 
 
 def resolve_student(spec: str, cache_dir: str | Path, language: str = "en") -> str:
-    """`tiny:ARCH:SIZE` builds (once) a tiny model under `cache_dir`; anything else is a path or hub id.
+    """`tiny:ARCH:SIZE` builds (once) a tiny model under `cache_dir`, a named base model (`smollm2-135m`,
+    `mga.distill.train.base_model`) is converted there once; anything else is a path or hub id.
 
     For a language other than English the tokenizer also learns the language's sample corpus, so that its
     prompts do not fall apart into single bytes (a Japanese prompt would not fit the quickstart's lengths).
     """
+    from mga.distill.train.base_model import BASE_MODELS, build_base_model
+
+    if spec in BASE_MODELS:
+        return str(build_base_model(spec, Path(cache_dir) / spec))
     if not spec.startswith("tiny:"):
         return spec
     parts = spec.split(":")
