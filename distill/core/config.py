@@ -126,12 +126,17 @@ class TeacherConfig(Section):
         return [self.base_url] if isinstance(self.base_url, str) else list(self.base_url)
 
 
+MAX_VALIDATION_ATTEMPTS = 3  # answers per request before a rejected one is final (`label.max_validation_attempts`)
+
+
 class LabelConfig(Section):
     """Stage-1 (pairs) and stage-2 (rewrite) labeling."""
 
     num_pairs: PositiveInt = 5
     variants: list[Variant] = Field(default_factory=lambda: ["base"], min_length=1)
-    max_validation_attempts: PositiveInt = Field(3, description="tries before a pairs answer is a failure")
+    max_validation_attempts: PositiveInt = Field(
+        MAX_VALIDATION_ATTEMPTS, description="answers per request (pairs, rewrite) before a rejected one is final; "
+        "`mga run`, `mga label`, `mga expand` and their dry runs")
     reference: Path | None = Field(
         None, description="start from reference labels instead of the teacher; 'bundled' = data/reference/<language>.jsonl"
     )

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from mga.distill.core.config import GenerationParams, TeacherConfig
+from mga.distill.core.config import MAX_VALIDATION_ATTEMPTS, GenerationParams, TeacherConfig
 from mga.distill.core.errors import MgaError
 from mga.distill.core.sources import shard_of  # noqa: F401 (re-exported for the executors)
 from mga.distill.core.weights import checkpoint_digest
@@ -19,7 +19,6 @@ from mga.distill.label.rows import Job, pairs_job, rewrite_job
 
 BACKENDS = ("transformers", "vllm", "openai")
 EXECUTORS = ("local", "ray")
-REWRITE_ATTEMPTS = 2  # an empty rewrite is asked once more (as `label_rewrites` does)
 DEFAULT_MIN_KEYWORD_COVERAGE = 0.05  # the paper: drop rewrites with "extremely low" keyword coverage
 Which = Literal["pairs", "rewrite"]
 
@@ -39,7 +38,7 @@ class ExpandSpec:
     max_new_tokens: int = 4096
     temperature: float = 0.0
     base_url: str | None = None
-    max_validation_attempts: int = 3
+    max_validation_attempts: int = MAX_VALIDATION_ATTEMPTS  # pairs and rewrites, as `label.max_validation_attempts`
     seed: int = 0  # local models re-ask a rejected answer by sampling: seeded, so reruns agree
     # what each tool model is, for the digests rows are resumed by (`with_model_ids`); the name if unset
     pairs_model_id: str = ""

@@ -140,7 +140,7 @@ class DryRun:
             if reference is None:
                 out.append(self.estimate(f"label-rewrites@{variant}",
                                          rewrite_requests(teacher_docs, cfg, variant, done_keys(rewrites_file, rewrite_key)),
-                                         cfg.teacher, doc_tokens, max_attempts=2))
+                                         cfg.teacher, doc_tokens, max_attempts=cfg.label.max_validation_attempts))
             if llm_judge:
                 written = {rewrite_key(r): r for r in (read_rows(rewrites_file) if rewrites_file.exists() else [])}
                 rows = [written.get(rewrite_key(job)) or _stand_in(job) for job in rewrite_rows(teacher_docs, variant)]
@@ -199,4 +199,4 @@ def label_dry_run(stage: str, input_path: Path, output: Path, cfg: RunConfig, *,
                                  max_attempts=cfg.label.max_validation_attempts)]
     requests = rewrite_requests(read_rows(input_path), cfg, variant, done_keys(output, rewrite_key))
     return [dry.estimate(f"label-rewrites@{variant}", requests, cfg.teacher, lambda r: len(r.messages[-1]["content"]) // 8,
-                         max_attempts=2)]
+                         max_attempts=cfg.label.max_validation_attempts)]
