@@ -10,6 +10,7 @@ import typing
 from pathlib import Path
 from typing import Literal
 
+from mga.distill.core.secrets import Secret
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -18,7 +19,6 @@ from pydantic import (
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
-    SecretStr,
     field_validator,
     model_validator,
 )
@@ -62,7 +62,7 @@ class TeacherConfig(Section):
         None, description="endpoint, or a list served as one pool; default: $OPENAI_BASE_URL, else OpenAI"
     )
     api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key")
-    api_key: SecretStr | None = Field(None, description="discouraged: prefer api_key_env")
+    api_key: Secret | None = Field(None, description="discouraged: prefer api_key_env; never written to the run")
     concurrency: PositiveInt = Field(64, description="requests in flight per endpoint")
     timeout_s: PositiveFloat = 120.0
     max_attempts: PositiveInt = Field(6, description="attempts per request on network/server errors")

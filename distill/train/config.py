@@ -10,6 +10,7 @@ import typing
 from typing import Any
 
 from mga.distill.core.config import Section
+from mga.distill.core.secrets import Secret
 from pydantic import ConfigDict, Field, PositiveInt
 
 
@@ -28,10 +29,12 @@ class TrainConfig(Section):
     launcher: typing.Literal["auto", "accelerate", "torchrun"] = Field(
         "auto", description="auto = accelerate on CUDA, torchrun (gloo) on CPU"
     )
+    hub_token: Secret | None = Field(None, description="SFTConfig.hub_token (push_to_hub); never written to the run")
 
     def sft_kwargs(self) -> dict[str, Any]:
-        """The recipe's `SFTConfig` fields (everything that is not a toolkit key)."""
-        return dict(self.model_extra or {})
+        """The recipe's `SFTConfig` fields (everything that is not a toolkit key, and the secret one)."""
+        secret = {} if self.hub_token is None else {"hub_token": self.hub_token.get_secret_value()}
+        return {**(self.model_extra or {}), **secret}
 
 
 def passthrough_errors(train: TrainConfig) -> list[str]:

@@ -149,6 +149,8 @@ def train(
     console.print(f"train ({stage}): {cfg.num_processes} processes, {kind}: {shlex.join(cmd)}", markup=False, soft_wrap=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.setdefault("OMP_NUM_THREADS", "1")
+    if cfg.hub_token is not None:  # launch.json holds no secret: the workers get the token as the Hub reads it
+        env["HF_TOKEN"] = cfg.hub_token.get_secret_value()
     code = subprocess.run(cmd, env=env).returncode
     if code != 0:
         raise MgaError(f"train ({stage}): the {cfg.num_processes} training processes failed (exit {code}); see their "
