@@ -185,7 +185,7 @@ def expand_corpus(
 
         run_local(work_dir, spec)
     after = _row_counts(work_dir)
-    count_tokens, counter_name = token_counter(spec)
+    count_tokens = token_counter(spec)
     output = open_output(work_dir, output_format, shard_rows=shard_rows, shard_bytes=shard_bytes)
     stats = clean_and_count(work_dir, spec, output, min_keyword_coverage=min_keyword_coverage,
                             count_tokens=count_tokens)
@@ -206,7 +206,7 @@ def expand_corpus(
         "min_keyword_coverage": min_keyword_coverage,
         "output_format": output_format,
         **stats,
-        "token_counter": counter_name,
+        "token_counter": count_tokens.name,
         "generated": {"pairs": after[0] - before[0], "rewrites": after[1] - before[1]},
         "wall_s": round(wall, 3),
         "documents_per_s": round(stats["documents"] / wall, 4) if wall > 0 else None,

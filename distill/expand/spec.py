@@ -5,13 +5,14 @@ Kept apart from `expand.py` so the local and the Ray executor both import it and
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 from mga.distill.core.config import MAX_VALIDATION_ATTEMPTS, GenerationParams, TeacherConfig
+from mga.distill.core import tokens
 from mga.distill.core.errors import MgaError
+from mga.distill.core.tokens import TokenCounter
 from mga.distill.core.sources import shard_of  # noqa: F401 (re-exported for the executors)
 from mga.distill.core.weights import checkpoint_digest
 from mga.distill.generate.protocol import Generator
@@ -90,15 +91,7 @@ def shard_dir(out_dir: Path, shard_index: int, num_shards: int) -> Path:
     return Path(out_dir) if num_shards == 1 else Path(out_dir) / f"shard-{shard_index}-of-{num_shards}"
 
 
-def token_counter(spec: ExpandSpec) -> tuple[Callable[[str], int], str]:
-    """Count tokens with the rewrite model's tokenizer when it is a local checkpoint, else by whitespace."""
-    if spec.rewrite_backend != "openai" and Path(spec.rewrite_model).is_dir():
-        from transformers import AutoTokenizer
-
-        try:
-            tok = AutoTokenizer.from_pretrained(spec.rewrite_model)
-        except (OSError, ValueError):
-            tok = None
-        if tok is not None:
-            return (lambda text: len(tok.encode(text, add_special_tokens=False))), f"tokenizer:{spec.rewrite_model}"
-    return (lambda text: len(text.split())), "whitespace"
+def token_counter(spec: ExpandSpec) -> TokenCounter:
+    """The rewrite model's tokenizer when it is a local checkpoint, else the estimate (`mga.distill.core.tokens`)."""
+    local = spec.rewrite_backend != "openai" and Path(spec.rewrite_model).is_dir()
+    return tokens.token_counter(spec.rewrite_model if local else None, key="--rewrite-model")

@@ -23,6 +23,7 @@ from typing import Any
 
 from mga.distill.core.config import TeacherConfig
 from mga.distill.core.console import progress_task
+from mga.distill.core.tokens import estimate_message_tokens
 from mga.distill.generate import endpoint
 from mga.distill.generate.accounting import Accounting
 from mga.distill.generate.batch import batch_mode
@@ -32,7 +33,7 @@ from mga.distill.generate.commits import GroupCommit
 from mga.distill.generate.endpoint import TeacherUnavailable
 from mga.distill.generate.pool import pool_for
 from mga.distill.generate.protocol import Completion, Generator, Request, Result, Validator
-from mga.distill.generate.ratelimit import TokenBucket, estimate_tokens
+from mga.distill.generate.ratelimit import TokenBucket
 from mga.distill.generate.reask import Asking
 from mga.distill.generate.retry import GAVE_UP, Failure, backoff, classify
 
@@ -115,7 +116,7 @@ class OpenAIGenerator:
             if rpm is not None:
                 await rpm.acquire(1)
             if tpm is not None:
-                await tpm.acquire(estimate_tokens(request.messages))
+                await tpm.acquire(estimate_message_tokens(request.messages))
             try:
                 response = await within_budget(self.budget, request, lambda: client.create(**kwargs))
             except openai.OpenAIError as e:

@@ -29,7 +29,8 @@ class TrainConfig(Section):
     launcher: typing.Literal["auto", "accelerate", "torchrun"] = Field(
         "auto", description="auto = accelerate on CUDA, torchrun (gloo) on CPU"
     )
-    hub_token: Secret | None = Field(None, description="SFTConfig.hub_token (push_to_hub); never written to the run")
+    # not in any dump (so not in the stages' fingerprints either: a run made before the field existed stays current)
+    hub_token: Secret | None = Field(None, exclude=True, description="SFTConfig.hub_token (push_to_hub); never written")
 
     def sft_kwargs(self) -> dict[str, Any]:
         """The recipe's `SFTConfig` fields (everything that is not a toolkit key, and the secret one)."""
