@@ -24,7 +24,7 @@ class TrainConfig(Section):
     qlora: bool = Field(False, description="LoRA on a 4-bit (bitsandbytes NF4) base; needs CUDA and train.lora")
     num_processes: PositiveInt = Field(1, description="training processes (GPUs); > 1 runs through accelerate/torchrun")
     accelerate_config: str | None = Field(
-        None, description="ddp, fsdp, zero3 (recipes/accelerate/<name>.yaml) or a path to an accelerate config"
+        None, description="ddp, fsdp, zero3 (data/accelerate/<name>.yaml, shipped) or a path to an accelerate config"
     )
     launcher: typing.Literal["auto", "accelerate", "torchrun"] = Field(
         "auto", description="auto = accelerate on CUDA, torchrun (gloo) on CPU"

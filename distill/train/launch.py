@@ -29,11 +29,11 @@ NAMED = ("ddp", "fsdp", "zero3")
 
 
 def config_path(name: str) -> Path:
-    """`ddp`, `fsdp`, `zero3` (the shipped `recipes/accelerate/<name>.yaml`) or a path to a config file."""
+    """`ddp`, `fsdp`, `zero3` (package data: `data/accelerate/<name>.yaml`) or a path to a config file."""
     if name in NAMED:
         from mga.data import data_path
 
-        path = Path(data_path()).parent / "recipes" / "accelerate" / f"{name}.yaml"
+        path = data_path("accelerate", f"{name}.yaml")
         if not path.exists():
             raise MgaError(f"train.accelerate_config {name!r}: {path} is missing; give the path of an accelerate config")
         return path
