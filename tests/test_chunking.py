@@ -9,12 +9,8 @@ from mga.data import data_path
 from mga.distill.core.config import CorpusConfig
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import read_rows
-from mga.distill.label.chunk import (
-    chunk_corpus,
-    estimate_tokens,
-    split_document,
-    token_counter,
-)
+from mga.distill.core.tokens import estimate_tokens, token_counter
+from mga.distill.label.chunk import chunk_corpus, split_document
 
 
 def paragraphs(n: int, words: int = 40) -> list[str]:

@@ -19,6 +19,7 @@ import yaml
 from datasets import load_dataset
 from mga.distill.cli.main import app
 from mga.distill.core.io import iter_rows, read_rows, write_rows
+from mga.distill.core.tokens import estimate_tokens
 from mga.distill.expand.expand import expand_corpus, shard_of
 from typer.testing import CliRunner
 
@@ -106,8 +107,8 @@ def test_expand_writes_mgacorpus_rows_and_statistics_that_add_up(corpus, tmp_pat
         assert row["variant"] == "base" and row["model"] == "slm-rewrite" and row["finish_reason"] == "stop"
     assert {r["meta"]["docid"] for r in rejected if r["reject"]["reason"] == "pairs_invalid"} == {BROKEN_DOC}
     assert all(r["reject"]["reason"] for r in rejected)
-    assert stats["tokens_in"] == sum(len(r["text"].split()) for r in iter_rows(corpus))
-    assert stats["tokens_out"] == sum(len(r["content_split"].split()) for r in expanded)
+    assert stats["tokens_in"] == sum(estimate_tokens(r["text"]) for r in iter_rows(corpus))
+    assert stats["tokens_out"] == sum(estimate_tokens(r["content_split"]) for r in expanded)
     assert stats["expansion_factor"] == pytest.approx(stats["tokens_out"] / stats["tokens_in"], abs=1e-3)
     assert "token expansion factor" in result.output
 

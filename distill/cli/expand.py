@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from mga.distill.core.config import MAX_VALIDATION_ATTEMPTS
 from mga.distill.expand.output import DEFAULT_SHARD_BYTES, DEFAULT_SHARD_ROWS
 from mga.distill.expand.spec import DEFAULT_MIN_KEYWORD_COVERAGE
 
@@ -36,6 +37,10 @@ def expand(
     batch_size: Annotated[int, typer.Option(help="Prompts per generate() batch (local models).")] = 8,
     max_new_tokens: Annotated[int, typer.Option(help="Max tokens per answer (paper: 4096).")] = 4096,
     temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 = greedy, deterministic.")] = 0.0,
+    max_validation_attempts: Annotated[
+        int, typer.Option(help="Answers per request before a rejected one is final (a recipe's "
+                               "label.max_validation_attempts).")
+    ] = MAX_VALIDATION_ATTEMPTS,
     min_keyword_coverage: Annotated[
         float, typer.Option(help="Drop rewrites keeping less than this share of the original's keywords.")
     ] = DEFAULT_MIN_KEYWORD_COVERAGE,
@@ -91,6 +96,7 @@ def expand(
         pairs_backend=pairs_backend, rewrite_backend=rewrite_backend, executor=executor,
         language=language, variant=variant, num_pairs=num_pairs, shard_index=shard_index, num_shards=num_shards,
         batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=temperature,
+        max_validation_attempts=max_validation_attempts,
         min_keyword_coverage=min_keyword_coverage, base_url=base_url, ray_address=ray_address, workers=workers,
         limit=limit, output_format=output_format, shard_rows=shard_rows, shard_bytes=shard_bytes,
         corpus_cfg=corpus_cfg,

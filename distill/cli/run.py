@@ -16,8 +16,9 @@ STAGE_HELP = ", ".join(STAGES)
 def run(
     recipe: Annotated[Path, typer.Argument(help="YAML recipe, e.g. recipes/quickstart.yaml.")],
     set_: SetOpt = None,
-    until: Annotated[str | None, typer.Option(help=f"Stop after this stage ({STAGE_HELP}).")] = None,
-    from_: Annotated[str | None, typer.Option("--from", help="Redo this stage and everything after it.")] = None,
+    until: Annotated[str | None, typer.Option(
+        help=f"Run the stages of this kind and earlier ones, for every variant and scheme ({STAGE_HELP}).")] = None,
+    from_: Annotated[str | None, typer.Option("--from", help="Redo every stage of this kind and everything after it.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print per stage the requests, tokens, cost and time; send nothing.")] = False,
     latency: Annotated[float, typer.Option(help="Seconds per request assumed by --dry-run's wall time.")] = 2.0,
     overwrite: OverwriteOpt = False,

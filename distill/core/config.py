@@ -10,6 +10,7 @@ import typing
 from pathlib import Path
 from typing import Literal
 
+from mga.distill.core.secrets import Secret
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -18,7 +19,6 @@ from pydantic import (
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
-    SecretStr,
     field_validator,
     model_validator,
 )
@@ -63,7 +63,7 @@ class TeacherConfig(Section):
         None, description="endpoint, or a list served as one pool; default: $OPENAI_BASE_URL, else OpenAI"
     )
     api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key")
-    api_key: SecretStr | None = Field(None, description="discouraged: prefer api_key_env")
+    api_key: Secret | None = Field(None, description="discouraged: prefer api_key_env; never written to the run")
     concurrency: PositiveInt = Field(64, description="requests in flight per endpoint")
     timeout_s: PositiveFloat = 120.0
     max_attempts: PositiveInt = Field(6, description="attempts per request on network/server errors")
@@ -127,12 +127,17 @@ class TeacherConfig(Section):
         return [self.base_url] if isinstance(self.base_url, str) else list(self.base_url)
 
 
+MAX_VALIDATION_ATTEMPTS = 3  # answers per request before a rejected one is final (`label.max_validation_attempts`)
+
+
 class LabelConfig(Section):
     """Stage-1 (pairs) and stage-2 (rewrite) labeling."""
 
     num_pairs: PositiveInt = 5
     variants: list[Variant] = Field(default_factory=lambda: ["base"], min_length=1)
-    max_validation_attempts: PositiveInt = Field(3, description="tries before a pairs answer is a failure")
+    max_validation_attempts: PositiveInt = Field(
+        MAX_VALIDATION_ATTEMPTS, description="answers per request (pairs, rewrite) before a rejected one is final; "
+        "`mga run`, `mga label`, `mga expand` and their dry runs")
     reference: Path | None = Field(
         None, description="start from reference labels instead of the teacher; 'bundled' = data/reference/<language>.jsonl"
     )

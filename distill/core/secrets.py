@@ -1,28 +1,50 @@
-"""What counts as a secret in a recipe or an option, so no message, log line or file ever shows one.
+"""Secrets are marked by type: a config field typed `Secret` holds one, and nothing else is one.
 
-A key is secret when its last part is `api_key`, ends in `_key`, or contains `token`, `password` or
-`secret` (`teacher.api_key`, `hub_token`, ...). Messages about such a key name the key, never the value,
-whatever the value's type.
+`Secret` is pydantic's `SecretStr` (its value never shows in a repr) that dumps as null in JSON mode, so a
+recipe dump, a training config or a launch file never holds it, and reloading a dump gives the same config
+without its secrets (the key then comes from `teacher.api_key_env`). Messages about a secret field name the
+key, never the value (`is_secret`). `redact` takes key-shaped text out of what a server says back.
 """
 
 from __future__ import annotations
 
 import re
+import typing
+from typing import Annotated, Any
+
+from pydantic import BaseModel, PlainSerializer, SecretStr
 
 MASK = "***"
-_SECRET = re.compile(r"(^|_)key$|token|password|passwd|secret", re.IGNORECASE)
+Secret = Annotated[SecretStr, PlainSerializer(lambda value: None, return_type=None, when_used="json")]
+_KEY_SHAPED = re.compile(r"\b(sk|key|token)-[A-Za-z0-9_\-*]{6,}")
 
 
-def is_secret_key(key: str) -> bool:
-    """True for a recipe key (dotted path or last part) that holds a secret."""
-    last = str(key).strip().split(".")[-1]
-    return bool(_SECRET.search(last)) and last not in {"api_key_env", "max_tokens", "tokens_per_minute"}
+def _types(annotation: Any) -> list[Any]:
+    """`annotation` and every type nested in it (`X | None`, `Annotated[X, ...]`, `list[X]`)."""
+    found = [annotation]
+    for arg in typing.get_args(annotation):
+        found += _types(arg)
+    return found
 
 
-def mask_secrets(value: object) -> object:
-    """A copy of nested data (a recipe dump) with the value of every secret key replaced by `MASK`."""
-    if isinstance(value, dict):
-        return {k: (MASK if is_secret_key(str(k)) and v is not None else mask_secrets(v)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [mask_secrets(v) for v in value]
-    return value
+def is_secret(model: type[BaseModel], loc: tuple[Any, ...] | list[Any]) -> bool:
+    """True when the field at `loc` (a pydantic error location or a dotted key split) under `model` is a
+    `Secret`; parts that are no field (list indices, union tags) are passed over."""
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            continue
+        types = _types(field.annotation)
+        if SecretStr in types:
+            return True
+        model = next((t for t in types if isinstance(t, type) and issubclass(t, BaseModel)), None)
+        if model is None:
+            return False
+    return False
+
+
+def redact(text: str, api_key: str | None) -> str:
+    """`text` without the API key or anything shaped like a key (servers sometimes echo them)."""
+    if api_key and api_key != "EMPTY" and len(api_key) >= 4:
+        text = text.replace(api_key, MASK)
+    return _KEY_SHAPED.sub(lambda m: m.group(1) + "-" + MASK, text)

@@ -1,7 +1,7 @@
 """One pass's jobs answered by a tool model, as rows: the loop the local executor and every Ray actor run.
 
-A pairs job is checked as the labeling stages check stage-1 answers (`pairs_validator`, re-asked up to
-`max_validation_attempts`); an empty rewrite is asked once more. Rows are built by the labeling stages'
+A pairs job is checked as the labeling stages check stage-1 answers (`pairs_validator`), a rewrite by the
+stage-2 answer checks; either is re-asked up to `max_validation_attempts` in all. Rows are built by the labeling stages'
 builders (`mga.distill.label.rows`), so both executors write the same rows for the same jobs.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from mga.distill.expand.spec import REWRITE_ATTEMPTS, ExpandSpec, Which
+from mga.distill.expand.spec import ExpandSpec, Which
 from mga.distill.generate.protocol import Generator, Request, Sized
 from mga.distill.label.rows import (
     Job,
@@ -39,7 +39,7 @@ def answer_jobs(which: Which, spec: ExpandSpec, generator: Generator, jobs: Iter
                                     max_attempts=spec.max_validation_attempts, description=description):
             yield pairs_result_row(in_flight.pop(result.request.key), result, model)
     else:
-        for result in generator.run(Sized(requests(), total), max_attempts=REWRITE_ATTEMPTS,
+        for result in generator.run(Sized(requests(), total), max_attempts=spec.max_validation_attempts,
                                     description=description):
             yield rewrite_result_row(in_flight.pop(result.request.key), result, spec.variant, model,
                                      spec.max_new_tokens)

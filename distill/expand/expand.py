@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mga.distill.core.config import VARIANTS, CorpusConfig
+from mga.distill.core.config import MAX_VALIDATION_ATTEMPTS, VARIANTS, CorpusConfig
 from mga.distill.core.console import console
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import write_json
@@ -45,7 +45,7 @@ __all__ = ["expand_corpus", "shard_of"]
 
 def _check(
     *, backends: tuple[str, ...], executor: str, variant: str, num_pairs: int, shard_index: int, num_shards: int,
-    limit: int | None, batch_size: int, max_new_tokens: int, temperature: float, min_keyword_coverage: float,
+    limit: int | None, batch_size: int, max_new_tokens: int, max_validation_attempts: int, temperature: float, min_keyword_coverage: float,
     workers: int | None, output_format: str, shard_rows: int, shard_bytes: int,
 ) -> None:
     for backend in backends:
@@ -61,8 +61,9 @@ def _check(
         raise MgaError(f"--num-pairs {num_pairs}: need at least 1")
     if limit is not None and limit < 1:
         raise MgaError(f"--limit {limit}: need at least 1 document")
-    if batch_size < 1 or max_new_tokens < 1:
-        raise MgaError(f"--batch-size {batch_size} --max-new-tokens {max_new_tokens}: both need to be at least 1")
+    if batch_size < 1 or max_new_tokens < 1 or max_validation_attempts < 1:
+        raise MgaError(f"--batch-size {batch_size} --max-new-tokens {max_new_tokens} --max-validation-attempts "
+                       f"{max_validation_attempts}: each needs to be at least 1")
     if not 0.0 <= temperature <= 2.0:
         raise MgaError(f"--temperature {temperature}: need 0 <= temperature <= 2")
     if not 0.0 <= min_keyword_coverage <= 1.0:
@@ -128,6 +129,7 @@ def expand_corpus(
     batch_size: int = 8,
     max_new_tokens: int = 4096,
     temperature: float = 0.0,
+    max_validation_attempts: int = MAX_VALIDATION_ATTEMPTS,
     min_keyword_coverage: float = DEFAULT_MIN_KEYWORD_COVERAGE,
     base_url: str | None = None,
     ray_address: str | None = None,
@@ -152,13 +154,13 @@ def expand_corpus(
     pairs_backend, rewrite_backend = pairs_backend or backend, rewrite_backend or backend
     _check(backends=(pairs_backend, rewrite_backend), executor=executor, variant=variant, num_pairs=num_pairs,
            shard_index=shard_index, num_shards=num_shards, limit=limit, batch_size=batch_size,
-           max_new_tokens=max_new_tokens, temperature=temperature, min_keyword_coverage=min_keyword_coverage,
+           max_new_tokens=max_new_tokens, max_validation_attempts=max_validation_attempts, temperature=temperature, min_keyword_coverage=min_keyword_coverage,
            workers=workers, output_format=output_format, shard_rows=shard_rows, shard_bytes=shard_bytes)
     spec = ExpandSpec(
         pairs_model=pairs_model, rewrite_model=rewrite_model, pairs_backend=pairs_backend,
         rewrite_backend=rewrite_backend, language=language, variant=variant,
         num_pairs=num_pairs, batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=temperature,
-        base_url=base_url,
+        base_url=base_url, max_validation_attempts=max_validation_attempts,
     )
     for which, model in (("pairs", pairs_model), ("rewrite", rewrite_model)):
         if spec.backend(which) != "openai" and not Path(model).is_dir():
@@ -183,7 +185,7 @@ def expand_corpus(
 
         run_local(work_dir, spec)
     after = _row_counts(work_dir)
-    count_tokens, counter_name = token_counter(spec)
+    count_tokens = token_counter(spec)
     output = open_output(work_dir, output_format, shard_rows=shard_rows, shard_bytes=shard_bytes)
     stats = clean_and_count(work_dir, spec, output, min_keyword_coverage=min_keyword_coverage,
                             count_tokens=count_tokens)
@@ -204,7 +206,7 @@ def expand_corpus(
         "min_keyword_coverage": min_keyword_coverage,
         "output_format": output_format,
         **stats,
-        "token_counter": counter_name,
+        "token_counter": count_tokens.name,
         "generated": {"pairs": after[0] - before[0], "rewrites": after[1] - before[1]},
         "wall_s": round(wall, 3),
         "documents_per_s": round(stats["documents"] / wall, 4) if wall > 0 else None,

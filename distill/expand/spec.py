@@ -5,13 +5,14 @@ Kept apart from `expand.py` so the local and the Ray executor both import it and
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from mga.distill.core.config import GenerationParams, TeacherConfig
+from mga.distill.core.config import MAX_VALIDATION_ATTEMPTS, GenerationParams, TeacherConfig
+from mga.distill.core import tokens
 from mga.distill.core.errors import MgaError
+from mga.distill.core.tokens import TokenCounter
 from mga.distill.core.sources import shard_of  # noqa: F401 (re-exported for the executors)
 from mga.distill.core.weights import checkpoint_digest
 from mga.distill.generate.protocol import Generator
@@ -19,7 +20,6 @@ from mga.distill.label.rows import Job, pairs_job, rewrite_job
 
 BACKENDS = ("transformers", "vllm", "openai")
 EXECUTORS = ("local", "ray")
-REWRITE_ATTEMPTS = 2  # an empty rewrite is asked once more (as `label_rewrites` does)
 DEFAULT_MIN_KEYWORD_COVERAGE = 0.05  # the paper: drop rewrites with "extremely low" keyword coverage
 Which = Literal["pairs", "rewrite"]
 
@@ -39,7 +39,7 @@ class ExpandSpec:
     max_new_tokens: int = 4096
     temperature: float = 0.0
     base_url: str | None = None
-    max_validation_attempts: int = 3
+    max_validation_attempts: int = MAX_VALIDATION_ATTEMPTS  # pairs and rewrites, as `label.max_validation_attempts`
     seed: int = 0  # local models re-ask a rejected answer by sampling: seeded, so reruns agree
     # what each tool model is, for the digests rows are resumed by (`with_model_ids`); the name if unset
     pairs_model_id: str = ""
@@ -91,15 +91,7 @@ def shard_dir(out_dir: Path, shard_index: int, num_shards: int) -> Path:
     return Path(out_dir) if num_shards == 1 else Path(out_dir) / f"shard-{shard_index}-of-{num_shards}"
 
 
-def token_counter(spec: ExpandSpec) -> tuple[Callable[[str], int], str]:
-    """Count tokens with the rewrite model's tokenizer when it is a local checkpoint, else by whitespace."""
-    if spec.rewrite_backend != "openai" and Path(spec.rewrite_model).is_dir():
-        from transformers import AutoTokenizer
-
-        try:
-            tok = AutoTokenizer.from_pretrained(spec.rewrite_model)
-        except (OSError, ValueError):
-            tok = None
-        if tok is not None:
-            return (lambda text: len(tok.encode(text, add_special_tokens=False))), f"tokenizer:{spec.rewrite_model}"
-    return (lambda text: len(text.split())), "whitespace"
+def token_counter(spec: ExpandSpec) -> TokenCounter:
+    """The rewrite model's tokenizer when it is a local checkpoint, else the estimate (`mga.distill.core.tokens`)."""
+    local = spec.rewrite_backend != "openai" and Path(spec.rewrite_model).is_dir()
+    return tokens.token_counter(spec.rewrite_model if local else None, key="--rewrite-model")

@@ -26,6 +26,7 @@ from mga.distill.core.io import write_json
 from mga.distill.generate.cache import request_key
 from mga.distill.generate.pool import pool_for
 from mga.distill.generate.protocol import Completion, Request, Result, Validator
+from mga.distill.generate.reask import Asking
 
 ENDPOINT = "/v1/chat/completions"
 FINISHED = {"completed", "failed", "expired", "cancelled"}
@@ -232,41 +233,25 @@ class BatchGenerator:
         """Answer every request; each validation round is one set of batches (a rejected answer is asked
         again with the next attempt's cache key, as online)."""
         started = time.perf_counter()
-        todo = list(requests)
-        history: dict[str, list[str]] = {r.key: [] for r in todo}
-        checked = validate is not None or any(getattr(r, "check", None) for r in todo)
-        attempts = max(1, max_attempts if checked else 1)
+        pending = [Asking(r, validate, max_attempts) for r in requests]
         try:
-            for attempt in range(attempts):
-                if not todo:
-                    break
-                keyed = {request_key(self.model_name, r, attempt, self.online.endpoint_id): r for r in todo}
-                console.print(f"{description}: {len(keyed)} requests (batch mode, attempt {attempt + 1})", markup=False)
-                answers, todo = self.answers(keyed), []
-                for key, request in keyed.items():
-                    answer, past = answers[key], history[request.key]
-                    if isinstance(answer, str):
-                        self.account.count(results=1, failures=1)
-                        yield Result(request, None, error=answer, attempts=attempt + 1, history=past)
-                        continue
-                    parsed, reason = None, None
-                    check = getattr(request, "check", None) or validate
-                    if check is not None:
-                        try:
-                            parsed, reason = check(answer)
-                        except Exception as e:  # a validator bug must not kill the run
-                            parsed, reason = None, f"validator error: {e.__class__.__name__}: {e}"
-                    if reason is None:
-                        self.account.count(results=1)
-                        yield Result(request, answer, attempts=attempt + 1, parsed=parsed, history=past)
-                        continue
-                    self.account.count(invalid=1)
-                    past.append(reason)
-                    if attempt + 1 < attempts:
-                        todo.append(request)
+            while pending:
+                keyed = {request_key(self.model_name, a.request, a.attempt, self.online.endpoint_id): a
+                         for a in pending}
+                console.print(f"{description}: {len(keyed)} requests (batch mode, attempt {pending[0].attempt + 1})",
+                              markup=False)
+                answers = self.answers({key: a.request for key, a in keyed.items()})
+                pending = []
+                for key, asking in keyed.items():
+                    answer = answers[key]
+                    result = asking.failed(answer) if isinstance(answer, str) else asking.take(answer)
+                    if asking.last_rejected:
+                        self.account.count(invalid=1)
+                    if result is None:
+                        pending.append(asking)
                     else:
-                        self.account.count(results=1, failures=1)
-                        yield Result(request, answer, error=reason, attempts=attempts, history=past)
+                        self.account.count(results=1, failures=int(result.error is not None))
+                        yield result
         finally:
             self.account.count(wall_s=time.perf_counter() - started)
 

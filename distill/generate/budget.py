@@ -1,6 +1,6 @@
 """`teacher.max_budget_usd`: no request is sent that could take the run's spending over the cap.
 
-Before each request its worst case is reserved: the prompt (estimated at ~4 characters a token) plus the
+Before each request its worst case is reserved: the prompt (estimated by `mga.distill.core.tokens`) plus the
 `max_tokens` bound, at the recipe's prices (times `batch_price_factor` in batch mode). What the run spent is
 what earlier runs recorded in the run's `accounting.json` plus what this process has spent so far; when a
 reservation would go over the cap the run stops with an error saying what was spent. Answers already
@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from mga.distill.core.errors import MgaError
+from mga.distill.core.tokens import estimate_message_tokens
 from mga.distill.generate.accounting import read_accounting
-from mga.distill.generate.ratelimit import estimate_tokens
 
 
 class BudgetExceeded(MgaError):
@@ -63,7 +63,7 @@ class Budget:
         """The most one request can cost."""
         price_in = self.accounting.price_in or 0.0
         price_out = self.accounting.price_out or 0.0
-        return (estimate_tokens(messages) * price_in + max_tokens * price_out) / 1e6 * self.factor
+        return (estimate_message_tokens(messages) * price_in + max_tokens * price_out) / 1e6 * self.factor
 
     def reserve(self, amount: float) -> float:
         spent = self.spent()

@@ -1,7 +1,7 @@
 """What a stage would cost before it runs: requests (cache hits excluded), tokens, dollars and wall time.
 
-Input tokens are counted with a local tokenizer when one is given (`corpus.tokenizer`), else estimated at
-about 4 characters a token (and said to be an estimate). Output tokens are given twice: the `max_tokens`
+Input tokens are counted by `mga.distill.core.tokens`: with a local tokenizer when one is given
+(`corpus.tokenizer`), else estimated (and said to be an estimate). Output tokens are given twice: the `max_tokens`
 bound (what a budget must allow) and an expected figure (the mean of the stage's answers already cached
 when there are some, else the caller's guess). Cost is at the recipe's prices (times `batch_price_factor`
 in batch mode); wall time is the number of waves of `concurrency x endpoints` requests times `--latency`.
@@ -15,12 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mga.distill.core.config import TeacherConfig
+from mga.distill.core.tokens import TokenCounter
 from mga.distill.generate.cache import RequestCache, request_key
 from mga.distill.generate.endpoint import cache_scope
 from mga.distill.generate.protocol import Request
-from mga.distill.generate.ratelimit import estimate_tokens
-
-TokenCounter = Callable[[list[dict[str, str]]], int]
 
 
 @dataclass
@@ -41,22 +39,6 @@ class StageEstimate:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-def token_counter(tokenizer: str | None) -> tuple[TokenCounter, bool]:
-    """(count(messages), exact): the local tokenizer's chat-template count, or the 4-characters estimate."""
-    if tokenizer is None:
-        return estimate_tokens, False
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(tokenizer)
-
-    def count(messages: list[dict[str, str]]) -> int:
-        if getattr(tok, "chat_template", None):
-            return len(tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=True))
-        return sum(len(tok.encode(m.get("content") or "", add_special_tokens=False)) + 4 for m in messages)
-
-    return count, True
-
-
 def estimate_stage(
     stage: str,
     requests: Iterable[Request],
@@ -64,7 +46,6 @@ def estimate_stage(
     *,
     cache: RequestCache | None,
     count: TokenCounter,
-    exact_tokens: bool,
     latency_s: float,
     expected_output: Callable[[Request], int],
     max_attempts: int = 1,
@@ -91,7 +72,7 @@ def estimate_stage(
     mean_cached = sum(cached_out) / len(cached_out) if cached_out else None
     for request in todo:
         est.requests += 1
-        est.input_tokens += count(request.messages)
+        est.input_tokens += count.messages(request.messages)
         bound = request.params.max_tokens
         est.output_bound += bound
         guess = mean_cached if mean_cached is not None else expected_output(request)
@@ -104,8 +85,8 @@ def estimate_stage(
         est.cost_expected = (est.input_tokens * price_in + est.output_expected * price_out) / 1e6 * factor
     lanes = teacher.concurrency * max(1, len(teacher.base_urls))
     est.wall_s = math.ceil(est.requests / lanes) * latency_s if est.requests else 0.0
-    if not exact_tokens and est.requests:
-        est.notes.append("input tokens estimated (~4 characters a token; set corpus.tokenizer to count)")
+    if not count.exact and est.requests:
+        est.notes.append("input tokens estimated (words and punctuation; set corpus.tokenizer to count)")
     if mean_cached is None and est.requests:
         est.notes.append("expected output is a guess (no cached answer of this stage yet)")
     if teacher.mode == "batch" and est.requests:

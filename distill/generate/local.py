@@ -6,7 +6,9 @@ otherwise, as an OpenAI-compatible server reports it. So `mga label --teacher-mo
 same schema as the teacher's, and the judge and the report treat SLM and teacher outputs alike.
 With `backend="vllm"` (optional extra, CUDA only) the same requests go through vLLM's offline engine; with
 `backend="llamacpp"` a GGUF file answers them through llama.cpp on CPUs (`mga.distill.generate.llamacpp`), one
-request at a time, so progress moves per answer.
+request at a time, so progress moves per answer. A backend is one `_generate_<backend>(jobs, params)` returning
+a batch's completions; which answers are re-asked, and how often, is `mga.distill.generate.reask`'s to decide
+(a re-ask here samples, seeded per attempt).
 
 Fail loud: a batch in which every request fails to generate (an exception, not a rejected answer) is held
 back; `max_failed_batches` such batches in a row, or a run in which no request generates at all, raise
@@ -25,6 +27,7 @@ from mga.distill.core.console import progress_task
 from mga.distill.core.errors import MgaError
 from mga.distill.generate.llamacpp import LlamaCppEngine, is_gguf
 from mga.distill.generate.protocol import Completion, Request, Result, Validator
+from mga.distill.generate.reask import Asking
 
 RETRY_TEMPERATURE = 0.7  # a rejected greedy answer would come back identical: retries sample
 MAX_FAILED_BATCHES = 3
@@ -34,21 +37,13 @@ class LocalGenerationFailed(MgaError):
     """The local model could not generate: every request of several batches in a row (or of the run) failed."""
 
 
-class _Job:
-    """One request in flight: its attempts and validation history."""
-
-    def __init__(self, request: Request):
-        self.request = request
-        self.attempt = 0
-        self.history: list[str] = []
-        self.rejected: list[dict] = []
-
-    def params(self) -> GenerationParams:
-        p = self.request.params
-        if self.attempt == 0:
-            return p
-        seed = None if p.seed is None else p.seed + self.attempt
-        return p.model_copy(update={"temperature": p.temperature or RETRY_TEMPERATURE, "seed": seed})
+def _params(job: Asking) -> GenerationParams:
+    """The sampling parameters of a job's next attempt: a re-ask samples, seeded per attempt."""
+    p = job.request.params
+    if job.attempt == 0:
+        return p
+    seed = None if p.seed is None else p.seed + job.attempt
+    return p.model_copy(update={"temperature": p.temperature or RETRY_TEMPERATURE, "seed": seed})
 
 
 def _params_key(p: GenerationParams) -> tuple:
@@ -138,13 +133,13 @@ class LocalGenerator:
 
     # ---- generation ----------------------------------------------------------------------------------------
 
-    def _prompts(self, jobs: list[_Job]) -> list[str]:
+    def _prompts(self, jobs: list[Asking]) -> list[str]:
         return [
             self.tokenizer.apply_chat_template(j.request.messages, tokenize=False, add_generation_prompt=True)
             for j in jobs
         ]
 
-    def _generate_transformers(self, jobs: list[_Job], params: GenerationParams) -> list[Completion]:
+    def _generate_transformers(self, jobs: list[Asking], params: GenerationParams) -> list[Completion]:
         import torch
 
         enc = self.tokenizer(self._prompts(jobs), return_tensors="pt", padding=True, add_special_tokens=False)
@@ -180,7 +175,7 @@ class LocalGenerator:
             )
         return completions
 
-    def _generate_vllm(self, jobs: list[_Job], params: GenerationParams) -> list[Completion]:
+    def _generate_vllm(self, jobs: list[Asking], params: GenerationParams) -> list[Completion]:
         from vllm import SamplingParams
 
         sampling = SamplingParams(
@@ -197,10 +192,10 @@ class LocalGenerator:
             for o in outputs
         ]
 
-    def _generate_llamacpp(self, jobs: list[_Job], params: GenerationParams) -> list[Completion]:
+    def _generate_llamacpp(self, jobs: list[Asking], params: GenerationParams) -> list[Completion]:
         return [self.engine.complete(j.request.messages, params) for j in jobs]
 
-    def _generate(self, jobs: list[_Job], params: GenerationParams) -> list[Completion | str]:
+    def _generate(self, jobs: list[Asking], params: GenerationParams) -> list[Completion | str]:
         """Completions for a batch, or per request an error string; a failing batch is retried one by one."""
         run = {"vllm": self._generate_vllm, "llamacpp": self._generate_llamacpp}.get(self.backend, self._generate_transformers)
         try:
@@ -210,41 +205,21 @@ class LocalGenerator:
                 return [f"generation failed: {e.__class__.__name__}: {e}"]
             return [self._generate([j], params)[0] for j in jobs]
 
-    def _answer_batch(self, jobs: list[_Job], validate: Validator | None, max_attempts: int) -> Iterator[Result]:
-        """Generate for `jobs` (grouped by sampling parameters), validate, and re-ask rejected ones by sampling."""
+    def _answer_batch(self, jobs: list[Asking]) -> Iterator[Result]:
+        """Generate for `jobs` (grouped by sampling parameters), and again for those `reask` says to re-ask."""
         pending = jobs
         while pending:
-            groups: dict[tuple, list[_Job]] = {}
+            groups: dict[tuple, list[Asking]] = {}
             for job in pending:
-                groups.setdefault(_params_key(job.params()), []).append(job)
+                groups.setdefault(_params_key(_params(job)), []).append(job)
             pending = []
             for group in groups.values():
-                for job, outcome in zip(group, self._generate(group, group[0].params()), strict=True):
-                    job.attempt += 1
-                    check = job.request.check or validate
-                    attempts = max(1, max_attempts if check is not None else 1)
-                    if isinstance(outcome, str):
-                        yield Result(job.request, None, error=outcome, attempts=job.attempt, history=job.history)
-                        continue
-                    if check is None:
-                        yield Result(job.request, outcome, attempts=job.attempt)
-                        continue
-                    try:
-                        parsed, reason = check(outcome)
-                    except Exception as e:  # noqa: BLE001 - a validator bug must not kill the run
-                        parsed, reason = None, f"validator error: {e.__class__.__name__}: {e}"
-                    if reason is None:
-                        yield Result(job.request, outcome, attempts=job.attempt, parsed=parsed, history=job.history,
-                                     rejected=job.rejected)
-                        continue
-                    job.history.append(reason)
-                    job.rejected.append({"attempt": job.attempt, "reason": reason, "text": outcome.text,
-                                         "finish_reason": outcome.finish_reason})
-                    if job.attempt < attempts:
+                for job, outcome in zip(group, self._generate(group, _params(group[0])), strict=True):
+                    result = job.failed(outcome) if isinstance(outcome, str) else job.take(outcome)
+                    if result is None:
                         pending.append(job)
                     else:
-                        yield Result(job.request, outcome, error=reason, attempts=job.attempt, history=job.history,
-                                     rejected=job.rejected)
+                        yield result
 
     def run(
         self,
@@ -260,7 +235,7 @@ class LocalGenerator:
         failed_in_row, generated_any = 0, False
         with progress_task(f"{description} ({self.model_name})", total) as advance:
             for batch in self._batches(requests):
-                results = list(self._answer_batch(batch, validate, max_attempts))
+                results = list(self._answer_batch([Asking(r, validate, max_attempts) for r in batch]))
                 if all(r.completion is None for r in results):
                     failed_in_row += 1
                     held += results
@@ -278,10 +253,10 @@ class LocalGenerator:
                 advance()
                 yield result
 
-    def _batches(self, requests: Iterable[Request]) -> Iterator[list[_Job]]:
-        batch: list[_Job] = []
+    def _batches(self, requests: Iterable[Request]) -> Iterator[list[Request]]:
+        batch: list[Request] = []
         for request in requests:
-            batch.append(_Job(request))
+            batch.append(request)
             if len(batch) == self.batch_size:
                 yield batch
                 batch = []

@@ -37,8 +37,3 @@ class TokenBucket:
     def charge(self, amount: float) -> None:
         self._refill()
         self.level -= amount
-
-
-def estimate_tokens(messages: list[dict[str, str]]) -> int:
-    """A cheap prompt-token estimate (about 4 characters a token) for the tokens-per-minute budget."""
-    return sum(len(m.get("content") or "") for m in messages) // 4 + 4 * len(messages)

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import email.utils
 import random
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from mga.distill.core.secrets import redact
+
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 GAVE_UP = "gave up after"  # how a request that failed on transient errors only is reported (worth a rerun)
 MAX_SERVER_DELAY_S = 600.0
-_KEY_PATTERN = re.compile(r"\b(sk|key|token)-[A-Za-z0-9_\-*]{6,}")
 
 
 def retryable(status: int) -> bool:
@@ -49,13 +49,6 @@ def backoff(attempt: int, base_s: float, max_s: float, server_delay: float | Non
         return min(server_delay, MAX_SERVER_DELAY_S) * (1 + random.random() / 10)
     delay = min(max_s, base_s * 2 ** (attempt - 1))
     return delay * (0.5 + random.random() / 2)
-
-
-def redact(text: str, api_key: str | None) -> str:
-    """`text` without the API key or anything shaped like a key (servers sometimes echo them)."""
-    if api_key and api_key != "EMPTY" and len(api_key) >= 4:
-        text = text.replace(api_key, "***")
-    return _KEY_PATTERN.sub(lambda m: m.group(1) + "-***", text)
 
 
 @dataclass

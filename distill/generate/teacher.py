@@ -23,6 +23,7 @@ from typing import Any
 
 from mga.distill.core.config import TeacherConfig
 from mga.distill.core.console import progress_task
+from mga.distill.core.tokens import estimate_message_tokens
 from mga.distill.generate import endpoint
 from mga.distill.generate.accounting import Accounting
 from mga.distill.generate.batch import batch_mode
@@ -32,7 +33,8 @@ from mga.distill.generate.commits import GroupCommit
 from mga.distill.generate.endpoint import TeacherUnavailable
 from mga.distill.generate.pool import pool_for
 from mga.distill.generate.protocol import Completion, Generator, Request, Result, Validator
-from mga.distill.generate.ratelimit import TokenBucket, estimate_tokens
+from mga.distill.generate.ratelimit import TokenBucket
+from mga.distill.generate.reask import Asking
 from mga.distill.generate.retry import GAVE_UP, Failure, backoff, classify
 
 _DONE = object()
@@ -114,7 +116,7 @@ class OpenAIGenerator:
             if rpm is not None:
                 await rpm.acquire(1)
             if tpm is not None:
-                await tpm.acquire(estimate_tokens(request.messages))
+                await tpm.acquire(estimate_message_tokens(request.messages))
             try:
                 response = await within_budget(self.budget, request, lambda: client.create(**kwargs))
             except openai.OpenAIError as e:
@@ -164,15 +166,11 @@ class OpenAIGenerator:
     async def _answer(
         self, client: Any, request: Request, validate: Validator | None, max_attempts: int, limits: tuple
     ) -> Result:
-        """A validated answer: each rejected answer is followed by a new request (a new cache key)."""
-        validate = request.check or validate
-        history: list[str] = []
-        rejected: list[dict[str, Any]] = []
-        completion: Completion | None = None
-        reason: str | None = None
-        attempts = max(1, max_attempts if validate is not None else 1)
-        for attempt in range(attempts):
-            key = request_key(self.model_name, request, attempt, self.endpoint_id) if self.cache is not None else None
+        """A validated answer (`mga.distill.generate.reask`): each re-ask is a new request (a new cache key)."""
+        asking = Asking(request, validate, max_attempts)
+        while True:
+            key = None if self.cache is None else request_key(self.model_name, request, asking.attempt,
+                                                              self.endpoint_id)
             completion = self.cache.get(key) if key is not None else None
             if completion is not None:
                 await self._commits.count(cache_hits=1)
@@ -180,22 +178,12 @@ class OpenAIGenerator:
             else:
                 completion, error = await self._call(client, request, key, limits)
                 if completion is None:
-                    return Result(request, None, error=error, attempts=attempt + 1, history=history, rejected=rejected)
-            if validate is None:
-                return Result(request, completion, attempts=attempt + 1)
-            try:
-                parsed, reason = validate(completion)
-            except Exception as e:  # a validator bug must not kill the run
-                parsed, reason = None, f"validator error: {e.__class__.__name__}: {e}"
-            if reason is None:
-                return Result(request, completion, attempts=attempt + 1, parsed=parsed, history=history,
-                              rejected=rejected)
-            if not completion.cached:
+                    return asking.failed(error or "no answer")
+            result = asking.take(completion)
+            if asking.last_rejected and not completion.cached:
                 await self._commits.count(invalid=1)
-            history.append(reason)
-            rejected.append({"attempt": attempt + 1, "reason": reason, "text": completion.text,
-                             "finish_reason": completion.finish_reason})
-        return Result(request, completion, error=reason, attempts=attempts, history=history, rejected=rejected)
+            if result is not None:
+                return result
 
     # ---- the loop ------------------------------------------------------------------------------------------
 

@@ -2,8 +2,9 @@
 
 A chunk holds at most `chunk_tokens` tokens of the named tokenizer (the paper caps prompts at 4,096 tokens).
 Splits fall on paragraph boundaries; a paragraph longer than the cap is split on sentences, then lines, then
-words. Without a tokenizer, tokens are estimated from words and punctuation (each CJK character counts as one),
-which overestimates BPE counts on ordinary prose, so chunks stay under the cap of most tokenizers.
+words. Tokens are counted by `mga.distill.core.tokens`: without a tokenizer, estimated from words and
+punctuation (each CJK character counts as one), which overestimates BPE counts on ordinary prose, so chunks
+stay under the cap of most tokenizers.
 """
 
 from __future__ import annotations
@@ -18,32 +19,14 @@ from mga.distill.core.console import console
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import write_rows
 from mga.distill.core.schema import chunk_row
+from mga.distill.core.tokens import estimate_tokens, token_counter
 from mga.distill.label.documents import Skipped, iter_documents
 
-_TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]|\w+|[^\w\s]")
 _PARAGRAPHS = re.compile(r"\n[ \t]*\n+")
 _SENTENCE_END = re.compile(r"(?<=[.!?;。！？；])\s+|(?<=[。！？；])")
 _WORDS = re.compile(r"\S+\s*")
 
 Counter = Callable[[str], int]
-
-
-def estimate_tokens(text: str) -> int:
-    """Words, punctuation marks and CJK characters: a cheap, tokenizer-free token count."""
-    return len(_TOKEN.findall(text))
-
-
-def token_counter(tokenizer: str | None) -> Counter:
-    if tokenizer is None:
-        return estimate_tokens
-    from transformers import AutoTokenizer
-
-    try:
-        tok = AutoTokenizer.from_pretrained(tokenizer)
-    except (OSError, ValueError) as e:
-        raise MgaError(f"corpus.tokenizer: cannot load tokenizer '{tokenizer}' ({e.__class__.__name__}): "
-                       "give a local tokenizer folder, or leave it empty for the built-in estimate") from None
-    return lambda text: len(tok.encode(text, add_special_tokens=False))
 
 
 def _pieces(text: str, count: Counter, cap: int) -> list[str]:

@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from mga.distill.core.config import VARIANTS, GenerationParams
+from mga.distill.core.config import MAX_VALIDATION_ATTEMPTS, VARIANTS, GenerationParams
 from mga.distill.core.console import console
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import JsonlAppender, finalize_stream, iter_rows, write_rows
@@ -104,7 +104,7 @@ def label_pairs(
     language: str = "en",
     num_pairs: int = 5,
     params: GenerationParams,
-    max_validation_attempts: int = 3,
+    max_validation_attempts: int = MAX_VALIDATION_ATTEMPTS,
     overwrite: bool = False,
 ) -> Path:
     """Stage 1: `num_pairs` (genre, audience) pairs per chunk, checked by `parse_pairs`, retried if invalid."""
@@ -142,7 +142,7 @@ def label_rewrites(
     language: str = "en",
     variant: str = "base",
     params: GenerationParams,
-    max_attempts: int = 3,
+    max_attempts: int = MAX_VALIDATION_ATTEMPTS,
     overwrite: bool = False,
 ) -> Path:
     """Stage 2: one rewrite per (ok chunk, pair) with the `variant` prompt. Answers that are not a rewrite

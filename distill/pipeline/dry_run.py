@@ -18,8 +18,9 @@ from mga.distill.core.config import TeacherConfig, default_corpus_path
 from mga.distill.core.io import done_keys, read_rows, write_rows
 from mga.distill.core.prompts import judge_messages
 from mga.distill.core.schema import OK, chunk_key, rewrite_jobs, rewrite_key, unjudgeable_reason
+from mga.distill.core.tokens import token_counter
 from mga.distill.generate.cache import RequestCache
-from mga.distill.generate.estimate import StageEstimate, estimate_stage, token_counter
+from mga.distill.generate.estimate import StageEstimate, estimate_stage
 from mga.distill.generate.protocol import Request
 from mga.distill.label.chunk import chunk_corpus
 from mga.distill.label.rows import pairs_job, rewrite_job, rewrite_request
@@ -85,13 +86,13 @@ class DryRun:
         self.root = cfg.out_dir
         cache_path = cache_path or self.root / "cache.sqlite"
         self.cache = RequestCache(cache_path) if cache_path.exists() else None
-        self.count, self.exact = token_counter(cfg.corpus.tokenizer)
+        self.count = token_counter(cfg.corpus.tokenizer)
         self.seen: set[str] = set()  # requests counted by an earlier stage: cache hits by then
 
     def estimate(self, stage: str, requests: list[Request], endpoint: TeacherConfig, expected: Any,
                  max_attempts: int = 1, rounds: int = 1, note: str | None = None) -> StageEstimate:
         est = estimate_stage(stage, requests, endpoint, cache=self.cache if rounds == 1 else None,
-                             count=self.count, exact_tokens=self.exact, latency_s=self.latency,
+                             count=self.count, latency_s=self.latency,
                              expected_output=expected, max_attempts=max_attempts,
                              seen=self.seen if rounds == 1 else None)
         for key in ("requests", "max_requests", "input_tokens", "output_bound", "output_expected", "wall_s",
@@ -101,6 +102,10 @@ class DryRun:
         if note:
             est.notes.append(note)
         return est
+
+    def doc_tokens(self, request: Request) -> int:
+        """The expected length of a rewrite: the document's, which is about half of the prompt."""
+        return self.count(request.messages[-1]["content"]) // 2
 
     def run(self) -> list[StageEstimate]:
         cfg = self.cfg
@@ -131,16 +136,13 @@ class DryRun:
         parts = read_split(split_file)
         teacher_docs = only_docs(kept, parts["train"] | parts["eval"])
 
-        def doc_tokens(request: Request) -> int:
-            return len(request.messages[-1]["content"]) // 8  # the document is about half of the prompt
-
         llm_judge = cfg.judge.backend == "llm"
         for variant in cfg.label.variants:
             rewrites_file = root / "labels" / f"rewrites.{variant}.jsonl"
             if reference is None:
                 out.append(self.estimate(f"label-rewrites@{variant}",
                                          rewrite_requests(teacher_docs, cfg, variant, done_keys(rewrites_file, rewrite_key)),
-                                         cfg.teacher, doc_tokens, max_attempts=2))
+                                         cfg.teacher, self.doc_tokens, max_attempts=cfg.label.max_validation_attempts))
             if llm_judge:
                 written = {rewrite_key(r): r for r in (read_rows(rewrites_file) if rewrites_file.exists() else [])}
                 rows = [written.get(rewrite_key(job)) or _stand_in(job) for job in rewrite_rows(teacher_docs, variant)]
@@ -198,5 +200,5 @@ def label_dry_run(stage: str, input_path: Path, output: Path, cfg: RunConfig, *,
             return [dry.estimate("label-pairs", requests, cfg.teacher, lambda r: 20 * cfg.label.num_pairs,
                                  max_attempts=cfg.label.max_validation_attempts)]
     requests = rewrite_requests(read_rows(input_path), cfg, variant, done_keys(output, rewrite_key))
-    return [dry.estimate(f"label-rewrites@{variant}", requests, cfg.teacher, lambda r: len(r.messages[-1]["content"]) // 8,
-                         max_attempts=2)]
+    return [dry.estimate(f"label-rewrites@{variant}", requests, cfg.teacher, dry.doc_tokens,
+                         max_attempts=cfg.label.max_validation_attempts)]

@@ -30,7 +30,7 @@ from mga.distill.pipeline.layout import RunLayout
 from mga.distill.pipeline.recipe import RunConfig, dump_recipe
 from mga.distill.pipeline.report import report
 from mga.distill.pipeline.rounds import REGIME, TABLE2_REGIME, PipelineRounds
-from mga.distill.pipeline.runner import Runner, timed
+from mga.distill.pipeline.runner import Instances, Runner, timed
 from mga.distill.train.launch import preflight
 from mga.distill.train.loop import JUDGE_FAILED, pool_parts, run_loop
 from mga.distill.train.split import only_docs, read_split, split_documents, write_parts
@@ -72,25 +72,35 @@ class Pipeline:
         variants, main = list(cfg.label.variants), cfg.label.variants[0]
         kept_pairs = self.teacher_pairs()
         self.split(kept_pairs)
-        judged = {v: self.judge(self.teacher_rewrites(kept_pairs, v), at.file("judged", f"teacher.{v}.jsonl"),
-                                f"judge@teacher.{v}") for v in variants}
-        kept_rewrites = self.filter(judged[main], "teacher")
         eval_pairs, pool_pairs = at.file("heldout", "pairs.eval.jsonl"), at.file("heldout", "pairs.pool.jsonl")
         self.runner.stage("split@prompts", write_parts, kept_pairs, at.split, {"eval": eval_pairs, "pool": pool_pairs},
                           inputs=[kept_pairs, at.split], outputs=[eval_pairs, pool_pairs])
+        judged, each = {}, Instances()  # `--until` honoured in every variant (mga.distill.pipeline.runner)
+        for v in variants:
+            with each:
+                judged[v] = self.judge(self.teacher_rewrites(kept_pairs, v), at.file("judged", f"teacher.{v}.jsonl"),
+                                       f"judge@teacher.{v}")
+        each.end()
+        kept_rewrites = self.filter(judged[main], "teacher")
         parts = read_split(at.split)
         teacher_eval = only_docs(read_rows(judged[main]), parts["eval"])
         teacher_name = "teacher (reference labels)" if cfg.label.reference else f"teacher ({cfg.teacher.model})"
         models: dict[str, list[dict[str, Any]]] = {teacher_name: teacher_eval}
         steps = PipelineRounds(self, kept_pairs, kept_rewrites, parts["train"], eval_pairs, pool_pairs, main, models)
-        checkpoints, rounds = self.loop(steps, teacher_eval, parts["pool"])
+        checkpoints, rounds = {}, {}
+        with each:  # the loop, then each variant's SLM (the paper's Table 2), trained and judged alike
+            checkpoints, rounds = self.loop(steps, teacher_eval, parts["pool"])
+        variant_slms: dict[str, list[dict[str, Any]]] = {}
+        if not failed_stages(self.controls):
+            for variant in variants[1:]:
+                with each:
+                    variant_slms.update(self.variant_slm(variant, judged[variant], parts["train"], eval_pairs))
+        each.end()
         table2: dict[str, list[dict[str, Any]]] = {}
         quantized: list[dict[str, Any]] = []
         if not failed_stages(self.controls):
-            if len(variants) > 1:  # the paper's Table 2: one SLM-2 per prompt variant, trained and judged alike
-                table2 = {f"SLM · {main}": models["SLM round 1"]}
-                for variant in variants[1:]:
-                    table2.update(self.variant_slm(variant, judged[variant], parts["train"], eval_pairs))
+            if len(variants) > 1:
+                table2 = {f"SLM · {main}": models["SLM round 1"], **variant_slms}
                 self.notes.append(TABLE2_REGIME.format(main=main))
             quantized = self.quantize(checkpoints, eval_pairs, main, models)
         report(self.runner, cfg, models, judged, table2, steps.loss_curves, rounds, quantized, self.notes, parts["eval"],
@@ -266,25 +276,32 @@ class Pipeline:
         return read_rows(self.judge(out, out.with_name("judged.eval.jsonl"), judge_stage))
 
     def quantize(self, checkpoints: dict[str, Path], eval_pairs: Path, variant: str, models: dict) -> list[dict[str, Any]]:
+        results, each = [], Instances()  # `--until quantize` exports every scheme
+        for scheme in self.cfg.quantize.schemes:
+            with each:
+                results.append(self.quantized(checkpoints, scheme, eval_pairs, variant, models))
+        each.end()
+        return results
+
+    def quantized(self, checkpoints: dict[str, Path], scheme: str, eval_pairs: Path, variant: str,
+                  models: dict) -> dict[str, Any]:
+        """One scheme's exports of the final tool models; the quantized SLM-2's eval answers judged."""
         cfg = self.cfg
         corpus = Path(cfg.corpus.path) if cfg.corpus.path else default_corpus_path(cfg.language)
-        results = []
-        for scheme in cfg.quantize.schemes:
-            outs = {}
-            for stage, checkpoint in checkpoints.items():
-                out_dir = self.at.folder("quantized", f"{stage}-{scheme}")
-                self.runner.stage(f"quantize@{stage}.{scheme}", stages.quantize, checkpoint, out_dir, scheme, cfg, corpus,
-                                  inputs=[self.markers[checkpoint]], outputs=[out_dir / "mga_quantize.json"],
-                                  config=[cfg.quantize.model_dump(mode="json"), scheme])
-                outs[stage] = out_dir
-            results.append({"scheme": scheme, **{stage: str(path) for stage, path in outs.items()}})
+        outs = {}
+        for stage, checkpoint in checkpoints.items():
+            out_dir = self.at.folder("quantized", f"{stage}-{scheme}")
+            self.runner.stage(f"quantize@{stage}.{scheme}", stages.quantize, checkpoint, out_dir, scheme, cfg, corpus,
+                              inputs=[self.markers[checkpoint]], outputs=[out_dir / "mga_quantize.json"],
+                              config=[cfg.quantize.model_dump(mode="json"), scheme])
+            outs[stage] = out_dir
             self.markers[outs["rewrite"]] = outs["rewrite"] / "mga_quantize.json"
-            # each format on the engine that serves it: GGUF in llama.cpp, GPTQ/W8A8 in transformers (or vLLM)
-            backend = "llamacpp" if scheme.startswith("gguf-") else "vllm" if cfg.loop.backend == "vllm" else "transformers"
-            models[f"SLM final + {scheme}"] = self.judged_eval_rewrites(
-                outs["rewrite"], eval_pairs, variant, folder=f"quantized-{scheme}", backend=backend,
-                answer_stage=f"judge-quantized@answer.{scheme}", judge_stage=f"judge-quantized@{scheme}")
-        return results
+        # each format on the engine that serves it: GGUF in llama.cpp, GPTQ/W8A8 in transformers (or vLLM)
+        backend = "llamacpp" if scheme.startswith("gguf-") else "vllm" if cfg.loop.backend == "vllm" else "transformers"
+        models[f"SLM final + {scheme}"] = self.judged_eval_rewrites(
+            outs["rewrite"], eval_pairs, variant, folder=f"quantized-{scheme}", backend=backend,
+            answer_stage=f"judge-quantized@answer.{scheme}", judge_stage=f"judge-quantized@{scheme}")
+        return {"scheme": scheme, **{stage: str(path) for stage, path in outs.items()}}
 
     def analyze_loss(self) -> Path:
         """`analyze:`: the token-level loss analysis of two models; its summary feeds the report."""

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from mga.distill.core.config import CorpusConfig, LabelConfig, Section, TeacherConfig
 from mga.distill.core.errors import MgaError
-from mga.distill.core.secrets import MASK, is_secret_key, mask_secrets
+from mga.distill.core.secrets import MASK, is_secret
 from mga.distill.core.sources import resolve
 from mga.distill.train.config import TrainConfig, passthrough_errors
 from mga.judge.config import AnalyzeConfig, FilterConfig, JudgeConfig, ReportConfig
@@ -79,8 +79,9 @@ def parse_value(text: str) -> Any:
 def apply_override(data: dict[str, Any], assignment: str, source: str = "--set") -> None:
     """Apply `a.b.c=value` (value parsed as YAML) to nested recipe data."""
     key, sep, raw = assignment.partition("=")
-    if not sep or not key.strip():
-        shown = MASK if any(is_secret_key(w) for w in re.split(r"[^\w.]+", assignment) if w) else repr(assignment)
+    if not sep or not key.strip():  # which part is the value is unknown, so only a known key is named
+        named = re.match(r"[\w.]*", assignment.strip()).group()
+        shown = repr(named) if named and _is_key(named) else "(not shown)"
         raise MgaError(f"{source} {shown}: expected KEY=VALUE, e.g. train.learning_rate=1e-4")
     try:
         value = parse_value(raw)
@@ -99,6 +100,13 @@ def set_key(data: dict[str, Any], key: str, value: Any, source: str = "--set") -
             raise MgaError(f"{source} {key.strip()}: '{part}' is not a section")
         node = child
     node[parts[-1]] = value
+
+
+def _is_key(dotted: str) -> bool:
+    """True for a dotted key that names a field of `RunConfig`."""
+    *sections, last = dotted.split(".")
+    model = _model_at(tuple(sections)) if sections else RunConfig
+    return model is not None and last in model.model_fields
 
 
 def _model_at(loc: tuple[Any, ...]) -> type[Section] | None:
@@ -129,8 +137,7 @@ def format_errors(error: ValidationError) -> list[str]:
             lines.append(f"{path}: required key is missing")
         else:
             got = err.get("input")
-            secret = any(is_secret_key(str(part)) for part in loc)
-            shown = "" if isinstance(got, dict) else f" (got {MASK if secret else repr(got)})"
+            shown = "" if isinstance(got, dict) else f" (got {MASK if is_secret(RunConfig, loc) else repr(got)})"
             lines.append(f"{path}: {err['msg']}{shown}")
     return lines
 
@@ -193,5 +200,6 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, prepare=No
 
 
 def dump_recipe(config: RunConfig) -> str:
-    """The resolved recipe as YAML, secrets masked (for the run directory)."""
-    return yaml.safe_dump(mask_secrets(config.model_dump(mode="json")), sort_keys=False, allow_unicode=True)
+    """The resolved recipe as YAML for the run directory: every setting, no secret (`Secret` fields dump as
+    null), so loading it gives the run's config back, its key then read from `teacher.api_key_env`."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

@@ -3,6 +3,12 @@
 It knows nothing of the method: `pipeline.py` says which stages run, in which order, on which files. A stage
 is a plain function; the runner records it in `manifest.json` (fingerprint = its config + its input files),
 so a rerun skips what is unchanged and redoes exactly what changed.
+
+`--from` and `--until` name stage kinds (`STAGES`), and every instance of a kind counts: `--from K` redoes
+every stage of kind K or later, `--until K` runs every stage of kind K or earlier. Where the pipeline runs
+the same stages once per variant or scheme, each run is an `Instances` entry, so reaching a later kind ends
+that instance only and the next one still runs its earlier kinds. A round of the loop needs the previous
+round's later stages, so `--until` a loop kind ends the loop in its first round.
 """
 
 from __future__ import annotations
@@ -44,6 +50,27 @@ STAGES = (
 
 class StopPipeline(Exception):
     """Raised to end a run early at `--until`."""
+
+
+class Instances:
+    """`with instances:` around each of several independent runs of the same stages (one per variant, scheme,
+    model): a `StopPipeline` ends that run only; `end()` then stops the pipeline if any run stopped."""
+
+    def __init__(self) -> None:
+        self.stopped: StopPipeline | None = None
+
+    def __enter__(self) -> Instances:
+        return self
+
+    def __exit__(self, kind: Any, error: BaseException | None, traceback: Any) -> bool:
+        if isinstance(error, StopPipeline):
+            self.stopped = self.stopped or error
+            return True
+        return False
+
+    def end(self) -> None:
+        if self.stopped is not None:
+            raise self.stopped
 
 
 class GeneratorFactory:

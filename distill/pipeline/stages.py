@@ -51,7 +51,7 @@ def rewrites(prompts: Path, out: Path, cfg: RunConfig, model: GeneratorFactory, 
              overwrite: bool = False) -> dict[str, Any]:
     """Stage-2 labels: one rewrite per (document, pair) of `prompts`, from the teacher or an SLM-2."""
     label_rewrites(prompts, out, model(), language=cfg.language, variant=variant, params=cfg.teacher.rewrite,
-                   overwrite=overwrite)
+                   max_attempts=cfg.label.max_validation_attempts, overwrite=overwrite)
     return {"rows_out": len(read_rows(out))}
 
 

@@ -10,6 +10,7 @@ import typing
 from typing import Any
 
 from mga.distill.core.config import Section
+from mga.distill.core.secrets import Secret
 from pydantic import ConfigDict, Field, PositiveInt
 
 
@@ -24,15 +25,18 @@ class TrainConfig(Section):
     qlora: bool = Field(False, description="LoRA on a 4-bit (bitsandbytes NF4) base; needs CUDA and train.lora")
     num_processes: PositiveInt = Field(1, description="training processes (GPUs); > 1 runs through accelerate/torchrun")
     accelerate_config: str | None = Field(
-        None, description="ddp, fsdp, zero3 (recipes/accelerate/<name>.yaml) or a path to an accelerate config"
+        None, description="ddp, fsdp, zero3 (data/accelerate/<name>.yaml, shipped) or a path to an accelerate config"
     )
     launcher: typing.Literal["auto", "accelerate", "torchrun"] = Field(
         "auto", description="auto = accelerate on CUDA, torchrun (gloo) on CPU"
     )
+    # not in any dump (so not in the stages' fingerprints either: a run made before the field existed stays current)
+    hub_token: Secret | None = Field(None, exclude=True, description="SFTConfig.hub_token (push_to_hub); never written")
 
     def sft_kwargs(self) -> dict[str, Any]:
-        """The recipe's `SFTConfig` fields (everything that is not a toolkit key)."""
-        return dict(self.model_extra or {})
+        """The recipe's `SFTConfig` fields (everything that is not a toolkit key, and the secret one)."""
+        secret = {} if self.hub_token is None else {"hub_token": self.hub_token.get_secret_value()}
+        return {**(self.model_extra or {}), **secret}
 
 
 def passthrough_errors(train: TrainConfig) -> list[str]:

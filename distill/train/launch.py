@@ -29,11 +29,11 @@ NAMED = ("ddp", "fsdp", "zero3")
 
 
 def config_path(name: str) -> Path:
-    """`ddp`, `fsdp`, `zero3` (the shipped `recipes/accelerate/<name>.yaml`) or a path to a config file."""
+    """`ddp`, `fsdp`, `zero3` (package data: `data/accelerate/<name>.yaml`) or a path to a config file."""
     if name in NAMED:
         from mga.data import data_path
 
-        path = Path(data_path()).parent / "recipes" / "accelerate" / f"{name}.yaml"
+        path = data_path("accelerate", f"{name}.yaml")
         if not path.exists():
             raise MgaError(f"train.accelerate_config {name!r}: {path} is missing; give the path of an accelerate config")
         return path
@@ -149,6 +149,8 @@ def train(
     console.print(f"train ({stage}): {cfg.num_processes} processes, {kind}: {shlex.join(cmd)}", markup=False, soft_wrap=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.setdefault("OMP_NUM_THREADS", "1")
+    if cfg.hub_token is not None:  # launch.json holds no secret: the workers get the token as the Hub reads it
+        env["HF_TOKEN"] = cfg.hub_token.get_secret_value()
     code = subprocess.run(cmd, env=env).returncode
     if code != 0:
         raise MgaError(f"train ({stage}): the {cfg.num_processes} training processes failed (exit {code}); see their "

@@ -9,7 +9,7 @@ Run directory (`out_dir`):
     model/             the checkpoint to use downstream: full fine-tune, or LoRA merged into the base
     adapter/           the LoRA adapter (LoRA runs); it is the checkpoint when `merge` is off
     trainer/           trainer checkpoints while training (a rerun resumes from them; removed when done)
-    train_config.json  the training config (secrets masked), student, stage, data files
+    train_config.json  the training config (no secrets: `mga.distill.core.secrets`), student, stage, data files
     split.json         train/eval document ids (copied from the SFT data folder)
     log_history.json   the trainer's log; loss.png its loss curve
     train_done.json    finished marker: a rerun with the same config and data returns at once
@@ -17,7 +17,6 @@ Run directory (`out_dir`):
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -28,18 +27,6 @@ from mga.distill.core.io import read_rows, write_json
 from mga.distill.train.config import TrainConfig
 from mga.distill.train.job import DONE, STARTED, TrainJob, plan_run
 from mga.distill.train.tokenizer_check import check_tokenizer, sync_special_tokens
-
-_SECRET_KEY = re.compile(r"token|secret|password|api_key", re.IGNORECASE)
-_NOT_SECRET = {"eos_token", "pad_token", "bos_token", "unk_token"}
-
-
-def _public_config(cfg: TrainConfig) -> dict[str, Any]:
-    """The config for the run directory: string values of secret-looking keys (hub_token, ...) masked."""
-    data = cfg.model_dump(mode="json")
-    return {
-        k: "***" if isinstance(v, str) and _SECRET_KEY.search(k) and k not in _NOT_SECRET else v
-        for k, v in data.items()
-    }
 
 
 def _load_messages(path: Path | None):
@@ -204,7 +191,7 @@ def fit(job: TrainJob, cfg: TrainConfig) -> Path:
         write_json(
             out_dir / "train_config.json",
             {"stage": stage, "student": student, "train": str(train_path), "eval": str(eval_path) if eval_path else None,
-             "config": _public_config(cfg), "processes": trainer.args.world_size},
+             "config": cfg.model_dump(mode="json"), "processes": trainer.args.world_size},
         )
         if (split := train_path.parent / "split.json").exists():
             shutil.copyfile(split, out_dir / "split.json")

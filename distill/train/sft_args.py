@@ -10,7 +10,8 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-from mga.distill.core.secrets import MASK, is_secret_key
+from mga.distill.core.secrets import MASK, is_secret
+from mga.distill.train.config import TrainConfig
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 from transformers.trainer_utils import SchedulerType
 from trl import SFTConfig
@@ -59,7 +60,8 @@ def _line(err: dict[str, Any]) -> str:
     at the start of its message."""
     where = ".".join(str(p) for p in err["loc"] if not isinstance(p, int))
     if where:
-        shown = "" if isinstance(err.get("input"), dict) else f" (got {MASK if is_secret_key(where) else repr(err.get('input'))})"
+        secret = is_secret(TrainConfig, where.split("."))
+        shown = "" if isinstance(err.get("input"), dict) else f" (got {MASK if secret else repr(err.get('input'))})"
         return f"train.{where}: {err['msg']}{shown}"
     msg = err["msg"].removeprefix("Value error, ")
     return f"train.{msg}" if msg.split(":")[0] in FIELDS else f"train: {msg}"
