@@ -21,6 +21,7 @@ from mga.distill.core.console import console
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import write_json
 from mga.distill.core.weights import weight_files
+from mga.distill.generate.llamacpp import default_threads
 from mga.quantize.checkpoint import check_checkpoint
 from mga.quantize.gguf import (
     GGUF_SCHEMES,
@@ -74,7 +75,7 @@ def export_gguf(
         return out_dir
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / MARKER).exists():
         raise MgaError(f"{out_dir}: exists and is not an `mga quantize` output; choose another --output")
-    threads = threads or max(1, min(8, os.cpu_count() or 1))
+    threads = threads or min(8, default_threads())
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     partial = out_dir.with_name(f".{out_dir.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)

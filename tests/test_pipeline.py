@@ -24,7 +24,7 @@ def _run(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def quickstart(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("quickstart") / "run"
-    result = _run("recipes/quickstart.yaml", "--set", f"run_dir={run_dir}", "--set", "loop.max_rounds=1")
+    result = _run("recipes/quickstart-tiny.yaml", "--set", f"run_dir={run_dir}", "--set", "loop.max_rounds=1")
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir, result
 
@@ -59,7 +59,7 @@ def test_quickstart_writes_report_with_table1(quickstart):
 def test_rerun_skips_every_stage(quickstart):
     run_dir, _ = quickstart
     before = json.loads((run_dir / "manifest.json").read_text())["stages"]
-    result = _run("recipes/quickstart.yaml", "--set", f"run_dir={run_dir}", "--set", "loop.max_rounds=1")
+    result = _run("recipes/quickstart-tiny.yaml", "--set", f"run_dir={run_dir}", "--set", "loop.max_rounds=1")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "done in" not in result.stderr
     assert result.stderr.count("up to date, skipped") == len(before)
@@ -67,7 +67,7 @@ def test_rerun_skips_every_stage(quickstart):
 
 def test_kill_during_training_then_resume(tmp_path):
     run_dir = tmp_path / "run"
-    args = ["recipes/quickstart.yaml", "--set", f"run_dir={run_dir}", "--until", "train",
+    args = ["recipes/quickstart-tiny.yaml", "--set", f"run_dir={run_dir}", "--until", "train",
             "--set", "train.num_train_epochs=5", "--set", "report.embed=false"]
     proc = subprocess.Popen([MGA, "run", *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)

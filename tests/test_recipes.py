@@ -16,7 +16,7 @@ RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
 
 def test_recipes_exist():
     names = {p.stem for p in RECIPES}
-    assert {"quickstart", "quickstart-ja", "mga-en", "mga-zh", "prompt-variants", "lora"} <= names
+    assert {"quickstart", "quickstart-tiny", "quickstart-ja", "mga-en", "mga-zh", "prompt-variants", "lora"} <= names
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)

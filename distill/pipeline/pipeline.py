@@ -84,9 +84,13 @@ class Pipeline:
         kept_rewrites = self.filter(judged[main], "teacher")
         parts = read_split(at.split)
         teacher_eval = only_docs(read_rows(judged[main]), parts["eval"])
+        eval_rewrites = at.file("heldout", "pairs.eval.rewrite.jsonl")  # stage-2 eval items: the teacher's
+        self.runner.stage("split@prompts.rewrite", stages.rewrite_prompts, eval_pairs, judged[main], eval_rewrites,
+                          inputs=[eval_pairs, judged[main]], outputs=[eval_rewrites])
         teacher_name = "teacher (reference labels)" if cfg.label.reference else f"teacher ({cfg.teacher.model})"
         models: dict[str, list[dict[str, Any]]] = {teacher_name: teacher_eval}
-        steps = PipelineRounds(self, kept_pairs, kept_rewrites, parts["train"], eval_pairs, pool_pairs, main, models)
+        steps = PipelineRounds(self, kept_pairs, kept_rewrites, parts["train"], eval_pairs, eval_rewrites, pool_pairs,
+                               main, models)
         checkpoints, rounds = {}, {}
         with each:  # the loop, then each variant's SLM (the paper's Table 2), trained and judged alike
             checkpoints, rounds = self.loop(steps, teacher_eval, parts["pool"])
@@ -94,7 +98,7 @@ class Pipeline:
         if not failed_stages(self.controls):
             for variant in variants[1:]:
                 with each:
-                    variant_slms.update(self.variant_slm(variant, judged[variant], parts["train"], eval_pairs))
+                    variant_slms.update(self.variant_slm(variant, judged[variant], parts["train"], eval_rewrites))
         each.end()
         table2: dict[str, list[dict[str, Any]]] = {}
         quantized: list[dict[str, Any]] = []
@@ -102,7 +106,7 @@ class Pipeline:
             if len(variants) > 1:
                 table2 = {f"SLM · {main}": models["SLM round 1"], **variant_slms}
                 self.notes.append(TABLE2_REGIME.format(main=main))
-            quantized = self.quantize(checkpoints, eval_pairs, main, models)
+            quantized = self.quantize(checkpoints, eval_rewrites, main, models)
         report(self.runner, cfg, models, judged, table2, steps.loss_curves, rounds, quantized, self.notes, parts["eval"],
                self.reference(), self.controls, self.analyze_loss() if cfg.analyze else None)
         if failed := failed_stages(self.controls):
@@ -238,14 +242,17 @@ class Pipeline:
         self.at.write_json("rounds.json", record)
         return checkpoints, record
 
-    def answer(self, r: int, checkpoints: dict[str, Path], prompts: Path, split: str, variant: str) -> dict[str, Any]:
-        """SLM-1 proposes pairs and SLM-2 rewrites the teacher's pairs (so teacher and SLM answer the very
-        same prompts); the judge scores the rewrites."""
+    def answer(self, r: int, checkpoints: dict[str, Path], prompts: Path, split: str, variant: str,
+               rewrite_prompts: Path | None = None) -> dict[str, Any]:
+        """SLM-1 proposes pairs for `prompts` and SLM-2 rewrites the teacher's pairs of `rewrite_prompts` (default
+        the same), so teacher and SLM answer the very same prompts; the judge scores the rewrites."""
         folder = self.at.folder("slm", f"round-{r}")
         chunks, pairs, rewrites = (folder / f"{kind}.{split}.jsonl" for kind in ("chunks", "pairs", "rewrites"))
-        inputs = [prompts, *(self.markers[c] for c in checkpoints.values())]
+        rewrite_prompts = rewrite_prompts or prompts
+        inputs = [prompts, rewrite_prompts, *(self.markers[c] for c in checkpoints.values())]
         stage_config = [self.cfg.teacher.pairs.model_dump(), self.cfg.teacher.rewrite.model_dump(), variant]
-        self.runner.stage(f"answer@{split}.round-{r}", stages.slm_answers, prompts, chunks, pairs, rewrites, self.cfg,
+        self.runner.stage(f"answer@{split}.round-{r}", stages.slm_answers, prompts, rewrite_prompts, chunks, pairs,
+                          rewrites, self.cfg,
                           self.slm(checkpoints["pairs"]), self.slm(checkpoints["rewrite"]), variant,
                           overwrite=self.runner.overwrite, inputs=inputs, outputs=[pairs, rewrites], config=stage_config)
         judged = self.judge(rewrites, folder / f"judged.{split}.jsonl", f"judge-slm@{split}.round-{r}")

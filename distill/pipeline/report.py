@@ -12,6 +12,7 @@ from mga.distill.core.schema import is_control, score_of
 from mga.distill.pipeline.recipe import RunConfig
 from mga.distill.pipeline.runner import Runner
 from mga.distill.train.loop import rounds_markdown
+from mga.distill.train.base_model import BASE_MODELS
 from mga.distill.train.split import only_docs
 from mga.judge.embed_map import embedding_map
 from mga.judge.health import reference_key
@@ -27,6 +28,12 @@ def notes_for(cfg: RunConfig) -> list[str]:
     if cfg.train.student.startswith("tiny:"):
         notes.append(f"The student is a tiny randomly initialised model ({cfg.train.student}) trained for minutes on CPU: "
                      "expect it to fall far short of the teacher.")
+    if cfg.train.student in BASE_MODELS:
+        name = BASE_MODELS[cfg.train.student].name
+        notes.append(f"The student is {name}, a real pretrained model of 135M parameters (the paper's tool models have "
+                     "3.3B) trained on CPU on a few dozen documents; round 0 is the same model untrained, on the same "
+                     "items. Read the change between rounds within its intervals, not as the quality of a production "
+                     "tool model.")
     if cfg.label.reference:
         notes.append("Teacher labels are the bundled reference labels (written for this toolkit), not a live teacher.")
     return notes

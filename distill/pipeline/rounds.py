@@ -22,14 +22,16 @@ class PipelineRounds:
     """`RoundSteps` over a `Pipeline`: each step is a few stages recorded in the manifest."""
 
     def __init__(self, pipeline: Any, kept_pairs: Path, kept_rewrites: Path, train_docs: set[str], eval_pairs: Path,
-                 pool_pairs: Path, variant: str, models: dict[str, list[dict[str, Any]]]):
+                 eval_rewrites: Path, pool_pairs: Path, variant: str, models: dict[str, list[dict[str, Any]]]):
         self.p, self.teacher_rows = pipeline, {"pairs": kept_pairs, "rewrite": kept_rewrites}
         self.train_docs, self.eval_pairs, self.pool_pairs = train_docs, eval_pairs, pool_pairs
+        self.eval_rewrites = eval_rewrites
         self.variant, self.models = variant, models
         self.loss_curves: list[Path] = []
 
     def untrained(self) -> dict[str, Path]:
-        return {stage: self.p.untrained_student() for stage in STAGES}
+        student = self.p.untrained_student()
+        return {stage: student for stage in STAGES}
 
     def train(self, r: int, extra: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, Path], dict[str, dict[str, int]]]:
         checkpoints, examples = {}, {}
@@ -43,7 +45,7 @@ class PipelineRounds:
         return checkpoints, examples
 
     def evaluate(self, r: int, checkpoints: dict[str, Path]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        answers = self.p.answer(r, checkpoints, self.eval_pairs, "eval", self.variant)
+        answers = self.p.answer(r, checkpoints, self.eval_pairs, "eval", self.variant, self.eval_rewrites)
         self.models[f"SLM round {r}"] = read_rows(answers["judged"])
         return self.models[f"SLM round {r}"], read_rows(answers["pairs"])
 

@@ -105,6 +105,13 @@ def train(teacher_rows: Path, extra: list[dict[str, Any]], train_docs: set[str],
             "checkpoint": str(checkpoint)}
 
 
+def rewrite_prompts(prompts: Path, teacher_rows: Path, out: Path) -> dict[str, Any]:
+    """Stage-2 eval prompts: the held-out pairs of the documents the teacher rewrote. With bundled labels only
+    some documents carry rewrites; SLM-2 answers exactly the teacher's items, so Table 1 compares equal sets."""
+    docs = {row["meta"]["docid"] for row in iter_rows(teacher_rows)}
+    return copy_rows(only_docs(read_rows(prompts), docs), out)
+
+
 def base_student(marker: Path, cfg: RunConfig, students: Path) -> dict[str, Any]:
     """The untrained student as round 0's checkpoint (built or converted once for `tiny:` and named models)."""
     checkpoint = Path(resolve_student(cfg.train.student, students, cfg.language))
@@ -146,14 +153,15 @@ def quantize(checkpoint: Path, out_dir: Path, scheme: str, cfg: RunConfig, corpu
     return info
 
 
-def slm_answers(prompts: Path, chunks: Path, pairs_out: Path, rewrites_out: Path, cfg: RunConfig,
+def slm_answers(prompts: Path, rewrite_prompts: Path, chunks: Path, pairs_out: Path, rewrites_out: Path, cfg: RunConfig,
                 pairs_model: GeneratorFactory, rewrite_model: GeneratorFactory, variant: str, *,
                 overwrite: bool = False) -> dict[str, Any]:
-    """The SLMs answer held-out prompts: SLM-1 proposes pairs for each document (one attempt, as it would
-    in bulk), SLM-2 rewrites the teacher's pairs, so teacher and SLM answer the very same prompts."""
+    """The SLMs answer held-out prompts: SLM-1 proposes pairs for each document of `prompts` (one attempt, as
+    it would in bulk), SLM-2 rewrites the teacher's pairs of `rewrite_prompts`, so teacher and SLM answer the
+    very same prompts."""
     write_rows(chunks, [{"meta": row["meta"]} for row in read_rows(prompts)])
     info = pairs(chunks, pairs_out, cfg, pairs_model, max_validation_attempts=1, overwrite=overwrite)
-    return {**info, **rewrites(prompts, rewrites_out, cfg, rewrite_model, variant, overwrite=overwrite)}
+    return {**info, **rewrites(rewrite_prompts, rewrites_out, cfg, rewrite_model, variant, overwrite=overwrite)}
 
 
 def analyze_loss(out_dir: Path, cfg: RunConfig) -> dict[str, Any]:

@@ -14,7 +14,9 @@ importing the package.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import importlib.util
 import json
 from dataclasses import dataclass
@@ -128,10 +130,8 @@ def build_base_model(name: str, out: str | Path) -> Path:
     digest = file_digest(source)
     if is_built(out, digest):
         return out
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # per-tensor bars; the stage prints its own line
-    loaded = AutoModelForCausalLM.from_pretrained(str(source.parent), gguf_file=source.name, dtype=torch.float32)
+    with contextlib.redirect_stderr(io.StringIO()):  # transformers' per-tensor tqdm bars; the stage prints its own line
+        loaded = AutoModelForCausalLM.from_pretrained(str(source.parent), gguf_file=source.name, dtype=torch.float32)
     config = loaded.config
     config.quantization_config = None
     if hasattr(config, "__dict__"):
