@@ -58,32 +58,28 @@ def _check_row(row: dict[str, Any], where: str, with_rewrites: bool = True) -> N
     pairs = row.get("pairs")
     if not isinstance(pairs, list) or not pairs:
         raise MgaError(f"{where}: 'pairs' must be a non-empty list")
-    check_pair = _check_labelled_pair if with_rewrites else _check_stage1_pair
     for number, pair in enumerate(pairs, 1):
-        check_pair(pair, f"{where}, pair {number}")
+        _check_pair(pair, f"{where}, pair {number}", with_rewrites)
 
 
-def _check_labelled_pair(pair: Any, at: str) -> None:
+def _check_pair(pair: Any, at: str, with_rewrites: bool) -> None:
+    """A labelled pair (genre, audience, rewrite, score, justification), or a stage-1 pair (genre, audience
+    and nothing else: a rewrite in the pairs file would silently never be used)."""
     if not isinstance(pair, dict):
-        raise MgaError(f"{at}: must be an object with genre, audience, rewrite, score, justification")
-    for field in _PAIR_FIELDS:
+        fields = "genre, audience, rewrite, score, justification" if with_rewrites else "genre and audience"
+        raise MgaError(f"{at}: must be an object with {fields}")
+    for field in _PAIR_FIELDS if with_rewrites else _STAGE1_FIELDS:
         if not isinstance(pair.get(field), str) or not pair[field].strip():
             raise MgaError(f"{at}: '{field}' must be a non-empty string")
+    if not with_rewrites:
+        extra = sorted(set(pair) - set(_STAGE1_FIELDS))
+        if extra:
+            raise MgaError(f"{at}: unexpected field '{extra[0]}' (a pairs file holds genre and audience only; "
+                           "rows with rewrites belong in the reference set itself)")
+        return
     score = pair.get("score")
     if not isinstance(score, int) or isinstance(score, bool) or not 1 <= score <= 5:
         raise MgaError(f"{at}: 'score' must be an integer from 1 to 5, got {score!r}")
-
-
-def _check_stage1_pair(pair: Any, at: str) -> None:
-    if not isinstance(pair, dict):
-        raise MgaError(f"{at}: must be an object with genre and audience")
-    for field in _STAGE1_FIELDS:
-        if not isinstance(pair.get(field), str) or not pair[field].strip():
-            raise MgaError(f"{at}: '{field}' must be a non-empty string")
-    extra = sorted(set(pair) - set(_STAGE1_FIELDS))
-    if extra:
-        raise MgaError(f"{at}: unexpected field '{extra[0]}' (a pairs file holds genre and audience only; "
-                       "rows with rewrites belong in the reference set itself)")
 
 
 def _load(path: Path, with_rewrites: bool) -> list[dict[str, Any]]:
