@@ -213,7 +213,8 @@ def test_the_loop_stops_on_a_judge_that_fails_in_an_slm_round_whatever_the_gap(t
     with pytest.raises(MgaError, match=r"judge failed its controls in judge-slm@pool\.round-1"):
         run_pipeline(config)
     rounds = json.loads((run_dir / "rounds.json").read_text())["rounds"]
-    assert len(rounds) == 1 and rounds[0]["gap"] <= 100.0 and rounds[0]["stop"] == "judge failed its controls"
+    assert [x["round"] for x in rounds] == [0, 1]  # round 0: the untrained student, then the one trained round
+    assert rounds[1]["gap"] <= 100.0 and rounds[1]["stop"] == "judge failed its controls"
     report = json.loads((run_dir / "report" / "report.json").read_text())
     verdicts = report["judge_controls"]
     assert verdicts["judge@teacher.base"]["passed"] and verdicts["judge-slm@eval.round-1"]["passed"]

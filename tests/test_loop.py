@@ -105,8 +105,8 @@ def test_round_zero_is_the_untrained_student_on_the_same_items_and_never_stops_t
     assert "| 0 (untrained) | 0 + 0 | 0 + 0 |" in rounds_markdown(rounds, stop)
 
 
-def test_a_judge_failing_at_round_zero_trains_nothing():
+def test_a_judge_failing_at_round_zero_stops_before_round_one_is_judged():
     student = ScriptedStudent()
-    checkpoints, rounds, stop = loop(student, [["p1"]], baseline=True, judge_failed=lambda: ["judge-slm@eval.round-0"])
-    assert stop == "judge failed its controls" and [x["round"] for x in rounds] == [0] and student.trained_on == []
-    assert checkpoints == "ckpt-0"
+    _, rounds, stop = loop(student, [["p1"]], baseline=True, judge_failed=lambda: ["judge-slm@eval.round-0"])
+    assert stop == "judge failed its controls" and [x["round"] for x in rounds] == [0]
+    assert student.trained_on == [10] and student.pool_seen == []  # round 1 trained (`--until train`), nothing more

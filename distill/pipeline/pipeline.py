@@ -40,6 +40,7 @@ from mga.judge.pairs_check import check_pairs_file
 from mga.judge.reference import (
     default_reference_path,
     reference_chunk_rows,
+    reference_files,
     reference_pairs_rows,
 )
 
@@ -129,9 +130,9 @@ class Pipeline:
         kept, rejected = at.file("labels", "pairs.kept.jsonl"), at.file("labels", "pairs.rejected.jsonl")
         reference = self.reference()
         if reference:
-            stage("chunk", stages.copy_rows, reference_chunk_rows(reference), chunks, inputs=[reference],
+            stage("chunk", stages.copy_rows, reference_chunk_rows(reference), chunks, inputs=reference_files(reference),
                   outputs=[chunks], config="reference")
-            stage("label-pairs", stages.copy_rows, reference_pairs_rows(reference), pairs, inputs=[reference],
+            stage("label-pairs", stages.copy_rows, reference_pairs_rows(reference), pairs, inputs=reference_files(reference),
                   outputs=[pairs], config="reference")
         else:
             corpus = Path(cfg.corpus.path) if cfg.corpus.path else default_corpus_path(cfg.language)

@@ -10,7 +10,7 @@ import typing
 from typing import Any
 
 from mga.distill.core.config import Section
-from mga.distill.core.secrets import Secret
+from mga.distill.core.secrets import Secret, is_secret
 from pydantic import ConfigDict, Field, PositiveInt
 
 
@@ -45,4 +45,5 @@ def passthrough_errors(train: TrainConfig) -> list[str]:
         return []
     from mga.distill.train.sft_args import sft_errors
 
-    return sft_errors(train.sft_kwargs(), train.lora)
+    secret_fields = {name for name in TrainConfig.model_fields if is_secret(TrainConfig, [name])}
+    return sft_errors(train.sft_kwargs(), train.lora, secret_fields)

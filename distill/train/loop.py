@@ -93,21 +93,21 @@ def run_loop(steps: RoundSteps, teacher_eval: list[dict[str, Any]], parts: list[
     """Rounds until a stop rule holds; (last checkpoints, one record per round, why the loop stopped).
 
     With `baseline`, round 0 is the untrained student on the same eval items: what training changed is then
-    measured, not assumed. Round 0 never stops the loop on the gap (nothing was distilled yet).
+    measured, not assumed. Round 0 never stops the loop on the gap (nothing was distilled yet); it is answered
+    after round 1's training, so that `--until train` still trains.
     `judge_failed()` names the judged stages whose controls failed so far (checked after each judging)."""
     extra: dict[str, dict[str, dict[str, Any]]] = {stage: {} for stage in STAGES}
     answered: set[str] = set()
     rounds: list[dict[str, Any]] = []
-    if baseline:
-        untrained = steps.untrained()
-        slm_eval, pairs_rows = steps.evaluate(0, untrained)
-        rounds.append({"round": 0, "sft_examples": _no_examples(), **measure(teacher_eval, slm_eval, pairs_rows),
-                       "pool_documents": 0, "examples_added": {stage: 0 for stage in STAGES},
-                       "stop": JUDGE_FAILED if judge_failed() else None})
-        if rounds[-1]["stop"]:
-            return untrained, rounds, JUDGE_FAILED
     for r in range(1, max_rounds + 1):
         checkpoints, examples = steps.train(r, {stage: list(rows.values()) for stage, rows in extra.items()})
+        if r == 1 and baseline:
+            slm_eval, pairs_rows = steps.evaluate(0, steps.untrained())
+            rounds.append({"round": 0, "sft_examples": _no_examples(), **measure(teacher_eval, slm_eval, pairs_rows),
+                           "pool_documents": 0, "examples_added": {stage: 0 for stage in STAGES},
+                           "stop": JUDGE_FAILED if judge_failed() else None})
+            if rounds[-1]["stop"]:
+                return checkpoints, rounds, JUDGE_FAILED
         slm_eval, pairs_rows = steps.evaluate(r, checkpoints)
         record = {"round": r, "sft_examples": examples, **measure(teacher_eval, slm_eval, pairs_rows),
                   "pool_documents": 0, "examples_added": {stage: 0 for stage in STAGES}}

@@ -10,8 +10,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-from mga.distill.core.secrets import MASK, is_secret
-from mga.distill.train.config import TrainConfig
+from mga.distill.core.secrets import MASK
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 from transformers.trainer_utils import SchedulerType
 from trl import SFTConfig
@@ -55,19 +54,19 @@ def sft_config(values: dict[str, Any]) -> MgaSFTConfig:
     return TypeAdapter(MgaSFTConfig).validate_python(values)
 
 
-def _line(err: dict[str, Any]) -> str:
+def _line(err: dict[str, Any], secret_fields: set[str]) -> str:
     """A pydantic error as `train.<field>: <message> (got <value>)`; a check of `__post_init__` names its field
     at the start of its message."""
     where = ".".join(str(p) for p in err["loc"] if not isinstance(p, int))
     if where:
-        secret = is_secret(TrainConfig, where.split("."))
+        secret = where.split(".")[0] in secret_fields
         shown = "" if isinstance(err.get("input"), dict) else f" (got {MASK if secret else repr(err.get('input'))})"
         return f"train.{where}: {err['msg']}{shown}"
     msg = err["msg"].removeprefix("Value error, ")
     return f"train.{msg}" if msg.split(":")[0] in FIELDS else f"train: {msg}"
 
 
-def sft_errors(values: dict[str, Any], lora: dict[str, Any] | None) -> list[str]:
+def sft_errors(values: dict[str, Any], lora: dict[str, Any] | None, secret_fields: set[str] = frozenset()) -> list[str]:
     """One line per problem in the `train:` SFT fields and `train.lora:` LoraConfig fields of a recipe.
 
     Checked on a CPU placeholder (`use_cpu`), so a GPU recipe validates on a laptop too."""
@@ -77,7 +76,7 @@ def sft_errors(values: dict[str, Any], lora: dict[str, Any] | None) -> list[str]
             try:
                 sft_config({**values, "output_dir": tmp, "use_cpu": True})
             except ValidationError as e:
-                errors += [_line(err) for err in e.errors()]
+                errors += [_line(err, secret_fields) for err in e.errors()]
             except (ValueError, TypeError) as e:
                 errors.append(f"train: {str(e).splitlines()[0]}")
     if lora is not None:
