@@ -303,7 +303,7 @@ class Pipeline:
                               inputs=[self.markers[checkpoint]], outputs=[out_dir / "mga_quantize.json"],
                               config=[cfg.quantize.model_dump(mode="json"), scheme])
             outs[stage] = out_dir
-            self.markers[outs["rewrite"]] = outs["rewrite"] / "mga_quantize.json"
+        self.markers[outs["rewrite"]] = outs["rewrite"] / "mga_quantize.json"
         # each format on the engine that serves it: GGUF in llama.cpp, GPTQ/W8A8 in transformers (or vLLM)
         backend = "llamacpp" if scheme.startswith("gguf-") else "vllm" if cfg.loop.backend == "vllm" else "transformers"
         models[f"SLM final + {scheme}"] = self.judged_eval_rewrites(
