@@ -1,6 +1,8 @@
 """Controls that show whether a judge discriminates, judged alongside the real items (see docs/judge.md).
 
-From a seeded sample of the judged documents (`judge.controls`, all if fewer), three rows per document:
+From a seeded sample of `judge.controls` documents, three rows per document. The sample is drawn from the
+judged documents, topped up from the corpus (`donors`) when a stage judges fewer: a stage of three eval
+documents would otherwise pass or fail on six negatives, where one unlucky score moves the share by 17 points.
 - `positive`: the original given as its own rewrite. Limited Consistency must score it high.
 - `other_document`: the rewrite replaced by another document of similar length (the one that shares the
   fewest keywords with the original among those nearest in length). It keeps no information point.
@@ -107,10 +109,11 @@ def _control(row: dict[str, Any], kind: str, text: str, donor: dict[str, Any] | 
 
 def control_rows(rows: Iterable[dict[str, Any]], n: int, *, seed: int = 0, language: str = "en",
                  donors: Iterable[dict[str, Any]] = ()) -> list[dict[str, Any]]:
-    """Control rows for a seeded sample of `n` of the documents behind `rows` (all if fewer; none for 0).
+    """Control rows for a seeded sample of `n` of the documents behind `rows`, topped up with documents of
+    `donors` (rows with a `meta.raw_text`: the run's corpus chunks, say) when `rows` has fewer (none for 0).
 
-    The negatives' other documents come from the documents of `rows` and of `donors` (rows with a
-    `meta.raw_text`: the run's corpus chunks, say), so a file of few documents still finds an unrelated one."""
+    The negatives' other documents come from the same pool, so a file of few documents still finds an
+    unrelated one."""
     docs: dict[str, dict[str, Any]] = {}
     for row in rows:
         if not is_control(row) and unjudgeable_reason(row) is None:
@@ -123,6 +126,10 @@ def control_rows(rows: Iterable[dict[str, Any]], n: int, *, seed: int = 0, langu
     for row in donors:
         if (row.get("meta") or {}).get("raw_text"):
             pool.setdefault(chunk_key(row), row)
+    extra = sorted(set(pool) - set(docs))
+    top_up = sorted(random.Random(seed).sample(extra, min(n - len(sample), len(extra)))) if len(sample) < n else []
+    docs.update({key: pool[key] for key in top_up})
+    sample += top_up
     by_length = sorted((len(row["meta"]["raw_text"]), key, row) for key, row in pool.items())
     vocabulary = cache(lambda key: frozenset(terms(pool[key]["meta"]["raw_text"], language)))
     out = []

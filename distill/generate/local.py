@@ -54,7 +54,7 @@ class LocalGenerator:
     """`Generator` over a local checkpoint; see the module docstring."""
 
     def __init__(self, model_path: str, *, batch_size: int = 8, backend: str = "transformers", device: str | None = None,
-                 max_failed_batches: int = MAX_FAILED_BATCHES):
+                 max_failed_batches: int = MAX_FAILED_BATCHES, threads: int | None = None):
         if backend not in ("transformers", "vllm", "llamacpp"):
             raise MgaError(f"unknown local backend '{backend}' (choose transformers, vllm or llamacpp)")
         path = Path(model_path)
@@ -71,7 +71,7 @@ class LocalGenerator:
         if backend == "vllm":
             self._init_vllm()
         elif backend == "llamacpp":
-            self.engine = LlamaCppEngine(path)
+            self.engine = LlamaCppEngine(path, threads=threads)
         else:
             self._init_transformers(device)
 

@@ -284,4 +284,4 @@ def make_generator(
         return batch_mode(online, cache_path) if cfg.mode == "batch" else online
     from mga.distill.generate.local import LocalGenerator
 
-    return LocalGenerator(cfg.model, batch_size=cfg.batch_size, backend=cfg.backend)
+    return LocalGenerator(cfg.model, batch_size=cfg.batch_size, backend=cfg.backend, threads=cfg.threads)
