@@ -36,14 +36,14 @@ def requests(n: int = 3) -> list[Request]:
 
 
 def fails_fast(gen: OpenAIGenerator, match: str) -> None:
-    started = time.monotonic()
+    """One line from the preflight, before any chat request (no retries, no backoff)."""
     with pytest.raises(MgaError, match=match) as info:
         list(gen.run(requests()))
-    assert time.monotonic() - started < 5, "must fail within 5 s"
+    assert gen.counters.requests == 0 and gen.counters.retries == 0
     assert len(str(info.value).splitlines()) == 1
 
 
-def test_unreachable_endpoint_fails_within_5s_naming_the_url():
+def test_unreachable_endpoint_fails_at_once_naming_the_url():
     url = closed_port_url()
     fails_fast(OpenAIGenerator(cfg(url)), f"cannot reach the teacher at {url}")
 
@@ -65,9 +65,8 @@ def test_wrong_model_and_wrong_key_fail_at_preflight(fake_openai):
 
 def test_a_hanging_model_list_only_warns_and_chat_calls_proceed(fake_openai):
     server = fake_openai(hang_models=True)
-    started = time.monotonic()
     results = list(OpenAIGenerator(cfg(server.url)).run(requests()))
-    assert all(r.ok for r in results) and time.monotonic() - started < 10
+    assert all(r.ok for r in results) and server.model_lists == 1 and server.received == len(results) == 3
 
 
 def test_every_request_failed_is_an_error_however_few(fake_openai):

@@ -20,9 +20,6 @@ from typer.testing import CliRunner
 
 from tests.test_filters import FAITHFUL, ORIGINAL, UNRELATED, row
 
-needs_reference = pytest.mark.skipif(not default_reference_path("en").is_file(), reason="reference set not bundled yet")
-
-
 def test_fit_bands_recovers_a_monotone_mapping_and_band_score_applies_it():
     signals = [0.05, 0.1, 0.25, 0.3, 0.45, 0.5, 0.62, 0.7, 0.85, 0.9]
     scores = [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
@@ -112,13 +109,11 @@ def test_cli_leave_one_out_prints_the_fit():
 
 
 def test_cli_calibrate_offline_zh():
-    if not default_reference_path("zh").is_file():
-        pytest.skip("no zh reference set bundled")
+    assert default_reference_path("zh").is_file()  # shipped: a missing file is a failure, not a skip
     cli = CliRunner().invoke(app, ["judge", "--calibrate", "--backend", "heuristic", "--set", "language=zh"])
     assert cli.exit_code == 0, cli.output
 
 
-@needs_reference
 def test_calibration_runs_offline_on_the_reference_set(tmp_path):
     result = calibrate(JudgeConfig(backend="heuristic"), language="en", show=False)
     ref = load_reference(default_reference_path("en"))

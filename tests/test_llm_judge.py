@@ -128,7 +128,6 @@ def test_weighted_score_from_logprobs(fake_openai, tmp_path):
     assert weighted_score([_entry(t) for t in ("no", " score", " here")]) is None
 
 
-@pytest.mark.skipif(not default_reference_path("en").is_file(), reason="reference set not bundled yet")
 def test_calibrate_llm_backend_against_reference_scores(fake_openai):
     truth = {r["content_split"]: score_of(r) for r in reference_judged_rows(default_reference_path("en"))}
 

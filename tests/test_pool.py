@@ -51,24 +51,28 @@ def test_two_endpoints_share_the_load_by_outstanding_requests(fake_openai, tmp_p
 
 
 def test_per_endpoint_concurrency_is_respected(fake_openai):
+    """The other endpoint is down, so all 6 workers (2 endpoints x 3) want the live one: it takes 3 at a time."""
+    import time
+
+    from tests.test_teacher import closed_port_url
+
     lock, state = threading.Lock(), {"now": 0, "max": 0}
 
     def respond(body):
         with lock:
             state["now"] += 1
             state["max"] = max(state["max"], state["now"])
-        import time
-
-        time.sleep(0.02)
+        time.sleep(0.05)
         with lock:
             state["now"] -= 1
         return Reply(content="ok")
 
     one = fake_openai(respond)
-    other = fake_openai(lambda body: Reply(content="ok"))
-    gen = make_generator(_cfg([one.url, other.url], concurrency=3), accounting=Accounting(), stage="t")
+    accounting = Accounting()
+    gen = make_generator(_cfg([one.url, closed_port_url()], concurrency=3, eject_cooldown_s=60),
+                         accounting=accounting, stage="t")
     assert all(r.ok for r in gen.run(_requests(60)))
-    assert 1 <= state["max"] <= 3
+    assert len(one.requests) == 60 and state["max"] == 3  # the cap is reached and never passed
 
 
 def test_a_stopped_endpoint_is_ejected_and_no_row_is_lost(fake_openai, tmp_path):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import json
 import math
-import time
 
 import pytest
 import torch
@@ -156,11 +155,9 @@ def test_finished_output_is_reused(trained, quantized, calibration):
     out = quantized("gptq-w4")
     stamp = (out / "mga_quantize.json").stat().st_mtime_ns
     texts, record = calibration
-    started = time.perf_counter()
     again = quantize_checkpoint(trained, out, "gptq-w4", group_size=GROUP_SIZE, calibration=texts,
                                 calibration_record=record, num_samples=SAMPLES, max_length=MAX_LENGTH)
     assert again == out and (out / "mga_quantize.json").stat().st_mtime_ns == stamp
-    assert time.perf_counter() - started < 5
 
 
 def test_lora_adapter_alone_is_refused(tmp_path):

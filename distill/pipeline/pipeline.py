@@ -76,12 +76,8 @@ class Pipeline:
         eval_pairs, pool_pairs = at.file("heldout", "pairs.eval.jsonl"), at.file("heldout", "pairs.pool.jsonl")
         self.runner.stage("split@prompts", write_parts, kept_pairs, at.split, {"eval": eval_pairs, "pool": pool_pairs},
                           inputs=[kept_pairs, at.split], outputs=[eval_pairs, pool_pairs])
-        judged, each = {}, Instances()  # `--until` honoured in every variant (mga.distill.pipeline.runner)
-        for v in variants:
-            with each:
-                judged[v] = self.judge(self.teacher_rewrites(kept_pairs, v), at.file("judged", f"teacher.{v}.jsonl"),
-                                       f"judge@teacher.{v}")
-        each.end()
+        judged = self.runner.each(variants, lambda v: self.judge(  # `--until` honoured in every variant
+            self.teacher_rewrites(kept_pairs, v), at.file("judged", f"teacher.{v}.jsonl"), f"judge@teacher.{v}"))
         kept_rewrites = self.filter(judged[main], "teacher")
         parts = read_split(at.split)
         teacher_eval = only_docs(read_rows(judged[main]), parts["eval"])
@@ -92,20 +88,17 @@ class Pipeline:
         models: dict[str, list[dict[str, Any]]] = {teacher_name: teacher_eval}
         steps = PipelineRounds(self, kept_pairs, kept_rewrites, parts["train"], eval_pairs, eval_rewrites, pool_pairs,
                                main, models)
-        checkpoints, rounds = {}, {}
+        each, table2, quantized = Instances(), {}, []
         with each:  # the loop, then each variant's SLM (the paper's Table 2), trained and judged alike
             checkpoints, rounds = self.loop(steps, teacher_eval, parts["pool"])
-        variant_slms: dict[str, list[dict[str, Any]]] = {}
         if not failed_stages(self.controls):
             for variant in variants[1:]:
                 with each:
-                    variant_slms.update(self.variant_slm(variant, judged[variant], parts["train"], eval_rewrites))
+                    table2.update(self.variant_slm(variant, judged[variant], parts["train"], eval_rewrites))
         each.end()
-        table2: dict[str, list[dict[str, Any]]] = {}
-        quantized: list[dict[str, Any]] = []
         if not failed_stages(self.controls):
             if len(variants) > 1:
-                table2 = {f"SLM · {main}": models["SLM round 1"], **variant_slms}
+                table2 = {f"SLM · {main}": models["SLM round 1"], **table2}
                 self.notes.append(TABLE2_REGIME.format(main=main))
             quantized = self.quantize(checkpoints, eval_rewrites, main, models)
         report(self.runner, cfg, models, judged, table2, steps.loss_curves, rounds, quantized, self.notes, parts["eval"],
@@ -283,20 +276,14 @@ class Pipeline:
                           config=[self.cfg.teacher.rewrite.model_dump(), variant])
         return read_rows(self.judge(out, out.with_name("judged.eval.jsonl"), judge_stage))
 
-    def quantize(self, checkpoints: dict[str, Path], eval_pairs: Path, variant: str, models: dict) -> list[dict[str, Any]]:
-        results, each = [], Instances()  # `--until quantize` exports every scheme
-        for scheme in self.cfg.quantize.schemes:
-            with each:
-                results.append(self.quantized(checkpoints, scheme, eval_pairs, variant, models))
-        each.end()
-        return results
+    def quantize(self, checkpoints: dict[str, Path], eval_pairs: Path, variant: str, models: dict) -> list[dict]:
+        return list(self.runner.each(self.cfg.quantize.schemes,  # `--until quantize` exports every scheme
+                                     lambda s: self.quantized(checkpoints, s, eval_pairs, variant, models)).values())
 
-    def quantized(self, checkpoints: dict[str, Path], scheme: str, eval_pairs: Path, variant: str,
-                  models: dict) -> dict[str, Any]:
+    def quantized(self, checkpoints: dict[str, Path], scheme: str, eval_pairs: Path, variant: str, models: dict) -> dict:
         """One scheme's exports of the final tool models; the quantized SLM-2's eval answers judged."""
-        cfg = self.cfg
+        cfg, outs = self.cfg, {}
         corpus = Path(cfg.corpus.path) if cfg.corpus.path else default_corpus_path(cfg.language)
-        outs = {}
         for stage, checkpoint in checkpoints.items():
             out_dir = self.at.folder("quantized", f"{stage}-{scheme}")
             self.runner.stage(f"quantize@{stage}.{scheme}", stages.quantize, checkpoint, out_dir, scheme, cfg, corpus,

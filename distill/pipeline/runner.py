@@ -14,7 +14,7 @@ round's later stages, so `--until` a loop kind ends the loop in its first round.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,16 @@ class Runner:
         self.overwrite = overwrite  # labeling stages that run redo another input's output instead of refusing it
         self.current = ""
         self.summary: list[dict[str, Any]] = []
+
+    def each(self, items: Iterable[Any], fn: Callable[[Any], Any]) -> dict[Any, Any]:
+        """`{item: fn(item)}` for independent runs of the same stages (one per variant, scheme): `--until` ends
+        each run where it reaches a later kind, and the pipeline once every run went as far as it allows."""
+        runs, out = Instances(), {}
+        for item in items:
+            with runs:
+                out[item] = fn(item)
+        runs.end()
+        return out
 
     def generator(self, endpoint: TeacherConfig) -> GeneratorFactory:
         return GeneratorFactory(self, endpoint)
