@@ -54,7 +54,7 @@ def corpus(tmp_path):
 def test_three_rounds_accumulate_and_tables_share_items(tmp_path, corpus, fake_openai, monkeypatch):
     server = fake_openai(live_teacher(), api_key="sk-test")  # the judge scores by overlap with the original
     monkeypatch.setenv("MGA_TEST_KEY", "sk-test")
-    monkeypatch.setattr(Pipeline, "slm", lambda self, checkpoint: StandInStudent)
+    monkeypatch.setattr(Pipeline, "slm", lambda self, checkpoint, backend=None: StandInStudent)
     config = validate_recipe({
         "name": "loop", "run_dir": str(tmp_path / "run"), "corpus": {"path": str(corpus)},
         "teacher": {"base_url": server.url, "model": "fake-teacher", "api_key_env": "MGA_TEST_KEY", "timeout_s": 30,

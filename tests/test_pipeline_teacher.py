@@ -59,8 +59,9 @@ def test_run_with_teacher_endpoint_stops_when_within_target_gap(tmp_path, short_
     assert sum("content-creation" in r["messages"][0]["content"] for r in server.requests) == 5
     loop = json.loads((run_dir / "rounds.json").read_text())
     rounds = loop["rounds"]
-    assert len(rounds) == 1 and rounds[0]["teacher_rate"] == 100.0  # within target_gap: no second round
-    assert loop["stop_reason"].startswith("target reached") and rounds[0]["teacher_rate_ci95"][1] == 100.0
+    assert [x["round"] for x in rounds] == [0, 1]  # round 0 (untrained), then within target_gap: no second round
+    assert rounds[1]["teacher_rate"] == 100.0 and rounds[0]["eval_items"] == rounds[1]["eval_items"]
+    assert loop["stop_reason"].startswith("target reached") and rounds[1]["teacher_rate_ci95"][1] == 100.0
     report = json.loads((run_dir / "report" / "report.json").read_text())
     assert "LLM judge (fake-teacher" in json.dumps(report)
     report_md = (run_dir / "report" / "report.md").read_text()

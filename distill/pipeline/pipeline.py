@@ -82,7 +82,7 @@ class Pipeline:
         parts = read_split(at.split)
         teacher_eval = only_docs(read_rows(judged[main]), parts["eval"])
         eval_rewrites = at.file("heldout", "pairs.eval.rewrite.jsonl")  # stage-2 eval items: the teacher's
-        self.runner.stage("split@prompts.rewrite", stages.rewrite_prompts, eval_pairs, judged[main], eval_rewrites,
+        self.runner.stage("filter@eval-rewrites", stages.rewrite_prompts, eval_pairs, judged[main], eval_rewrites,
                           inputs=[eval_pairs, judged[main]], outputs=[eval_rewrites])
         teacher_name = "teacher (reference labels)" if cfg.label.reference else f"teacher ({cfg.teacher.model})"
         models: dict[str, list[dict[str, Any]]] = {teacher_name: teacher_eval}
