@@ -156,12 +156,14 @@ def quantize_checkpoint(
     seed: int = 0,
     calibration_record: list[dict] | None = None,
     device: str | None = None,
+    heldout: Path | None = None,
 ) -> Path:
     """Quantize a full or merged checkpoint with `scheme` (gptq-w4, gptq-w8, w8a8, gguf-*) into `out_dir`; returns it.
 
     `calibration` holds ready texts (see `mga.quantize.calibration.build_calibration`, whose record can be passed
     as `calibration_record`); when None, the SFT rows beside the checkpoint and the sample corpus are used.
-    At most `num_samples` texts are used, each cut to `max_length` tokens.
+    At most `num_samples` texts are used, each cut to `max_length` tokens. `heldout`: the rows a GGUF export
+    is compared on greedily (default: those `task_checks.eval_rows` finds beside the checkpoint).
     """
     from transformers import AutoTokenizer
 
@@ -172,7 +174,7 @@ def quantize_checkpoint(
         from mga.quantize.task_checks import eval_rows
 
         try:
-            rows, rows_used, _ = eval_rows(checkpoint)
+            rows, rows_used, _ = eval_rows(checkpoint, heldout)
         except MgaError:
             rows, rows_used = [], "no SFT rows beside the checkpoint: greedy answers not compared"
         return export_gguf(checkpoint, out_dir, scheme, rows=rows, rows_used=rows_used)

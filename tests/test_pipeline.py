@@ -69,6 +69,7 @@ def test_quickstart_writes_report_with_table1(quickstart):
     compared = json.loads((run_dir / "quantized" / "pairs-gptq-w4" / "compare.json").read_text())
     assert compared["task"]["stage"] == "pairs" and "valid_5_pairs" in compared["task"]
     assert compared["rows_used"].split(" (")[0] in html and "Held-out rows" not in html
+    assert "sft.pairs.eval.jsonl (0 of " in compared["rows_used"]  # the eval documents' rows: none trained on
 
 
 def test_rerun_skips_every_stage(quickstart, labels):

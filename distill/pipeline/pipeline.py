@@ -285,9 +285,9 @@ class Pipeline:
         cfg, outs = self.cfg, {}
         corpus = Path(cfg.corpus.path) if cfg.corpus.path else default_corpus_path(cfg.language)
         for stage, checkpoint in checkpoints.items():
-            out_dir = self.at.folder("quantized", f"{stage}-{scheme}")
+            out_dir, heldout = self.at.folder("quantized", f"{stage}-{scheme}"), self.heldout_rows(stage)
             self.runner.stage(f"quantize@{stage}.{scheme}", stages.quantize, checkpoint, out_dir, scheme, cfg, corpus,
-                              inputs=[self.markers[checkpoint]], outputs=[out_dir / "mga_quantize.json"],
+                              heldout, inputs=[self.markers[checkpoint], heldout], outputs=[out_dir / "mga_quantize.json"],
                               config=[cfg.quantize.model_dump(mode="json"), scheme])
             outs[stage] = out_dir
         self.markers[outs["rewrite"]] = outs["rewrite"] / "mga_quantize.json"
@@ -297,6 +297,15 @@ class Pipeline:
             outs["rewrite"], eval_pairs, variant, folder=f"quantized-{scheme}", backend=backend,
             answer_stage=f"judge-quantized@answer.{scheme}", judge_stage=f"judge-quantized@{scheme}")
         return {"scheme": scheme, **{stage: str(path) for stage, path in outs.items()}}
+
+    def heldout_rows(self, stage: str) -> Path:
+        """The teacher's kept labels of the eval documents as SFT rows: never trained on by any round."""
+        at = self.at
+        source = at.file("labels", "pairs.kept.jsonl") if stage == "pairs" else at.file("filtered", "teacher.kept.jsonl")
+        out = at.file("heldout", f"sft.{stage}.eval.jsonl")
+        self.runner.stage(f"quantize@heldout.{stage}", stages.heldout_sft_rows, source, read_split(at.split)["eval"],
+                          stage, out, self.cfg, inputs=[source, at.split], outputs=[out])
+        return out
 
     def analyze_loss(self) -> Path:
         """`analyze:`: the token-level loss analysis of two models; its summary feeds the report."""

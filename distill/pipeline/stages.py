@@ -108,7 +108,7 @@ def train(teacher_rows: Path, extra: list[dict[str, Any]], train_docs: set[str],
 def rewrite_prompts(prompts: Path, teacher_rows: Path, out: Path) -> dict[str, Any]:
     """Stage-2 eval prompts: the held-out pairs of the documents the teacher rewrote. With bundled labels only
     some documents carry rewrites; SLM-2 answers exactly the teacher's items, so Table 1 compares equal sets."""
-    docs = {row["meta"]["docid"] for row in iter_rows(teacher_rows)}
+    docs = {row["meta"]["docid"] for row in iter_rows(teacher_rows) if not is_control(row)}
     return copy_rows(only_docs(read_rows(prompts), docs), out)
 
 
@@ -128,9 +128,20 @@ def pool_part(pool_pairs: Path, docs: list[str], out: Path) -> dict[str, Any]:
     return copy_rows(only_docs(read_rows(pool_pairs), set(docs)), out)
 
 
-def quantize(checkpoint: Path, out_dir: Path, scheme: str, cfg: RunConfig, corpus: Path) -> dict[str, Any]:
+def heldout_sft_rows(rows: Path, eval_docs: set[str], stage: str, out: Path, cfg: RunConfig) -> dict[str, Any]:
+    """SFT-shaped rows (chat messages with the teacher's answer) of the eval documents, which no round trains
+    on: what a quantized export is compared with its full model on (perplexity, greedy agreement, task rates)."""
+    from mga.distill.train.sft_data import sft_messages, unusable_reason
+
+    kept = [row for row in only_docs(read_rows(rows), eval_docs) if unusable_reason(row, stage) is None]
+    return copy_rows([{"messages": sft_messages(row, stage, cfg.language, cfg.label.num_pairs),
+                       "docid": row["meta"]["docid"]} for row in kept], out)
+
+
+def quantize(checkpoint: Path, out_dir: Path, scheme: str, cfg: RunConfig, corpus: Path,
+             heldout: Path | None = None) -> dict[str, Any]:
     """A quantized export of one tool model, calibrated on its SFT rows and the corpus, compared with it on the
-    task (GGUF exports are verified in llama.cpp at export instead)."""
+    task on `heldout` rows (GGUF exports are verified in llama.cpp at export on them instead)."""
     from mga.judge.pairs_check import parse_pairs
     from mga.quantize.calibration import build_calibration
     from mga.quantize.export import quantize_checkpoint
@@ -145,10 +156,10 @@ def quantize(checkpoint: Path, out_dir: Path, scheme: str, cfg: RunConfig, corpu
         corpus_fraction=q.corpus_fraction, seed=cfg.seed)
     quantize_checkpoint(checkpoint, out_dir, scheme, group_size=q.group_size, desc_act=q.desc_act, calibration=texts,
                         calibration_record=record, num_samples=q.calibration_samples,
-                        max_length=q.calibration_max_length, seed=cfg.seed)
+                        max_length=q.calibration_max_length, seed=cfg.seed, heldout=heldout)
     info: dict[str, Any] = {"checkpoint": str(out_dir)}
-    if q.eval and not scheme.startswith("gguf-") and (sft_eval.exists() or sft_train.exists()):
-        info["compare"] = evaluate_export(checkpoint, out_dir, pairs_check=lambda text: parse_pairs(text)[1],
+    if q.eval and not scheme.startswith("gguf-") and (heldout or sft_eval.exists() or sft_train.exists()):
+        info["compare"] = evaluate_export(checkpoint, out_dir, heldout=heldout, pairs_check=lambda text: parse_pairs(text)[1],
                                           max_rows=q.task_rows, max_new_tokens=q.task_max_new_tokens)
     return info
 
