@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 
 import typer
 from mga.distill.cli import (
@@ -19,7 +20,7 @@ from mga.distill.cli import (
     train,
 )
 from mga.distill.core.console import console
-from mga.distill.core.errors import MgaError
+from mga.distill.core.errors import DiskFull, MgaError, disk_full, is_disk_full
 
 app = typer.Typer(
     name="mga",
@@ -79,8 +80,16 @@ def main(argv: list[str] | None = None) -> None:
     configure_environment()
     try:
         code = app(args=argv, standalone_mode=False, prog_name="mga")
+    except DiskFull as e:
+        raise _error(str(e.first()), e.exit_code) from None
     except MgaError as e:
         raise _error(str(e), e.exit_code) from None
+    except (OSError, sqlite3.OperationalError) as e:
+        if not is_disk_full(e):
+            raise
+        where = getattr(e, "filename", None) or "a file"
+        raise _error(str(disk_full(where, "everything finished before it is kept (rows, answers, spending records, "
+                                          "finished stages)"))) from None
     except click.NoArgsIsHelpError as e:
         console.print(e.ctx.get_help(), markup=False, highlight=False) if e.ctx is not None else None
         raise SystemExit(2) from None

@@ -21,7 +21,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from mga.distill.core.errors import MgaError
+from mga.distill.core.errors import MgaError, disk_full, is_disk_full
 from mga.distill.generate.protocol import Completion, Request
 
 COUNTS = ("requests", "cache_hits", "retries", "invalid", "results", "failures", "prompt_tokens",
@@ -59,6 +59,8 @@ def _connect(path: Path) -> sqlite3.Connection:
                 db.execute(f"ALTER TABLE spend ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
         return db
     except sqlite3.DatabaseError as e:
+        if is_disk_full(e):
+            raise disk_full(path, "nothing was lost") from None
         raise MgaError(f"{path}: cannot open the request cache ({e}); delete it to start afresh "
                        "(its answers and spending records are lost)") from None
 
@@ -104,16 +106,23 @@ class RequestCache:
                                           "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
                                           "logprobs": c.logprobs}, ensure_ascii=False))
                 for key, c, model in answers]
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                self._db.executemany("INSERT OR REPLACE INTO answers (key, model, answer) VALUES (?, ?, ?)", rows)
-                for spend in spends:
-                    self._insert_spend(*spend)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        try:
+            with self._lock:
+                self._db.execute("BEGIN")
+                try:
+                    self._db.executemany("INSERT OR REPLACE INTO answers (key, model, answer) VALUES (?, ?, ?)", rows)
+                    for spend in spends:
+                        self._insert_spend(*spend)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+        except sqlite3.OperationalError as e:
+            if is_disk_full(e):
+                raise disk_full(self.path, f"the {len(self):,} answers cached before and their spending records are "
+                                           "kept") from None
+            raise
 
     def _insert_spend(self, account: str, stage: str, counts: dict[str, Any]) -> None:
         names = [c for c in COUNTS if counts.get(c)]
