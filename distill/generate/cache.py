@@ -7,7 +7,8 @@ flag and the validation attempt index (a retry after a rejected answer is a new 
 replays the same sequence). Nothing about the key is stored.
 
 `spend`: one row per accounting event (requests sent, tokens, cache hits, rejected answers, results) under
-an `account` (the accounting file it belongs to) and a `stage`. A paid answer and its spend row are
+an `account` (the run it belongs to: `mga.distill.generate.accounting.run_id`) and a `stage`; a request is
+recorded as in flight before it is sent and settled with its answer or failure. A paid answer and its spend row are
 committed in ONE transaction (`put(..., spend=...)`, or `write` for several), in WAL mode: a process killed at any moment loses
 neither a finished answer nor what it cost. `mga.distill.generate.accounting` sums this table.
 """
@@ -25,7 +26,8 @@ from mga.distill.core.errors import MgaError, disk_full, is_disk_full
 from mga.distill.generate.protocol import Completion, Request
 
 COUNTS = ("requests", "cache_hits", "retries", "invalid", "results", "failures", "prompt_tokens",
-          "completion_tokens", "batch_prompt_tokens", "batch_completion_tokens", "wall_s")
+          "completion_tokens", "batch_prompt_tokens", "batch_completion_tokens", "in_flight", "in_flight_prompt_tokens",
+          "in_flight_completion_tokens", "wall_s")
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, model TEXT, answer TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS spend (id INTEGER PRIMARY KEY, account TEXT NOT NULL, stage TEXT NOT NULL, "
