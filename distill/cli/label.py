@@ -83,7 +83,8 @@ def label(
             if not _is_chunks_file(input):
                 from mga.distill.label.chunk import chunk_corpus
 
-                chunks = chunk_corpus(input, out_dir / f"{output.stem}.chunks.jsonl", cfg.corpus, seed=cfg.seed)
+                chunks = chunk_corpus(input, out_dir / f"{output.stem}.chunks.jsonl", cfg.corpus, seed=cfg.seed,
+                                      language=cfg.language)
             label_pairs(
                 chunks,
                 output,
