@@ -335,3 +335,33 @@ def test_a_full_disk_during_stage_2_is_one_error_and_the_rerun_completes_it(tmp_
     final = read_rows(logs / "final.jsonl")
     assert final == read_rows(clean / "rw" / "rewrites.jsonl") and (logs / "final.jsonl").read_bytes().endswith(b"\n")
     assert SECRET not in full_error + (logs / "ro.err").read_text()
+
+
+# ---- what the README lists is read by every command ----------------------------------------------------------------
+
+
+def test_single_compressed_files_and_bom_crlf_files_are_read_by_every_command(tmp_path, servers, capsys, monkeypatch):
+    """A single `.jsonl.gz` corpus and pairs file, and a judged file with a byte-order mark and CRLF line ends."""
+    import gzip
+
+    from mga.distill.core.io import read_rows
+
+    monkeypatch.setenv("MGA_TEST_KEY", SECRET)
+    monkeypatch.chdir(tmp_path)
+    corpus = tmp_path / "corpus.jsonl.gz"
+    corpus.write_bytes(gzip.compress(b"\xef\xbb\xbf" + CORPUS.read_bytes().split(b"\n", 2)[0] + b"\r\n"))
+    pairs = tmp_path / "out" / "pairs.jsonl"
+    code, errors, output = _run_once(label(None, corpus, pairs, url=servers["ok"]), capsys)
+    assert code == 0 and not errors, output
+    assert len(read_rows(pairs)) >= 1
+    packed = tmp_path / "pairs.jsonl.gz"
+    packed.write_bytes(gzip.compress(pairs.read_bytes()))
+    code, errors, output = _run_once(label(None, packed, tmp_path / "out" / "rewrites.jsonl", stage="rewrite",
+                                           url=servers["ok"]), capsys)
+    assert code == 0 and not errors, output
+    judged = tmp_path / "judged.jsonl"
+    row = {"variant": "base", "status": "ok", "content_split": "a rewrite", "meta": {"docid": "a", "chunk_id": 0,
+           "pair_id": 0}, "judge": {"score": 4, "status": "scored", "backend": "heuristic"}}
+    judged.write_bytes(b"\xef\xbb\xbf" + (json.dumps(row) + "\r\n").encode() * 2)
+    code, errors, output = _run_once(["report", str(judged), "-o", str(tmp_path / "report")], capsys)
+    assert code == 0 and not errors and (tmp_path / "report" / "report.json").exists(), output
