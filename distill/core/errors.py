@@ -30,8 +30,8 @@ class DiskFull(MgaError):
 
 def is_disk_full(error: BaseException) -> bool:
     """An OS write or a SQLite commit that failed because the file system is full (or over quota)."""
-    if isinstance(error, OSError):
-        return error.errno in FULL
+    if isinstance(error, OSError):  # pyarrow's and some libraries' errors carry only the message
+        return error.errno in FULL or "No space left on device" in str(error) or "Disk quota exceeded" in str(error)
     return isinstance(error, sqlite3.OperationalError) and "disk is full" in str(error)
 
 
