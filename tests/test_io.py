@@ -135,10 +135,10 @@ def test_a_full_disk_leaves_an_atomic_file_as_it_was(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", full)
-    with pytest.raises(MgaError, match="no space left on device; the previous file is unchanged"):
+    with pytest.raises(MgaError, match="no space left on device; the previous file is kept unchanged"):
         write_rows(path, ROWS)
     monkeypatch.setattr(os, "replace", full)
-    with pytest.raises(MgaError, match="accounting.json: no space left on device; nothing was written to it"):
+    with pytest.raises(MgaError, match="accounting.json: no space left on device; nothing was written, nothing was lost"):
         write_json(tmp_path / "accounting.json", {"stages": {}})
     monkeypatch.undo()
     assert read_rows(path) == ROWS[:1] and sorted(p.name for p in tmp_path.iterdir()) == ["rows.jsonl"]

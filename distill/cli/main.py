@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 
 import typer
 from mga.distill.cli import (
@@ -84,12 +83,6 @@ def main(argv: list[str] | None = None) -> None:
         raise _error(str(e.first()), e.exit_code) from None
     except MgaError as e:
         raise _error(str(e), e.exit_code) from None
-    except (OSError, sqlite3.OperationalError) as e:
-        if not is_disk_full(e):
-            raise
-        where = getattr(e, "filename", None) or "a file"
-        raise _error(str(disk_full(where, "everything finished before it is kept (rows, answers, spending records, "
-                                          "finished stages)"))) from None
     except click.NoArgsIsHelpError as e:
         console.print(e.ctx.get_help(), markup=False, highlight=False) if e.ctx is not None else None
         raise SystemExit(2) from None
@@ -100,6 +93,12 @@ def main(argv: list[str] | None = None) -> None:
         raise _error(e.format_message(), e.exit_code) from None
     except (KeyboardInterrupt, typer.Abort):
         code = INTERRUPTED
+    except Exception as e:  # a full disk met by a library (sqlite, pyarrow, safetensors): no traceback either
+        if not is_disk_full(e):
+            raise
+        where = getattr(e, "filename", None) or "a file"
+        raise _error(str(disk_full(where, "everything finished before it is kept (rows, answers, spending records, "
+                                          "finished stages)"))) from None
     if code == INTERRUPTED:  # typer turns Ctrl-C into exit code 130
         console.print("interrupted; rerun the same command to resume (finished rows, answers and spending "
                       "records are kept)", markup=False)

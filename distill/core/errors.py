@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import sqlite3
 
 FULL = (errno.ENOSPC, errno.EDQUOT)  # no space left, disk quota exceeded
 
@@ -28,11 +27,15 @@ class DiskFull(MgaError):
         return first
 
 
+_FULL_MESSAGES = ("No space left on device", "Disk quota exceeded", "database or disk is full")
+
+
 def is_disk_full(error: BaseException) -> bool:
-    """An OS write or a SQLite commit that failed because the file system is full (or over quota)."""
-    if isinstance(error, OSError):  # pyarrow's and some libraries' errors carry only the message
-        return error.errno in FULL or "No space left on device" in str(error) or "Disk quota exceeded" in str(error)
-    return isinstance(error, sqlite3.OperationalError) and "disk is full" in str(error)
+    """A write that failed because the file system is full (or over quota): an OS error, a SQLite commit, or a
+    library's error that carries only the OS message (pyarrow, safetensors when a checkpoint is saved)."""
+    if isinstance(error, OSError) and error.errno in FULL:
+        return True
+    return any(message in str(error) for message in _FULL_MESSAGES)
 
 
 def disk_full(path: object, kept: str) -> DiskFull:

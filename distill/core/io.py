@@ -115,7 +115,7 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
 
 
 def _unchanged(path: Path) -> str:
-    return "the previous file is unchanged" if path.exists() else "nothing was written to it"
+    return "the previous file is kept unchanged" if path.exists() else "nothing was written, nothing was lost"
 
 
 def write_rows(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:

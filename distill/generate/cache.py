@@ -62,7 +62,7 @@ def _connect(path: Path) -> sqlite3.Connection:
         return db
     except sqlite3.DatabaseError as e:
         if is_disk_full(e):
-            raise disk_full(path, "nothing was lost") from None
+            raise disk_full(path, "the answers and spending records it holds are kept") from None
         raise MgaError(f"{path}: cannot open the request cache ({e}); delete it to start afresh "
                        "(its answers and spending records are lost)") from None
 
