@@ -29,7 +29,7 @@ from typing import Any
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import write_json
 from mga.distill.generate.cache import RequestCache
-from mga.distill.generate.ratelimit import estimate_tokens
+from mga.distill.core.tokens import estimate_message_tokens
 from rich.table import Table
 
 _COUNTS = ("requests", "cache_hits", "retries", "invalid", "results", "failures", "prompt_tokens", "completion_tokens")
@@ -83,8 +83,9 @@ def read_accounting(path: Path) -> dict[str, Any]:
 
 
 def in_flight(request: Any) -> dict[str, int]:
-    """The counts of one call sent and not yet settled: one request, its estimated prompt, its max_tokens."""
-    return {"in_flight": 1, "in_flight_prompt_tokens": estimate_tokens(request.messages),
+    """The counts of one call sent and not yet settled: one request, its estimated prompt (as the budget estimates
+    it), its max_tokens."""
+    return {"in_flight": 1, "in_flight_prompt_tokens": estimate_message_tokens(request.messages),
             "in_flight_completion_tokens": request.params.max_tokens}
 
 
