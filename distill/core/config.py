@@ -11,7 +11,7 @@ import typing
 from pathlib import Path
 from typing import Literal
 
-from mga.distill.core.secrets import Secret, looks_like_secret
+from mga.distill.core.secrets import HiddenValue, Secret, looks_like_secret
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -23,7 +23,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
 Variant = Literal["base", "strict", "relaxed"]
 VARIANTS: tuple[str, ...] = typing.get_args(Variant)  # the prompt variants, named once
@@ -111,12 +110,11 @@ class TeacherConfig(Section):
     @classmethod
     def _env_name(cls, value: str) -> str:
         """A name, never the key itself: the value of this field is written to recipe.yaml and shown in errors."""
-        if looks_like_secret(value):  # `hidden`: format_errors shows no value for this error type
-            raise PydanticCustomError("hidden", "this looks like an API key, not the name of the environment variable "
-                                      "holding one: export the key (export OPENAI_API_KEY=...) and give the name")
+        if looks_like_secret(value):  # HiddenValue: format_errors shows no value
+            raise HiddenValue("this looks like an API key, not the name of the environment variable holding one: "
+                              "export the key (export OPENAI_API_KEY=...) and give the name")
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-            raise PydanticCustomError("hidden", "not an environment variable name (letters, digits and _, not "
-                                      "starting with a digit)")
+            raise HiddenValue("not an environment variable name (letters, digits and _, not starting with a digit)")
         return value
 
     @field_validator("base_url")

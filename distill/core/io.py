@@ -142,7 +142,7 @@ def write_rows(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-        if is_disk_full(e):
+        if is_disk_full(e) and not isinstance(e, MgaError):  # the rows' own full-disk error says more
             raise disk_full(path, _unchanged(path)) from None
         raise
     return path

@@ -55,6 +55,10 @@ def redact(text: str, api_key: str | None) -> str:
     return _KEY_SHAPED.sub(lambda m: m.group(1) + "-" + MASK, text)
 
 
+class HiddenValue(ValueError):
+    """A validation error whose value must not be shown (a key pasted where a name belongs)."""
+
+
 def looks_like_secret(text: str) -> bool:
     """True for text shaped like an API key or token: a known key prefix (`sk-`, `hf_`, `ghp_`, ...), or a
     long run with lower and upper case letters and digits and high entropy (random text, not a name)."""

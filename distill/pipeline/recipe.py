@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from mga.distill.core.config import CorpusConfig, LabelConfig, Section, TeacherConfig
 from mga.distill.core.errors import MgaError
-from mga.distill.core.secrets import MASK, is_secret
+from mga.distill.core.secrets import MASK, HiddenValue, is_secret
 from mga.distill.core.sources import resolve
 from mga.distill.train.config import TrainConfig, passthrough_errors
 from mga.judge.config import AnalyzeConfig, FilterConfig, JudgeConfig, ReportConfig
@@ -193,10 +193,11 @@ def format_errors(error: ValidationError) -> list[str]:
             lines.append(f"{path}: unknown key{hint}")
         elif err["type"] == "missing":
             lines.append(f"{path}: required key is missing")
+        elif isinstance(hidden := err.get("ctx", {}).get("error"), HiddenValue):
+            lines.append(f"{path}: {hidden}")  # the value is not shown, not even masked
         else:
             got = err.get("input")
-            secret = err["type"] == "hidden" or is_secret(RunConfig, loc)  # hidden: a key pasted as a name
-            shown = "" if isinstance(got, dict) else f" (got {MASK if secret else repr(got)})"
+            shown = "" if isinstance(got, dict) else f" (got {MASK if is_secret(RunConfig, loc) else repr(got)})"
             lines.append(f"{path}: {err['msg']}{shown}")
     return lines
 

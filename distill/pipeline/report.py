@@ -71,7 +71,7 @@ def write_run_report(out_dir: Path, cfg: RunConfig, models: dict[str, list[dict[
         variants = {f"teacher · {v}": only_docs(read_rows(p), eval_docs) for v, p in judged_teacher.items()} | table2
     scores = {reference_key(row): score_of(row) for row in reference_judged_rows(reference)} if reference else None
     write_report(models, out_dir, judge_label=judge_label(cfg), reference_model=next(iter(models)),
-                 notes=[*notes, *notes_for(cfg, trained=bool(rounds["rounds"]))], images=images, sections=sections, target_gap=cfg.loop.target_gap,
+                 notes=[*notes, *notes_for(cfg, trained=any(r.get("round", 1) > 0 for r in rounds["rounds"]))], images=images, sections=sections, target_gap=cfg.loop.target_gap,
                  max_failed_share=cfg.report.max_failed_share, reference_scores=scores, judge_controls=judge_controls,
                  **({"variants": variants} if variants else {}))
     flags = json.loads((out_dir / "report.json").read_text())["flags"]
