@@ -12,9 +12,9 @@ from typing import Any
 
 from mga.distill.core.config import VARIANTS
 from mga.distill.core.errors import MgaError
-from mga.distill.core.io import read_rows, write_json
+from mga.distill.core.io import numbered_rows, write_json
 from mga.distill.core.markdown import markdown_table
-from mga.distill.core.schema import is_control
+from mga.distill.core.schema import is_control, verdict_problem
 from mga.judge.comparison import (
     add_diffs,
     check_item_sets,
@@ -72,7 +72,13 @@ def _load(models: dict[str, Path | str | list[dict[str, Any]]]) -> dict[str, lis
     loaded = {}
     for name, source in models.items():
         where = str(source) if isinstance(source, (str, Path)) else f"model '{name}'"
-        loaded[name] = read_rows(source) if isinstance(source, (str, Path)) else list(source)
+        numbered = numbered_rows(source) if isinstance(source, (str, Path)) else (
+            (f"model '{name}', row {i}", row) for i, row in enumerate(source, 1))
+        loaded[name] = []
+        for at, row in numbered:
+            if problem := verdict_problem(row):
+                raise MgaError(f"report: {at}: {problem}; fix the row or judge the file again (mga judge)")
+            loaded[name].append(row)
         if not loaded[name]:
             raise MgaError(f"report: {where} has no rows")
         if not any(isinstance(row.get("judge"), dict) for row in loaded[name]):

@@ -98,3 +98,18 @@ def test_sampling_is_seeded_and_sized(tmp_path):
     c = read_rows(chunk_corpus(sample, tmp_path / "c.jsonl", cfg, seed=2))
     docs = lambda rows: [r["meta"]["docid"] for r in rows if r["meta"]["chunk_id"] == 0]  # noqa: E731
     assert docs(a) == docs(b) and len(docs(a)) == 10 and docs(a) != docs(c)
+
+
+def test_documents_in_another_language_get_one_warning_with_their_count(tmp_path, capsys):
+    """Chinese documents through the English prompts: said once, with the count; the documents are still chunked."""
+    from mga.distill.core.io import write_rows
+
+    english = read_rows(data_path("sample", "corpus.jsonl"))[:3]
+    chinese = read_rows(data_path("sample", "corpus_zh.jsonl"))[:4]
+    corpus = write_rows(tmp_path / "mixed.jsonl", english + chinese)
+    chunk_corpus(corpus, tmp_path / "chunks.jsonl", CorpusConfig(), language="en")
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "4 of 7 documents are not mostly in the script of English" in warnings[0]
+    assert {r["meta"]["docid"] for r in read_rows(tmp_path / "chunks.jsonl")} >= {r["id"] for r in chinese}
+    chunk_corpus(data_path("sample", "corpus_zh.jsonl"), tmp_path / "zh.jsonl", CorpusConfig(), language="zh")
+    assert "warning:" not in capsys.readouterr().err

@@ -190,6 +190,7 @@ def test_mga_run_with_a_blind_judge_refuses_to_stop_on_the_gap(tmp_path, short_c
     head = md.split("## Table 1")[0]
     assert "The judge FAILED its controls in: judge@teacher.base" in head and "stopped before round 1" in head
     assert "| judge@teacher.base | 4 |" in head and "FAILED:" in head
+    assert "trained for minutes" not in md  # no student was trained: the report must not say one was
     report = json.loads((run_dir / "report" / "report.json").read_text())
     assert report["judge_controls"]["judge@teacher.base"]["passed"] is False
     assert list(report["models"]) == ["teacher (fake-teacher)"]

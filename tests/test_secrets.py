@@ -90,3 +90,40 @@ def test_env_key_never_reaches_errors_or_files(fake_openai, tmp_path, monkeypatc
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_no_file_a_run_writes_holds_the_key_of_api_key_env(fake_openai, short_corpus, tmp_path, monkeypatch, capsys):
+    """Grep every file of the run folder (whatever its type), and the output, for the key; also when the endpoint
+    echoes the key in its error messages (some proxies do) and when a second run is refused (wrong key)."""
+    from tests.fake_openai import Reply
+    from tests.test_pipeline_teacher import live_teacher
+
+    answer = live_teacher()
+
+    def echoing(request):  # every third rewrite fails with the key in the error text
+        if "content-creation" not in request["messages"][0]["content"] and len(server.requests) % 3 == 0:
+            return Reply(status=400, error=f"bad request from key {SECRET}")
+        return answer(request)
+
+    server = fake_openai(echoing, api_key=SECRET)
+    monkeypatch.setenv("MGA_TEST_KEY", SECRET)
+    monkeypatch.chdir(tmp_path)
+    recipe = tmp_path / "live.yaml"
+    recipe.write_text(f"name: live\nrun_dir: {tmp_path / 'run'}\ncorpus:\n  path: {short_corpus}\nteacher:\n"
+                      f"  base_url: {server.url}\n  model: fake-teacher\n  api_key_env: MGA_TEST_KEY\n"
+                      "  max_attempts: 1\njudge:\n  backend: llm\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as first:
+        main(["run", str(recipe), "--until", "filter"])
+    monkeypatch.setenv("MGA_TEST_KEY", "sk-another-key-0123456789abcdef")
+    with pytest.raises(SystemExit) as refused:
+        main(["run", str(recipe), "--set", f"run_dir={tmp_path / 'refused'}"])
+    out, err = capsys.readouterr()
+    assert first.value.code == 0, err
+    assert refused.value.code == 2 and "refused the API key (401)" in err
+    assert any("400" in line or "bad request" in line for p in (tmp_path / "run").rglob("*.jsonl") for line in
+               p.read_text().splitlines()), "the echoed errors reached the rows (scrubbed)"
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(written) > 10 and "api_key_env: MGA_TEST_KEY" in (tmp_path / "run" / "recipe.yaml").read_text()
+    for path in written:
+        assert SECRET.encode() not in path.read_bytes(), path
+    assert SECRET not in out + err

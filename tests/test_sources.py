@@ -157,13 +157,13 @@ def test_disk_set_and_row_index_follow_an_append_only_stream(tmp_path):
 
 
 def test_a_run_fingerprints_a_corpus_by_content_or_by_a_listing_when_it_is_huge(tmp_path, monkeypatch):
-    from mga.distill.core import sources
+    from mga.distill.pipeline import manifest
 
     files = [_jsonl_gz(tmp_path / "c" / f"p{i}.jsonl.gz", _docs(i, 2)) for i in range(2)]
     signature = tmp_path / "run" / "source.json"
-    assert sources.fingerprint_paths(tmp_path / "c", signature) == files and not signature.exists()
-    monkeypatch.setattr(sources, "CONTENT_HASH_LIMIT", 10)
-    assert sources.fingerprint_paths(tmp_path / "c", signature) == [signature]
+    assert manifest.fingerprint_paths(tmp_path / "c", signature) == files and not signature.exists()
+    monkeypatch.setattr(manifest, "CONTENT_HASH_LIMIT", 10)
+    assert manifest.fingerprint_paths(tmp_path / "c", signature) == [signature]
     listing = json.loads(signature.read_text())
     assert [f[:2] for f in listing["files"]] == [[str(p), p.stat().st_size] for p in files]
 

@@ -75,6 +75,18 @@ def files(tmp_path_factory) -> dict[str, Path]:
     f["acct_dir"] = d / "acct"
     f["acct_dir"].mkdir()
     (f["acct_dir"] / "accounting.json").write_text("{not json")
+    judged = {"variant": "base", "status": "ok", "content_split": "a rewrite",
+              "meta": {"docid": "a", "chunk_id": 0, "pair_id": 0}, "judge": {"score": 4, "status": "scored"}}
+    for name, score in (("nan", "NaN"), ("seven", "7")):  # line 2 holds the bad score
+        bad = json.dumps({**judged, "judge": {"score": 0, "status": "scored"}}).replace('"score": 0', f'"score": {score}')
+        f[f"judged_{name}"] = d / f"judged_{name}.jsonl"
+        f[f"judged_{name}"].write_text(json.dumps(judged) + "\n" + bad + "\n")
+    f["laughs"] = d / "laughs.yaml"  # "billion laughs": 9 aliases per level, 9 levels: 9**9 strings
+    levels = ["a: &a [" + ", ".join(["lol"] * 9) + "]"]
+    levels += [f"{c}: &{c} [" + ", ".join([f"*{p}"] * 9) + "]" for p, c in zip("abcdefgh", "bcdefghi")]
+    f["laughs"].write_text("\n".join(["name: x", *levels, "teacher:", "  model: *i", ""]))
+    f["deep"] = d / "deep.yaml"
+    f["deep"].write_text("name: x\nteacher: " + "[" * 5000 + "]" * 5000 + "\n")
     return f
 
 
@@ -136,6 +148,10 @@ CASES = [
     # ---- report
     ("report-missing", lambda f, t, u: ["report", str(t / "nope.jsonl"), "-o", str(t / "r")], "file not found"),
     ("report-bad-name", lambda f, t, u: ["report", "=x.jsonl", "-o", str(t / "r")], "expected NAME=PATH"),
+    ("report-score-nan", lambda f, t, u: ["report", str(f["judged_nan"]), "-o", str(t / "r")], "judged_nan.jsonl:2: judge.score nan is not a score 1-5"),
+    ("report-score-7", lambda f, t, u: ["report", str(f["judged_seven"]), "-o", str(t / "r")], "judged_seven.jsonl:2: judge.score 7 is not a score 1-5"),
+    ("report-name-twice", lambda f, t, u: ["report", f"m={f['judged_nan']}", f"m={f['judged_seven']}", "-o", str(t / "r")], "model name 'm' given twice (give each NAME=PATH its own name)"),
+    ("report-stem-twice", lambda f, t, u: ["report", str(f["judged_nan"]), str(f["judged_nan"]), "-o", str(t / "r")], "name them with NAME=PATH"),
     # ---- train
     ("train-input-missing", lambda f, t, u: ["train", "--stage", "pairs", "-i", str(t / "nope.jsonl"), "-o", str(t / "m")], "file not found"),
     ("train-stage", lambda f, t, u: ["train", "--stage", "both", "-i", str(f["pairs"]), "-o", str(t / "m")], "--stage 'both'"),
@@ -146,6 +162,8 @@ CASES = [
     ("quantize-not-causal-lm", lambda f, t, u: ["quantize", str(f["no_model"])], "a full or merged checkpoint is needed"),
     ("label-teacher-model-not-lm", lambda f, t, u: label(f, "chunks", t / "o.jsonl", "--teacher-model", str(f["no_model"])), "no_model"),
     ("quantize-scheme", lambda f, t, u: ["quantize", str(f["no_model"]), "--scheme", "int3"], "int3"),
+    ("quantize-scheme-typed", lambda f, t, u: ["quantize", str(f["no_model"]), "--scheme", "gptq-w5"], "--scheme gptq-w5: Input should be"),
+    ("quantize-samples-typed", lambda f, t, u: ["quantize", str(f["no_model"]), "--samples", "0"], "--samples 0: Input should be greater than 0"),
     # ---- expand
     ("expand-corpus-missing", lambda f, t, u: ["expand", str(t / "nope.jsonl"), "--pairs-model", "a", "--rewrite-model", "b"], "not found"),
     ("expand-corpus-dir", lambda f, t, u: ["expand", str(f["dir"]), "--pairs-model", "a", "--rewrite-model", "b"], "no corpus files"),
@@ -160,6 +178,12 @@ CASES = [
     ("run-secret-in-recipe", lambda f, t, u: ["run", str(f["secret_recipe"])], "teacher.api_key"),
     ("run-until", lambda f, t, u: ["run", str(f["run_recipe"]), "--until", "nowhere"], "--until 'nowhere'"),
     ("run-corrupt-manifest", lambda f, t, u: ["run", str(f["run_recipe"])], "corrupt run manifest"),
+    ("run-yaml-aliases", lambda f, t, u: ["run", str(f["laughs"])], "recipe refused: aliases expand to more than 100,000 values"),
+    ("run-yaml-depth", lambda f, t, u: ["run", str(f["deep"])], "recipe refused: nested deeper than 32 levels"),
+    ("run-set-bare-key", lambda f, t, u: ["run", str(f["run_recipe"]), "--set", "corpus.chunk_tokens"], "--set 'corpus.chunk_tokens': expected KEY=VALUE"),
+    ("run-key-in-api-key-env", lambda f, t, u: ["run", str(f["run_recipe"]), "--set", f"teacher.api_key_env={SECRET}"], "teacher.api_key_env: this looks like an API key"),
+    ("run-api-key-env-not-a-name", lambda f, t, u: ["run", str(f["run_recipe"]), "--set", "teacher.api_key_env=MY KEY"], "teacher.api_key_env: not an environment variable name"),
+    ("label-key-in-api-key-env", lambda f, t, u: label(f, "chunks", t / "o.jsonl", "--set", "teacher.api_key_env=hf_AbCdEfGhIjKlMnOpQrStUv"), "looks like an API key"),
     # ---- tiny-model
     ("tiny-model-arch", lambda f, t, u: ["tiny-model", str(t / "tm"), "--arch", "gpt9"], "gpt9"),
     ("tiny-model-under-file", lambda f, t, u: ["tiny-model", str(f["plain"] / "tm")], "is a file, not a folder"),
@@ -202,6 +226,142 @@ def test_user_error_gives_one_error_line(case, argv, fragment, files, servers, t
     assert len(errors) == 1, (case, err)
     assert fragment in errors[0], (case, errors[0])
     assert "Traceback" not in err + out
-    assert SECRET not in err + out and "12345678901" not in err + out
+    assert SECRET not in err + out and "12345678901" not in err + out and "hf_AbCdEfGh" not in err + out
     after = _digests(files["dir"].parent)
     assert {k: v for k, v in after.items() if k in before} == before, "inputs must stay untouched"
+
+
+# ---- disks that refuse writes -------------------------------------------------------------------------------------
+
+
+def _run_once(argv: list[str], capsys) -> tuple[int, list[str], str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    out, err = capsys.readouterr()
+    return exit_info.value.code, [line for line in err.splitlines() if line.startswith("error:")], out + err
+
+
+def _refuse_new_files(folder: Path) -> str | None:
+    """Make `folder` refuse new files, for root too (which passes permission checks): `chattr +i`; for another
+    user `chmod 555`. Returns the undo command, or None when neither works here."""
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        return f"chmod 755 {folder}"
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0:
+        return f"chattr -i {folder}"
+    return None
+
+
+def test_a_run_folder_that_takes_no_file_is_one_error_before_any_work(tmp_path, capsys, monkeypatch):
+    import subprocess
+
+    monkeypatch.chdir(tmp_path)
+    run_dir = tmp_path / "runs" / "ro"
+    run_dir.mkdir(parents=True)
+    recipe = tmp_path / "ro.yaml"
+    recipe.write_text(f"name: ro\nrun_dir: {run_dir}\njudge:\n  backend: heuristic\n")
+    undo = _refuse_new_files(run_dir)
+    if undo is None:
+        pytest.skip("no way to make a folder refuse writes here (chattr)")
+    try:
+        code, errors, output = _run_once(["run", str(recipe)], capsys)
+    finally:
+        subprocess.run(undo.split(), check=True)
+    assert code == 2 and len(errors) == 1 and "Traceback" not in output
+    assert errors[0].startswith(f"error: {run_dir}: ") and "is not writable" in errors[0]
+    assert list(run_dir.iterdir()) == []  # nothing started: no manifest, no recipe dump, no chunk
+
+
+def _private_mounts() -> bool:
+    """Whether this process may mount in a private mount namespace (root in a container that allows it)."""
+    import shutil
+    import subprocess
+
+    return bool(shutil.which("unshare")) and subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _private_mounts(), reason="needs `unshare -m` (mounting a small tmpfs)")
+def test_a_full_disk_during_stage_2_is_one_error_and_the_rerun_completes_it(tmp_path, fake_openai):
+    """A real full disk: stage 2 writes to a 256 KiB tmpfs mounted in a private mount namespace (nothing of it
+    is seen outside the test). Then the same tmpfs read-only. Then more space, and the same command resumes."""
+    import os
+    import shlex
+    import subprocess
+
+    from mga.distill.core.io import read_rows
+    from tests.test_labeling import MGA, label_args, teacher_reply
+
+    server = fake_openai(teacher_reply)
+    env = {**os.environ, "MGA_TEST_KEY": SECRET}
+    clean = tmp_path / "clean"
+    first = subprocess.run([*MGA, *label_args(server.url, CORPUS, clean / "pairs.jsonl")], env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join((clean / "pairs.jsonl").read_text().splitlines(keepends=True)[:10]))
+    expected = subprocess.run([*MGA, *label_args(server.url, pairs, clean / "rw" / "rewrites.jsonl", stage="rewrite")],
+                              env=env, capture_output=True, text=True)
+    assert expected.returncode == 0, expected.stderr
+
+    disk, logs = tmp_path / "disk", tmp_path / "logs"
+    disk.mkdir(), logs.mkdir()
+    command = shlex.join([*MGA, *label_args(server.url, pairs, disk / "rewrites.jsonl", stage="rewrite")])
+    script = "\n".join([
+        f"mount -t tmpfs -o size=256k tmpfs {disk} || exit 99",
+        f"{command} > {logs}/full.out 2> {logs}/full.err; echo $? > {logs}/full.rc",
+        f"cp {disk}/rewrites.jsonl {logs}/kept.jsonl",
+        f"mount -o remount,ro {disk}",
+        f"{command} > {logs}/ro.out 2> {logs}/ro.err; echo $? > {logs}/ro.rc",
+        f"mount -o remount,rw,size=20m {disk}",
+        f"{command} > {logs}/rerun.out 2> {logs}/rerun.err; echo $? > {logs}/rerun.rc",
+        f"cp {disk}/rewrites.jsonl {logs}/final.jsonl",
+    ])
+    done = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name, fragment in (("full", "no space left on device; "), ("ro", "is not writable")):
+        err = (logs / f"{name}.err").read_text()
+        errors = [line for line in err.splitlines() if line.startswith("error:")]
+        assert (logs / f"{name}.rc").read_text().strip() == "2", err
+        assert len(errors) == 1 and fragment in errors[0] and "Traceback" not in err, err
+    full_error = (logs / "full.err").read_text()
+    assert ("kept" in full_error or "lost" in full_error) and "rerun the same command: it resumes" in full_error, full_error
+    kept = (logs / "kept.jsonl").read_bytes() if (logs / "kept.jsonl").exists() else b""
+    assert not kept or kept.endswith(b"\n"), full_error  # whole rows only: the row that did not fit was cut off
+    assert (logs / "rerun.rc").read_text().strip() == "0", (logs / "rerun.err").read_text()
+    final = read_rows(logs / "final.jsonl")
+    assert final == read_rows(clean / "rw" / "rewrites.jsonl") and (logs / "final.jsonl").read_bytes().endswith(b"\n")
+    assert SECRET not in full_error + (logs / "ro.err").read_text()
+
+
+# ---- what the README lists is read by every command ----------------------------------------------------------------
+
+
+def test_single_compressed_files_and_bom_crlf_files_are_read_by_every_command(tmp_path, servers, capsys, monkeypatch):
+    """A single `.jsonl.gz` corpus and pairs file, and a judged file with a byte-order mark and CRLF line ends."""
+    import gzip
+
+    from mga.distill.core.io import read_rows
+
+    monkeypatch.setenv("MGA_TEST_KEY", SECRET)
+    monkeypatch.chdir(tmp_path)
+    corpus = tmp_path / "corpus.jsonl.gz"
+    corpus.write_bytes(gzip.compress(b"\xef\xbb\xbf" + CORPUS.read_bytes().split(b"\n", 2)[0] + b"\r\n"))
+    pairs = tmp_path / "out" / "pairs.jsonl"
+    code, errors, output = _run_once(label(None, corpus, pairs, url=servers["ok"]), capsys)
+    assert code == 0 and not errors, output
+    assert len(read_rows(pairs)) >= 1
+    packed = tmp_path / "pairs.jsonl.gz"
+    packed.write_bytes(gzip.compress(pairs.read_bytes()))
+    code, errors, output = _run_once(label(None, packed, tmp_path / "out" / "rewrites.jsonl", stage="rewrite",
+                                           url=servers["ok"]), capsys)
+    assert code == 0 and not errors, output
+    judged = tmp_path / "judged.jsonl"
+    row = {"variant": "base", "status": "ok", "content_split": "a rewrite", "meta": {"docid": "a", "chunk_id": 0,
+           "pair_id": 0}, "judge": {"score": 4, "status": "scored", "backend": "heuristic"}}
+    judged.write_bytes(b"\xef\xbb\xbf" + (json.dumps(row) + "\r\n").encode() * 2)
+    code, errors, output = _run_once(["report", str(judged), "-o", str(tmp_path / "report")], capsys)
+    assert code == 0 and not errors and (tmp_path / "report" / "report.json").exists(), output

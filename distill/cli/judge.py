@@ -81,7 +81,8 @@ def _named(inputs: list[str]) -> dict[str, Path]:
         if not name or not path:
             raise MgaError(f"report: expected NAME=PATH or PATH, got {item!r}")
         if name in models:
-            raise MgaError(f"report: model name '{name}' given twice (use NAME=PATH to name them)")
+            hint = "give each NAME=PATH its own name" if sep else f"name them with NAME=PATH, e.g. {name}-2={path}"
+            raise MgaError(f"report: model name '{name}' given twice ({hint})")
         if not Path(path).exists():
             raise MgaError(f"report: file not found: {path}")
         models[name] = Path(path)

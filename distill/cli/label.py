@@ -44,7 +44,7 @@ def label(
     Resumable by content: a rerun reuses the rows whose document, prompt, parameters and model are
     unchanged, redoes the others, and sends no request it has an answer for."""
     from mga.distill.core.console import console
-    from mga.distill.core.io import check_input, check_output
+    from mga.distill.core.io import check_input, check_output, writable_folder
     from mga.distill.generate.accounting import Accounting
     from mga.distill.generate.budget import recorded_cost
     from mga.distill.generate.teacher import make_generator
@@ -71,6 +71,7 @@ def label(
     if dry_run:
         _dry_run(stage, input, output, cfg, variant, cache_path, latency)
         return
+    writable_folder(out_dir)  # before any request is paid for
     spent_before = recorded_cost(out_dir / "accounting.json")  # for teacher.max_budget_usd
     accounting = Accounting.for_teacher(teacher, path=out_dir / "accounting.json")
     check_output(cache_path, [input], what="request cache", rows=False)
@@ -82,7 +83,8 @@ def label(
             if not _is_chunks_file(input):
                 from mga.distill.label.chunk import chunk_corpus
 
-                chunks = chunk_corpus(input, out_dir / f"{output.stem}.chunks.jsonl", cfg.corpus, seed=cfg.seed)
+                chunks = chunk_corpus(input, out_dir / f"{output.stem}.chunks.jsonl", cfg.corpus, seed=cfg.seed,
+                                      language=cfg.language)
             label_pairs(
                 chunks,
                 output,

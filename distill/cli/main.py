@@ -19,7 +19,7 @@ from mga.distill.cli import (
     train,
 )
 from mga.distill.core.console import console
-from mga.distill.core.errors import MgaError
+from mga.distill.core.errors import DiskFull, MgaError, disk_full, is_disk_full
 
 app = typer.Typer(
     name="mga",
@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     configure_environment()
     try:
         code = app(args=argv, standalone_mode=False, prog_name="mga")
+    except DiskFull as e:
+        raise _error(str(e.first()), e.exit_code) from None
     except MgaError as e:
         raise _error(str(e), e.exit_code) from None
     except click.NoArgsIsHelpError as e:
@@ -91,6 +93,12 @@ def main(argv: list[str] | None = None) -> None:
         raise _error(e.format_message(), e.exit_code) from None
     except (KeyboardInterrupt, typer.Abort):
         code = INTERRUPTED
+    except Exception as e:  # a full disk met by a library (sqlite, pyarrow, safetensors): no traceback either
+        if not is_disk_full(e):
+            raise
+        where = getattr(e, "filename", None) or "a file"
+        raise _error(str(disk_full(where, "everything finished before it is kept (rows, answers, spending records, "
+                                          "finished stages)"))) from None
     if code == INTERRUPTED:  # typer turns Ctrl-C into exit code 130
         console.print("interrupted; rerun the same command to resume (finished rows, answers and spending "
                       "records are kept)", markup=False)

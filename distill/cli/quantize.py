@@ -11,6 +11,11 @@ from mga.distill.core.console import console
 from mga.distill.core.errors import MgaError
 
 
+# the option that sets each QuantizeConfig field: a bad value is reported under what the user typed
+OPTIONS = {"schemes": "--scheme", "group_size": "--group-size", "desc_act": "--desc-act", "calibration_samples": "--samples",
+           "calibration_max_length": "--max-length", "corpus_fraction": "--corpus-fraction", "eval": "--eval"}
+
+
 def _config(**values):
     from mga.quantize.config import QuantizeConfig
     from pydantic import ValidationError
@@ -18,7 +23,8 @@ def _config(**values):
     try:
         return QuantizeConfig(**values)
     except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']} (got {err['input']!r})" for err in e.errors())
+        problems = "; ".join(f"{OPTIONS.get(str(err['loc'][0]), err['loc'][0])} {err['input']}: {err['msg']}"
+                             for err in e.errors())
         raise MgaError(f"mga quantize: {problems}") from None
 
 

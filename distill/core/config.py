@@ -6,11 +6,12 @@ key's full path and a "did you mean" by `mga.distill.pipeline.recipe`.
 
 from __future__ import annotations
 
+import re
 import typing
 from pathlib import Path
 from typing import Literal
 
-from mga.distill.core.secrets import Secret
+from mga.distill.core.secrets import HiddenValue, Secret, looks_like_secret
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -104,6 +105,17 @@ class TeacherConfig(Section):
     pairs: GenerationParams = GenerationParams(temperature=1.0, max_tokens=2048)
     rewrite: GenerationParams = GenerationParams(temperature=0.7, max_tokens=4096)
     judge: GenerationParams = GenerationParams(temperature=0.0, max_tokens=2048)
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        """A name, never the key itself: the value of this field is written to recipe.yaml and shown in errors."""
+        if looks_like_secret(value):  # HiddenValue: format_errors shows no value
+            raise HiddenValue("this looks like an API key, not the name of the environment variable holding one: "
+                              "export the key (export OPENAI_API_KEY=...) and give the name")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise HiddenValue("not an environment variable name (letters, digits and _, not starting with a digit)")
+        return value
 
     @field_validator("base_url")
     @classmethod

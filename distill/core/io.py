@@ -1,8 +1,9 @@
 """Plain-file I/O shared by every stage: rows in JSONL or Parquet, atomic writes, crash-safe appends.
 
-A stage reads rows (dicts) and writes rows. Final files are written atomically (temp file + rename), so a
-crash never leaves a half-written output; streaming outputs go through `JsonlAppender`, which writes whole
-lines only and drops a torn last line left by a killed process.
+A stage reads rows (dicts) and writes rows. Rows are read by the one reader of `mga.distill.core.sources`
+(a file in any format the README lists, or a folder of them), strictly. Final files are written atomically
+(temp file + rename), so a crash never leaves a half-written output; streaming outputs go through
+`JsonlAppender`, which writes whole lines only and drops a torn last line left by a killed process.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from mga.distill.core.errors import MgaError
+from mga.distill.core.errors import MgaError, disk_full, is_disk_full
+from mga.distill.core.sources import SUFFIXES, iter_file, resolve, suffix_of
 
-FORMATS = (".jsonl", ".json", ".parquet")
+FORMATS = (".jsonl", ".json", ".parquet")  # what the toolkit writes; it reads every format of SUFFIXES
 
 
 def _check_format(path: Path) -> None:
@@ -24,14 +26,24 @@ def _check_format(path: Path) -> None:
         raise MgaError(f"{path}: unsupported file type '{path.suffix}' (use .jsonl or .parquet)")
 
 
+def _check_readable_format(path: Path) -> None:
+    if suffix_of(path) is None:
+        raise MgaError(f"{path}: unsupported file type '{path.suffix}' (use {', '.join(SUFFIXES)})")
+
+
 def check_input(path: str | Path, what: str = "input") -> Path:
-    """An existing, readable, non-empty rows file of a supported type, or one `MgaError` naming it."""
+    """An existing, readable, non-empty rows file of a supported type (or a folder of them), or one `MgaError`
+    naming it."""
     path = Path(path)
     if not path.exists():
         raise MgaError(f"{path}: {what} file not found")
     if path.is_dir():
-        raise MgaError(f"{path}: {what} is a directory; give a .jsonl or .parquet file")
-    _check_format(path)
+        try:
+            resolve(path)  # a folder of rows files, or a saved dataset
+        except MgaError:
+            raise MgaError(f"{path}: {what} is a directory without rows files; give a .jsonl or .parquet file") from None
+        return path
+    _check_readable_format(path)
     if not os.access(path, os.R_OK):
         raise MgaError(f"{path}: {what} file is not readable (permissions)")
     if path.stat().st_size == 0:
@@ -80,50 +92,35 @@ def require_fields(path: str | Path, kind: str, *fields: str) -> None:
             raise MgaError(f"{path}: not a {kind} file (row 1 has no `{name}`)")
 
 
-def _parquet_rows(path: Path) -> Iterator[dict[str, Any]]:
-    """A record batch at a time: memory does not grow with the file."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
-            yield from batch.to_pylist()
-    except (pa.ArrowException, OSError) as e:
-        raise MgaError(f"{path}: not a readable Parquet file ({e.__class__.__name__}: {str(e)[:200]})") from None
+def numbered_rows(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, row) of a rows file or folder, streamed: `where` is `file:line` (JSONL) or `file:row`, for
+    messages about one row. A bad line is an error; a torn final JSONL line (killed writer) is skipped."""
+    path = Path(path)
+    if not path.is_dir():
+        _check_readable_format(path)
+        if not path.exists():
+            raise MgaError(f"{path}: file not found")
+    for file in resolve(path).files:
+        for number, row in iter_file(file):
+            yield f"{file}:{number}", row
 
 
 def iter_rows(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Yield rows of a JSONL or Parquet file; a torn final JSONL line (killed writer) is skipped."""
-    path = Path(path)
-    _check_format(path)
-    if not path.exists():
-        raise MgaError(f"{path}: file not found")
-    if path.is_dir():
-        raise MgaError(f"{path}: is a directory, not a .jsonl or .parquet file")
-    if path.suffix == ".parquet":
-        yield from _parquet_rows(path)
-        return
-    with open(path, "rb") as f:  # line by line: memory does not grow with the file
-        for number, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                if not raw.endswith(b"\n"):  # torn last line without newline: the writer was killed
-                    continue
-                raise MgaError(f"{path}:{number}: not a JSON row ({e.__class__.__name__}: {e})") from None
-            if not isinstance(row, dict):
-                raise MgaError(f"{path}:{number}: a row must be a JSON object, got {type(row).__name__}")
-            yield row
+    """Rows of a rows file or folder in any readable format (see `numbered_rows`)."""
+    return (row for _, row in numbered_rows(path))
 
 
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
     return list(iter_rows(path))
 
 
+def _unchanged(path: Path) -> str:
+    return "the previous file is kept unchanged" if path.exists() else "nothing was written, nothing was lost"
+
+
 def write_rows(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
-    """Write all rows at once, atomically; the format follows the extension (.jsonl or .parquet)."""
+    """Write all rows at once, atomically; the format follows the extension (.jsonl or .parquet). A full disk
+    leaves the previous file as it was (an `MgaError` saying so)."""
     path = Path(path)
     _check_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -143,8 +140,10 @@ def write_rows(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if is_disk_full(e) and not isinstance(e, MgaError):  # the rows' own full-disk error says more
+            raise disk_full(path, _unchanged(path)) from None
         raise
     return path
 
@@ -154,48 +153,100 @@ def write_json(path: str | Path, obj: Any) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if is_disk_full(e):
+            raise disk_full(path, _unchanged(path)) from None
+        raise
+    return path
+
+
+def writable_folder(path: str | Path, what: str = "output folder") -> Path:
+    """A folder that exists and takes a new file, checked by writing one (permissions, a read-only or full file
+    system, an immutable folder: root passes permission checks, not these), before any work; else `MgaError`."""
+    path = Path(path)
+    check_output(path, what=what, folder=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".mga-write-check.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise MgaError(f"{path}: the {what} is not writable ({e.strerror}); give another folder or fix its "
+                       "permissions") from None
     return path
 
 
 class JsonlAppender:
     """Append rows to a JSONL file so that a kill at any moment loses at most the row being written.
 
-    Each row is one `write` of a complete line followed by a flush; on open, a torn last line left by a
-    killed process is cut off. `fsync_every` bounds what an OS crash (not just a process kill) can lose.
+    Each row is one `write` of a complete line, unbuffered; on open, a torn last line left by a killed process
+    is cut off, and a write that fails (a full disk) is cut off at once, so the file always ends with a whole
+    line. `fsync_every` bounds what an OS crash (not just a process kill) can lose.
     """
 
     def __init__(self, path: str | Path, fsync_every: int = 64):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._truncate_torn_tail()
-        self._f = open(self.path, "ab")
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._size = self._truncate_torn_tail()
         self._fsync_every = fsync_every
         self._pending = 0
 
-    def _truncate_torn_tail(self) -> None:
-        if not self.path.exists() or self.path.stat().st_size == 0:
-            return
-        with open(self.path, "rb+") as f:
-            data = f.read()
-            if data.endswith(b"\n"):
-                return
-            f.truncate(data.rfind(b"\n") + 1)
+    def _truncate_torn_tail(self) -> int:
+        """Cut the file after its last newline (reading back from the end only); its new size."""
+        size = os.fstat(self._fd).st_size
+        with open(self.path, "rb") as f:
+            end = size
+            while end > 0:
+                start = max(0, end - (1 << 16))
+                f.seek(start)
+                block = f.read(end - start)
+                if (newline := block.rfind(b"\n")) >= 0:
+                    end = start + newline + 1
+                    break
+                end = start
+        if end != size:
+            os.ftruncate(self._fd, end)
+        return end
+
+    def _kept(self) -> str:
+        with open(self.path, "rb") as f:
+            rows = sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b""))
+        return f"{rows:,} complete rows of {self.path.name} are kept (no partial row)"
+
+    def _failed(self, e: OSError) -> MgaError | OSError:
+        os.ftruncate(self._fd, self._size)  # never a torn last line, whatever part of the row reached the disk
+        return disk_full(self.path, self._kept()) if is_disk_full(e) else e
 
     def write(self, row: dict[str, Any]) -> None:
-        self._f.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
-        self._f.flush()
-        self._pending += 1
-        if self._pending >= self._fsync_every:
-            os.fsync(self._f.fileno())
-            self._pending = 0
+        line = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
+        try:
+            done = 0
+            while done < len(line):
+                done += os.write(self._fd, line[done:])
+            self._pending += 1
+            if self._pending >= self._fsync_every:
+                os.fsync(self._fd)
+                self._pending = 0
+        except OSError as e:
+            raise self._failed(e) from None
+        self._size += len(line)
 
     def close(self) -> None:
-        if not self._f.closed:
-            self._f.flush()
-            os.fsync(self._f.fileno())
-            self._f.close()
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            try:
+                os.fsync(fd)
+            except OSError as e:
+                if is_disk_full(e):
+                    raise disk_full(self.path, "the rows written may not all be on disk") from None
+                raise
+            finally:
+                os.close(fd)
 
     def __enter__(self) -> JsonlAppender:
         return self

@@ -9,6 +9,7 @@ language means adding a folder (`mga language new`), never editing code.
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -92,6 +93,9 @@ class LanguagePack(Section):
     display_name: str = Field(min_length=1)
     segmentation: Segmentation
     stop_words: list[str] = Field(default_factory=list, description="words (words); single characters, and whole words of word_pattern (char_ngrams)")
+    scripts: list[str] = Field(default_factory=list, description="Unicode scripts of the language (first word of a "
+                               "letter's Unicode name: LATIN, CJK, HIRAGANA); documents mostly in others are counted "
+                               "and warned about; empty: no check")
     sample_corpus: str | None = Field(None, description="file under data/sample/ with real text in the language")
     reference: str | None = Field(None, description="file under data/reference/ with scored rewrites")
     heuristic_judge: HeuristicJudgeBands = HeuristicJudgeBands()
@@ -172,3 +176,12 @@ def boilerplate_patterns_of(folder: Path) -> list[str]:
     if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
         raise MgaError(f"{path}: 'patterns' must be a list of regular expressions")
     return patterns
+
+
+def in_script(text: str, scripts: list[str], sample: int = 2000) -> bool:
+    """Whether at least half of the first `sample` letters of `text` are in one of `scripts` (True when no
+    scripts are given, or the text has no letters): a cheap check that a document is in the prompts' language."""
+    letters = [c for c in text[: sample * 2] if c.isalpha()][:sample]
+    if not scripts or not letters:
+        return True
+    return sum(unicodedata.name(c, "").split(" ")[0] in scripts for c in letters) * 2 >= len(letters)

@@ -73,6 +73,22 @@ def score_of(row: dict[str, Any]) -> int | None:
     return verdict.get("score") if verdict.get("status") == "scored" else None
 
 
+def verdict_problem(row: dict[str, Any]) -> str | None:
+    """What is wrong with a judged row's verdict (a scored row whose score is not a whole number 1-5: NaN, 7,
+    "4"), or None: a file read from disk is checked with this before any share is computed."""
+    verdict = row.get("judge")
+    if verdict is None:
+        return None
+    if not isinstance(verdict, dict):
+        return f"`judge` must be an object, got {verdict!r}"
+    if verdict.get("status") != "scored":
+        return None
+    score = verdict.get("score")
+    if isinstance(score, bool) or not isinstance(score, int | float) or score != score or score not in (1, 2, 3, 4, 5):
+        return f"judge.score {score!r} is not a score 1-5"
+    return None
+
+
 def pair_meta(meta: dict[str, Any], pair_id: int, pair: dict[str, str]) -> dict[str, Any]:
     """The meta of the rewrite for pair `pair_id` of a chunk: one definition, since it feeds `rewrite_key`."""
     return {**meta, "genre": pair["genre"], "audience": pair["audience"], "pair_id": pair_id}

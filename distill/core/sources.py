@@ -1,9 +1,12 @@
-"""One streaming reader for corpora: a file, a folder, a glob, or a folder saved by `datasets`.
+"""The one streaming reader of rows: a file, a folder, a glob, or a folder saved by `datasets`.
 
-A corpus is a set of files, `.jsonl` (`.json`), `.jsonl.gz`, `.jsonl.zst`, `.parquet`, or the `.arrow` files
-of a `Dataset.save_to_disk` folder. Rows are read as a stream, never a whole file at once: JSONL line by
-line, Parquet and Arrow by record batches. A file that cannot be opened or decoded (corrupt Parquet, a
-broken gzip stream) is one `error:` line naming it; a bad JSON line is a warning and the row is skipped.
+Rows come from a set of files, `.jsonl` (`.json`), `.jsonl.gz`, `.jsonl.zst`, `.parquet`, `.arrow` files or
+the Arrow files of a `Dataset.save_to_disk` folder; a UTF-8 byte-order mark and CRLF line ends are accepted.
+Rows are read as a stream, never a whole file at once: JSONL line by line, Parquet and Arrow by record
+batches. A file that cannot be opened or decoded (corrupt Parquet, a broken gzip stream) is one `error:` line
+naming it. A bad JSON line is a warning and the row is skipped when reading a corpus (`warn`); every other
+reader (`mga.distill.core.io.iter_rows`: the toolkit's own files) is `strict`: a bad line is an error, but for
+a torn last line left by a killed writer, which is skipped.
 
 Sharding for job arrays (`files_of_shard`): the files are sorted by path; with at least as many files as
 shards, file j belongs to shard j mod n, and a shard opens only its own files. With fewer files than shards,
@@ -35,7 +38,8 @@ def shard_of(docid: str, num_shards: int) -> int:
     return int.from_bytes(digest[:8], "big") % num_shards
 
 
-def _suffix(path: Path) -> str | None:
+def suffix_of(path: Path) -> str | None:
+    """The readable format a file's name ends in (`.jsonl.gz`), or None."""
     name = path.name.lower()
     return next((s for s in sorted(SUFFIXES, key=len, reverse=True) if name.endswith(s)), None)
 
@@ -69,7 +73,7 @@ class Source:
         """A file's name for default document ids: its stem, with its folder below the root when several."""
         rel = path.relative_to(self.root) if path.is_relative_to(self.root) else Path(path.name)
         name = rel.as_posix()
-        suffix = _suffix(path) or path.suffix
+        suffix = suffix_of(path) or path.suffix
         return name[: -len(suffix)] if name.endswith(suffix) else name
 
 
@@ -89,8 +93,8 @@ def resolve(spec: str | Path) -> Source:
         files, root = [path], path.parent
     else:
         raise MgaError(f"{text}: corpus not found (give a file, a folder or a glob of .jsonl/.jsonl.gz/.parquet)")
-    unsupported = [p for p in files if _suffix(p) is None and not p.name.startswith(".")]
-    files = [p for p in files if _suffix(p) is not None]
+    unsupported = [p for p in files if suffix_of(p) is None and not p.name.startswith(".")]
+    files = [p for p in files if suffix_of(p) is not None]
     if path.is_file() and unsupported:
         raise MgaError(f"{text}: unsupported corpus file type (use {', '.join(SUFFIXES[:-1])})")
     if not files:
@@ -109,7 +113,7 @@ def _glob_root(pattern: str) -> Path:
 
 
 def _binary_lines(path: Path) -> io.BufferedIOBase:
-    suffix = _suffix(path) or ""
+    suffix = suffix_of(path) or ""
     if suffix.endswith((".gz", ".zst")):
         import pyarrow as pa
 
@@ -118,23 +122,26 @@ def _binary_lines(path: Path) -> io.BufferedIOBase:
     return open(path, "rb")
 
 
-def _jsonl_rows(path: Path, warn: Warn) -> Iterator[tuple[int, dict[str, Any]]]:
+def _jsonl_rows(path: Path, warn: Warn, strict: bool) -> Iterator[tuple[int, dict[str, Any]]]:
     with _binary_lines(path) as f:
         for number, raw in enumerate(f, 1):
             if not raw.strip():
                 continue
-            try:
+            try:  # bytes: json detects UTF-8 and skips a byte-order mark
                 row = json.loads(raw)
+                problem = None if isinstance(row, dict) else f"a row must be a JSON object, got {type(row).__name__}"
             except UnicodeDecodeError as e:
-                warn(f"{path.name}:{number}: not valid UTF-8 (byte {e.start}), row skipped")
-                continue
+                problem = f"not valid UTF-8 (byte {e.start})"
             except json.JSONDecodeError as e:
-                warn(f"{path.name}:{number}: not a JSON row ({e.msg}), row skipped")
-                continue
-            if not isinstance(row, dict):
-                warn(f"{path.name}:{number}: not a JSON object, row skipped")
-                continue
-            yield number, row
+                problem = f"not a JSON row ({e.msg})"
+            if problem is None:
+                yield number, row
+            elif strict and not raw.endswith(b"\n"):
+                continue  # a torn last line: its writer was killed, and resumes by rewriting it
+            elif strict:
+                raise MgaError(f"{path}:{number}: {problem}")
+            else:
+                warn(f"{path.name}:{number}: {problem}, row skipped")
 
 
 def _batches(path: Path, columns: list[str] | None) -> Iterator[Any]:
@@ -165,8 +172,9 @@ def _columnar_rows(path: Path, columns: list[str] | None) -> Iterator[tuple[int,
             yield number, row
 
 
-def iter_file(path: Path, warn: Warn, columns: list[str] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(row number, row) of one corpus file, streamed; `columns` limits what Parquet/Arrow files decode.
+def iter_file(path: Path, warn: Warn | None = None, columns: list[str] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(row number, row) of one rows file, streamed; `columns` limits what Parquet/Arrow files decode. Bad JSON
+    lines go to `warn` and are skipped; without `warn` they are errors (strict), but for a torn last line.
 
     An unreadable file raises one `MgaError` naming it (rows already yielded stay yielded)."""
     import pyarrow as pa
@@ -174,11 +182,11 @@ def iter_file(path: Path, warn: Warn, columns: list[str] | None = None) -> Itera
     kind = "Parquet" if path.suffix == ".parquet" else "Arrow" if path.suffix == ".arrow" else "JSONL"
     try:
         if kind == "JSONL":
-            yield from _jsonl_rows(path, warn)
+            yield from _jsonl_rows(path, warn or (lambda _: None), strict=warn is None)
         else:
             yield from _columnar_rows(path, columns)
     except FileNotFoundError:
-        raise MgaError(f"{path}: corpus file not found") from None
+        raise MgaError(f"{path}: file not found") from None
     except (OSError, EOFError, pa.ArrowException) as e:
         raise MgaError(f"{path}: not a readable {kind} file ({e.__class__.__name__}: {str(e)[:200]})") from None
 
@@ -190,20 +198,3 @@ def first_row(spec: str | Path) -> dict[str, Any] | None:
         for _, row in iter_file(path, warn=lambda _: None):
             return row
     return None
-
-
-CONTENT_HASH_LIMIT = 1 << 30
-
-
-def fingerprint_paths(spec: str | Path, signature: Path) -> list[Path]:
-    """What stands for a corpus among a stage's fingerprinted inputs: its files (hashed by content) when they
-    total at most 1 GiB, else `signature`, written here: every file's path, size and modification time
-    (hashing terabytes on every run would take hours)."""
-    from mga.distill.core.io import write_json
-
-    files = resolve(spec).files
-    stats = [(path, path.stat()) for path in files]
-    if sum(st.st_size for _, st in stats) <= CONTENT_HASH_LIMIT:
-        return list(files)
-    write_json(signature, {"corpus": str(spec), "files": [[str(p), st.st_size, st.st_mtime_ns] for p, st in stats]})
-    return [signature]

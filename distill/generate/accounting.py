@@ -3,9 +3,16 @@
 Two records. In memory, `StageCounters` per stage count what this process did (the table printed at the
 end). On disk, when the accounting has a `path` (`<run_dir>/accounting.json`), every event also goes to the
 spending ledger in the request cache (`RequestCache.write`: a paid answer's spend row in the same transaction
-as the answer), under the account `path`. `write()` then derives `accounting.json`
-from the ledgers: every stage of every run into that file, also the ones a kill -9 cut short. The ledger
-files an account drew from are listed in `accounting.json`, so a later run finds them all.
+as the answer), under the account of the folder: the run's own id, kept in `<run_dir>/run-id` (so a copied or
+moved folder keeps its history; a folder written before ids existed keeps the id it had, its path).
+`write()` then derives `accounting.json` from the ledgers: every stage of every run into that file, also
+the ones a kill -9 cut short. The ledger files an account drew from are listed in `accounting.json`
+(relative to the folder when inside it), so a later run finds them all.
+
+A request is recorded as sent (`in_flight`, with the most it can cost) before it is sent, and settled in the
+transaction that records its answer or failure: after a crash, `accounting.json` holds the exact spend of
+every answered request plus the number and the worst-case cost (`in_flight_max_cost`) of the requests whose
+outcome is unknown (an endpoint may have answered, and billed, them).
 
 Without a path (tests, libraries), `write(path)` adds this process's counts to what the file holds.
 """
@@ -13,6 +20,8 @@ Without a path (tests, libraries), `write(path)` adds this process's counts to w
 from __future__ import annotations
 
 import json
+import os
+import uuid
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -20,6 +29,7 @@ from typing import Any
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import write_json
 from mga.distill.generate.cache import RequestCache
+from mga.distill.core.tokens import estimate_message_tokens
 from rich.table import Table
 
 _COUNTS = ("requests", "cache_hits", "retries", "invalid", "results", "failures", "prompt_tokens", "completion_tokens")
@@ -40,6 +50,9 @@ class StageCounters:
     completion_tokens: int = 0
     batch_prompt_tokens: int = 0  # the part of prompt_tokens billed at the Batch API price
     batch_completion_tokens: int = 0  # the part of completion_tokens billed at the Batch API price
+    in_flight: int = 0  # calls sent and not settled (answered or failed): in flight, or lost to a crash
+    in_flight_prompt_tokens: int = 0  # their prompts, estimated as the budget does
+    in_flight_completion_tokens: int = 0  # their max_tokens bounds
     wall_s: float = 0.0
 
     def add(self, other: dict[str, Any]) -> None:
@@ -67,6 +80,31 @@ def read_accounting(path: Path) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError) as e:
         raise MgaError(f"{path}: corrupt accounting file ({e.__class__.__name__}: {e}); fix or delete it "
                        "(it is rebuilt from the spending ledger in the request cache)") from None
+
+
+def in_flight(request: Any) -> dict[str, int]:
+    """The counts of one call sent and not yet settled: one request, its estimated prompt (as the budget estimates
+    it), its max_tokens."""
+    return {"in_flight": 1, "in_flight_prompt_tokens": estimate_message_tokens(request.messages),
+            "in_flight_completion_tokens": request.params.max_tokens}
+
+
+RUN_ID = "run-id"
+
+
+def run_id(folder: Path) -> str:
+    """The id of the run (or output folder) `folder`, kept in its `run-id` file, made on first use: a new id,
+    or for a folder whose accounting.json predates ids, the account it had (that file's absolute path)."""
+    path = folder / RUN_ID
+    if path.is_file():
+        return path.read_text(encoding="utf-8").strip()
+    legacy = folder / "accounting.json"
+    made = str(legacy.resolve()) if legacy.exists() else uuid.uuid4().hex
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{RUN_ID}.tmp")
+    tmp.write_text(made + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return made
 
 
 class StageAccount:
@@ -131,8 +169,10 @@ class Accounting:
         self.stages: dict[str, StageCounters] = {}
         self._written: dict[str, dict[str, Any]] = {}
         self._ledgers: dict[Path, RequestCache] = {}
+        self.run_id: str | None = None
         if self.path is not None:
             read_accounting(self.path)  # refuse a corrupt file before any money is spent
+            self.run_id = run_id(self.path.parent)
 
     @classmethod
     def for_teacher(cls, teacher: Any, path: str | Path | None = None) -> Accounting:
@@ -140,7 +180,7 @@ class Accounting:
 
     @property
     def account(self) -> str | None:
-        return str(self.path.resolve()) if self.path is not None else None
+        return self.run_id
 
     def stage(self, name: str) -> StageCounters:
         return self.stages.setdefault(name, StageCounters())
@@ -161,20 +201,43 @@ class Accounting:
         online = (c["prompt_tokens"] - batch_in) * price_in + (c["completion_tokens"] - batch_out) * price_out
         return (online + (batch_in * price_in + batch_out * price_out) * self.batch_factor) / 1e6
 
-    def _from_ledgers(self, recorded: list[str]) -> tuple[dict[str, StageCounters], list[str]]:
+    def in_flight_cost(self, counters: StageCounters | dict[str, Any]) -> float | None:
+        """The most the calls in flight (outcome unknown) can cost, at online prices."""
+        c = asdict(counters) if isinstance(counters, StageCounters) else counters
+        if self.price_in is None and self.price_out is None:
+            return None
+        return (c["in_flight_prompt_tokens"] * (self.price_in or 0.0)
+                + c["in_flight_completion_tokens"] * (self.price_out or 0.0)) / 1e6
+
+    def _ledger_paths(self, old: dict[str, Any]) -> list[Path]:
+        """The ledgers `accounting.json` lists, where they are now: relative to its folder, or absolute; an
+        absolute path inside the folder where the file was written (a moved or copied folder) is mapped here."""
+        assert self.path is not None
+        folder = self.path.parent.resolve()
+        written_in = old.get("folder") or (str(Path(self.run_id).parent) if os.path.isabs(self.run_id or "") else None)
+        paths = []
+        for recorded in old.get("ledgers", []):
+            path = Path(recorded)
+            if written_in is not None and path.is_absolute() and path.is_relative_to(written_in):
+                path = path.relative_to(written_in)
+            paths.append((folder / path).resolve())
+        return paths
+
+    def _from_ledgers(self, old: dict[str, Any]) -> tuple[dict[str, StageCounters], list[str]]:
         totals: dict[str, StageCounters] = {}
-        paths = list(dict.fromkeys([*recorded, *(str(p) for p in self._ledgers)]))
+        paths = list(dict.fromkeys([*self._ledger_paths(old), *self._ledgers]))
         for path in paths:
-            cache = self._ledgers.get(Path(path))
+            cache = self._ledgers.get(path)
             if cache is None:
-                if not Path(path).is_file():
+                if not path.is_file():
                     continue  # a deleted cache takes its records with it
                 cache = RequestCache(path)
             for stage, counts in cache.totals(self.account).items():
                 totals.setdefault(stage, StageCounters()).add(counts)
-            if Path(path) not in self._ledgers:
+            if path not in self._ledgers:
                 cache.close()
-        return totals, paths
+        folder = self.path.parent.resolve()
+        return totals, [str(p.relative_to(folder)) if p.is_relative_to(folder) else str(p) for p in paths]
 
     def write(self, path: str | Path | None = None) -> Path:
         """Durable: `accounting.json` derived from the ledgers. Otherwise: add this run's counts (since the
@@ -185,9 +248,11 @@ class Accounting:
         old = read_accounting(target)
         prices = {"input": self.price_in, "output": self.price_out}
         if self.path is not None and target.resolve() == self.path.resolve():
-            totals, ledgers = self._from_ledgers([str(p) for p in old.get("ledgers", [])])
-            stages = {name: {**asdict(c), "cost": self.cost(c)} for name, c in totals.items()}
-            return write_json(target, {"stages": stages, "prices_per_million": prices, "ledgers": ledgers,
+            totals, ledgers = self._from_ledgers(old)
+            stages = {name: {**asdict(c), "cost": self.cost(c), "in_flight_max_cost": self.in_flight_cost(c)}
+                      for name, c in totals.items()}
+            return write_json(target, {"run_id": self.run_id, "stages": stages, "prices_per_million": prices,
+                                       "ledgers": ledgers, "folder": str(self.path.parent.resolve()),
                                        **self._endpoint_section(old)})
         merged: dict[str, Any] = dict(old.get("stages", {}))
         for name, counters in self.stages.items():

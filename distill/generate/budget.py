@@ -2,9 +2,10 @@
 
 Before each request its worst case is reserved: the prompt (estimated by `mga.distill.core.tokens`) plus the
 `max_tokens` bound, at the recipe's prices (times `batch_price_factor` in batch mode). What the run spent is
-what earlier runs recorded in the run's `accounting.json` plus what this process has spent so far; when a
-reservation would go over the cap the run stops with an error saying what was spent. Answers already
-received are cached, so the run resumes (paying nothing twice) once the cap is raised.
+what earlier runs recorded in the run's `accounting.json` (requests a crash left in flight at their worst case)
+plus what this process has spent so far; when a reservation would go over the cap the run stops with an error
+saying what was spent. Answers already received are cached, so the run resumes (paying nothing twice) once the
+cap is raised.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ class BudgetExceeded(MgaError):
 
 
 def recorded_cost(path: str | Path) -> float:
-    """Dollars recorded in an `accounting.json` (0 when there is none yet, or no prices were set)."""
+    """Dollars recorded in an `accounting.json` (0 when there is none yet, or no prices were set), counting
+    requests whose outcome is unknown (in flight at a crash) at their worst case: they may have been billed."""
     stages = read_accounting(Path(path)).get("stages", {})
-    return float(sum(s.get("cost") or 0.0 for s in stages.values() if isinstance(s, dict)))
+    return float(sum((s.get("cost") or 0.0) + (s.get("in_flight_max_cost") or 0.0)
+                     for s in stages.values() if isinstance(s, dict)))
 
 
 async def within_budget(budget: Budget | None, request: Any, call: Any) -> Any:

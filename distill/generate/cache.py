@@ -7,7 +7,8 @@ flag and the validation attempt index (a retry after a rejected answer is a new 
 replays the same sequence). Nothing about the key is stored.
 
 `spend`: one row per accounting event (requests sent, tokens, cache hits, rejected answers, results) under
-an `account` (the accounting file it belongs to) and a `stage`. A paid answer and its spend row are
+an `account` (the run it belongs to: `mga.distill.generate.accounting.run_id`) and a `stage`; a request is
+recorded as in flight before it is sent and settled with its answer or failure. A paid answer and its spend row are
 committed in ONE transaction (`put(..., spend=...)`, or `write` for several), in WAL mode: a process killed at any moment loses
 neither a finished answer nor what it cost. `mga.distill.generate.accounting` sums this table.
 """
@@ -21,11 +22,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from mga.distill.core.errors import MgaError
+from mga.distill.core.errors import MgaError, disk_full, is_disk_full
 from mga.distill.generate.protocol import Completion, Request
 
 COUNTS = ("requests", "cache_hits", "retries", "invalid", "results", "failures", "prompt_tokens",
-          "completion_tokens", "batch_prompt_tokens", "batch_completion_tokens", "wall_s")
+          "completion_tokens", "batch_prompt_tokens", "batch_completion_tokens", "in_flight", "in_flight_prompt_tokens",
+          "in_flight_completion_tokens", "wall_s")
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, model TEXT, answer TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS spend (id INTEGER PRIMARY KEY, account TEXT NOT NULL, stage TEXT NOT NULL, "
@@ -59,6 +61,8 @@ def _connect(path: Path) -> sqlite3.Connection:
                 db.execute(f"ALTER TABLE spend ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
         return db
     except sqlite3.DatabaseError as e:
+        if is_disk_full(e):
+            raise disk_full(path, "the answers and spending records it holds are kept") from None
         raise MgaError(f"{path}: cannot open the request cache ({e}); delete it to start afresh "
                        "(its answers and spending records are lost)") from None
 
@@ -104,16 +108,23 @@ class RequestCache:
                                           "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
                                           "logprobs": c.logprobs}, ensure_ascii=False))
                 for key, c, model in answers]
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                self._db.executemany("INSERT OR REPLACE INTO answers (key, model, answer) VALUES (?, ?, ?)", rows)
-                for spend in spends:
-                    self._insert_spend(*spend)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        try:
+            with self._lock:
+                self._db.execute("BEGIN")
+                try:
+                    self._db.executemany("INSERT OR REPLACE INTO answers (key, model, answer) VALUES (?, ?, ?)", rows)
+                    for spend in spends:
+                        self._insert_spend(*spend)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+        except sqlite3.OperationalError as e:
+            if is_disk_full(e):
+                raise disk_full(self.path, f"the {len(self):,} answers cached before and their spending records are "
+                                           "kept") from None
+            raise
 
     def _insert_spend(self, account: str, stage: str, counts: dict[str, Any]) -> None:
         names = [c for c in COUNTS if counts.get(c)]

@@ -33,6 +33,11 @@ class GroupCommit:
     async def count(self, **counts: Any) -> None:
         await self._add((None, None, "", counts))
 
+    async def sending(self, sent: dict[str, Any], call: Any) -> Any:
+        """`await call()` once `sent` (the request in flight) is on disk: a crash then leaves it counted."""
+        await self.count(**sent)
+        return await call()
+
     async def _add(self, event: Event) -> None:
         self.account.counters.add(event[3])  # at once: the budget of the next request sees this cost
         if not self.account.on_disk(event[0], event[1]):

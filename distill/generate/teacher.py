@@ -5,9 +5,9 @@ retries off): a fixed pool of `concurrency` workers, a per-request timeout with 
 retries per `mga.distill.generate.retry`, optional requests/tokens-per-minute budgets, and a cache that makes
 reruns free. `run()` is a plain iterator yielding results as they finish. Before the first request a
 preflight (`mga.distill.generate.endpoint`) checks the URL, the key and the model in seconds; a run in which
-every request failed ends with one `MgaError` line. Every request's cost is recorded with its answer
-(`mga.distill.generate.accounting`). The API key never leaves the client: errors are scrubbed of it and the
-cache does not store it.
+every request failed ends with one `MgaError` line. Every request is recorded as sent before it leaves, and
+its cost with its answer (`mga.distill.generate.accounting`). The API key never leaves the client: errors are
+scrubbed of it and the cache does not store it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from mga.distill.core.config import TeacherConfig
 from mga.distill.core.console import progress_task
 from mga.distill.core.tokens import estimate_message_tokens
 from mga.distill.generate import endpoint
-from mga.distill.generate.accounting import Accounting
+from mga.distill.generate.accounting import Accounting, in_flight
 from mga.distill.generate.batch import batch_mode
 from mga.distill.generate.budget import Budget, within_budget
 from mga.distill.generate.cache import RequestCache, request_key
@@ -110,7 +110,8 @@ class OpenAIGenerator:
         import openai
 
         rpm, tpm = limits
-        kwargs = self._kwargs(request)
+        kwargs, sent = self._kwargs(request), in_flight(request)
+        settled = {name: -value for name, value in sent.items()}  # with the answer or failure, in its transaction
         failure = Failure("no attempt made")
         for attempt in range(1, self.cfg.max_attempts + 1):
             if rpm is not None:
@@ -118,20 +119,22 @@ class OpenAIGenerator:
             if tpm is not None:
                 await tpm.acquire(estimate_message_tokens(request.messages))
             try:
-                response = await within_budget(self.budget, request, lambda: client.create(**kwargs))
+                response = await within_budget(self.budget, request,
+                                               lambda: self._commits.sending(sent, lambda: client.create(**kwargs)))
             except openai.OpenAIError as e:
                 failure = classify(e, self.cfg.timeout_s, self._api_key)
             else:
                 completion = self._completion(response, request)
                 if completion is not None:
                     self._any_success = True
-                    await self._commits.answered(key, completion, self.model_name, requests=1, **completion.tokens)
+                    await self._commits.answered(key, completion, self.model_name, requests=1, **completion.tokens,
+                                                 **settled)
                     if tpm is not None:
                         tpm.charge(completion.completion_tokens)
                     return completion, None
                 failure = Failure("the answer had no choices")
             again = not failure.final and attempt < self.cfg.max_attempts
-            await self._commits.count(requests=1, retries=int(again))
+            await self._commits.count(requests=1, retries=int(again), **settled)
             if failure.status is not None:
                 self._refused(failure)
             if failure.final:
@@ -187,10 +190,8 @@ class OpenAIGenerator:
 
     # ---- the loop ------------------------------------------------------------------------------------------
 
-    async def _main(
-        self, requests: Iterator[Request], validate: Validator | None, max_attempts: int, out: queue.SimpleQueue,
-        state: _RunState,
-    ) -> None:
+    async def _main(self, requests: Iterator[Request], validate: Validator | None, max_attempts: int,
+                    out: queue.SimpleQueue, state: _RunState) -> None:
         state.loop, state.task = asyncio.get_running_loop(), asyncio.current_task()
         if state.stopped.is_set():
             return

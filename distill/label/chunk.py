@@ -18,6 +18,7 @@ from mga.distill.core.config import CorpusConfig
 from mga.distill.core.console import console
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import write_rows
+from mga.distill.core.language import in_script, language_pack
 from mga.distill.core.schema import chunk_row
 from mga.distill.core.tokens import estimate_tokens, token_counter
 from mga.distill.label.documents import Skipped, iter_documents
@@ -96,19 +97,22 @@ def split_document(text: str, cap: int, count: Counter = estimate_tokens) -> lis
 
 def chunk_corpus(
     corpus: str | Path, out_path: Path, cfg: CorpusConfig, *, seed: int = 0, shard_index: int = 0,
-    num_shards: int = 1, limit: int | None = None,
+    num_shards: int = 1, limit: int | None = None, language: str | None = None,
 ) -> Path:
     """Write the chunks (`schema.chunk_row` rows) of a corpus (a file, folder, glob or saved dataset), or of
-    one shard of it, streaming; bad rows are warned about and skipped. Returns `out_path`."""
+    one shard of it, streaming; bad rows are warned about and skipped. Documents not in the script of
+    `language` (the prompts') get one warning with their count. Returns `out_path`."""
     out_path = Path(out_path)
     skipped = Skipped()
     count = token_counter(cfg.tokenizer)
-    tally = {"documents": 0, "chunks": 0}
+    tally = {"documents": 0, "chunks": 0, "other_language": 0}
+    pack = language_pack(language) if language is not None else None
 
     def rows() -> Iterator[dict[str, Any]]:
         for doc in iter_documents(corpus, cfg, skipped, seed=seed, shard_index=shard_index, num_shards=num_shards,
                                   limit=limit, scratch=out_path.parent):
             tally["documents"] += 1
+            tally["other_language"] += pack is not None and not in_script(doc.text, pack.scripts)
             for chunk_id, chunk in enumerate(split_document(doc.text, cfg.chunk_tokens, count)):
                 tally["chunks"] += 1
                 yield chunk_row(doc.docid, chunk_id, chunk, doc.source)
@@ -119,6 +123,12 @@ def chunk_corpus(
     if not tally["documents"] and num_shards == 1:
         out_path.unlink(missing_ok=True)
         raise MgaError(f"{corpus}: no usable documents (field '{cfg.text_field}'; {skipped.count} rows skipped)")
+    if pack is not None and tally["other_language"]:
+        console.print(f"warning: {tally['other_language']} of {tally['documents']} documents are not mostly in the "
+                      f"script of {pack.display_name} ({', '.join(pack.scripts)}), the language of the prompts "
+                      f"(language: {pack.code}); they are labeled with these prompts all the same: set `language:` "
+                      "to the documents' language, or leave them out of the corpus", markup=False, highlight=False,
+                      soft_wrap=True)
     console.print(
         f"chunked {tally['documents']} documents into {tally['chunks']} chunks of <= {cfg.chunk_tokens} tokens "
         f"({skipped.count} rows skipped) -> {out_path}",

@@ -18,6 +18,7 @@ from typing import Any
 
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import write_json
+from mga.distill.core.sources import resolve
 
 
 def file_fingerprint(path: Path) -> str:
@@ -32,6 +33,21 @@ def file_fingerprint(path: Path) -> str:
     else:
         digest.update(b"<missing>")
     return digest.hexdigest()[:16]
+
+
+CONTENT_HASH_LIMIT = 1 << 30
+
+
+def fingerprint_paths(spec: str | Path, signature: Path) -> list[Path]:
+    """What stands for a corpus among a stage's fingerprinted inputs: its files (hashed by content) when they
+    total at most 1 GiB, else `signature`, written here: every file's path, size and modification time
+    (hashing terabytes on every run would take hours)."""
+    files = resolve(spec).files
+    stats = [(path, path.stat()) for path in files]
+    if sum(st.st_size for _, st in stats) <= CONTENT_HASH_LIMIT:
+        return list(files)
+    write_json(signature, {"corpus": str(spec), "files": [[str(p), st.st_size, st.st_mtime_ns] for p, st in stats]})
+    return [signature]
 
 
 def config_fingerprint(config: Any) -> str:

@@ -24,9 +24,9 @@ from mga.distill.core.config import default_corpus_path
 from mga.distill.core.console import console
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import read_rows
-from mga.distill.core.sources import fingerprint_paths
 from mga.distill.pipeline import stages
 from mga.distill.pipeline.layout import RunLayout
+from mga.distill.pipeline.manifest import fingerprint_paths
 from mga.distill.pipeline.recipe import RunConfig, dump_recipe
 from mga.distill.pipeline.report import report
 from mga.distill.pipeline.rounds import REGIME, TABLE2_REGIME, PipelineRounds

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from mga.distill.core.config import CorpusConfig, LabelConfig, Section, TeacherConfig
 from mga.distill.core.errors import MgaError
-from mga.distill.core.secrets import MASK, is_secret
+from mga.distill.core.secrets import MASK, HiddenValue, is_secret
 from mga.distill.core.sources import resolve
 from mga.distill.train.config import TrainConfig, passthrough_errors
 from mga.judge.config import AnalyzeConfig, FilterConfig, JudgeConfig, ReportConfig
@@ -61,8 +61,64 @@ class RunConfig(Section):
         return self.run_dir or Path("runs") / self.name
 
 
+MAX_RECIPE_BYTES = 1 << 20  # a recipe is a page of settings; anything near this size is not one
+MAX_DEPTH = 32  # sections nest 3-4 deep (train.lora.target_modules)
+MAX_VALUES = 100_000  # values after alias expansion: a few aliases can stand for billions ("billion laughs")
+
+
+class RecipeLimit(yaml.YAMLError):
+    """A recipe beyond the parser's bounds (size, nesting, alias expansion): refused before it is built."""
+
+
 class _Loader(yaml.SafeLoader):
-    """YAML 1.1 reads `1e-4` as a string; recipes mean a float."""
+    """PyYAML's safe loader, bounded: nesting is checked while composing, the size after alias expansion
+    before anything is constructed (an alias is cheap to parse, its expansion is what validation walks).
+    YAML 1.1 reads `1e-4` as a string; recipes mean a float."""
+
+    _depth = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise RecipeLimit(f"nested deeper than {MAX_DEPTH} levels (line {self.peek_event().start_mark.line + 1})")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_document(self, node):
+        _check_expansion(node)
+        return super().construct_document(node)
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse a document whose aliases expand past `MAX_VALUES` values or `MAX_DEPTH` levels, or refer to
+    themselves; each node is measured once (memoized), so the check is linear in the text."""
+    measured: dict[int, tuple[int, int]] = {}  # id(node) -> (values, height) once expanded
+    open_nodes: set[int] = set()
+
+    def visit(node: yaml.Node, depth: int) -> tuple[int, int]:
+        if id(node) in open_nodes:
+            raise RecipeLimit(f"an alias refers to a section that contains it (line {node.start_mark.line + 1})")
+        if id(node) not in measured:
+            open_nodes.add(id(node))
+            children = ([c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode)
+                        else node.value if isinstance(node, yaml.SequenceNode) else [])
+            values, height = 1, 1
+            for child in children:
+                child_values, child_height = visit(child, depth + 1)
+                values, height = values + child_values, max(height, child_height + 1)
+                if values > MAX_VALUES:
+                    raise RecipeLimit(f"aliases expand to more than {MAX_VALUES:,} values "
+                                      f"(line {node.start_mark.line + 1}); write the values out instead")
+            open_nodes.discard(id(node))
+            measured[id(node)] = (values, height)
+        values, height = measured[id(node)]
+        if depth + height > MAX_DEPTH:
+            raise RecipeLimit(f"aliases expand to more than {MAX_DEPTH} levels of nesting (line {node.start_mark.line + 1})")
+        return values, height
+
+    visit(root, 0)
 
 
 _Loader.add_implicit_resolver(
@@ -85,6 +141,8 @@ def apply_override(data: dict[str, Any], assignment: str, source: str = "--set")
         raise MgaError(f"{source} {shown}: expected KEY=VALUE, e.g. train.learning_rate=1e-4")
     try:
         value = parse_value(raw)
+    except RecipeLimit as e:
+        raise MgaError(f"{source} {key.strip()}: value refused: {e}") from None
     except yaml.YAMLError:
         value = raw  # not YAML: the text itself (a validation error then names the key)
     set_key(data, key, value, source)
@@ -135,6 +193,8 @@ def format_errors(error: ValidationError) -> list[str]:
             lines.append(f"{path}: unknown key{hint}")
         elif err["type"] == "missing":
             lines.append(f"{path}: required key is missing")
+        elif isinstance(hidden := err.get("ctx", {}).get("error"), HiddenValue):
+            lines.append(f"{path}: {hidden}")  # the value is not shown, not even masked
         else:
             got = err.get("input")
             shown = "" if isinstance(got, dict) else f" (got {MASK if is_secret(RunConfig, loc) else repr(got)})"
@@ -181,8 +241,12 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, prepare=No
         raise MgaError(f"{path}: the recipe is a directory; give a YAML file")
     if not path.is_file():
         raise MgaError(f"recipe not found: {path}")
+    if path.stat().st_size > MAX_RECIPE_BYTES:
+        raise MgaError(f"{path}: the recipe is over {MAX_RECIPE_BYTES // 1024} KiB; a recipe is a page of settings")
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader) or {}
+        data = yaml.load(path.read_text(encoding="utf-8-sig"), Loader=_Loader) or {}
+    except RecipeLimit as e:
+        raise MgaError(f"{path}: recipe refused: {e}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

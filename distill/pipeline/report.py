@@ -21,11 +21,12 @@ from mga.judge.report import loss_analysis_section, write_report
 from mga.quantize.export_eval import compare_section
 
 
-def notes_for(cfg: RunConfig) -> list[str]:
+def notes_for(cfg: RunConfig, *, trained: bool) -> list[str]:
+    """What the numbers are; `trained`: whether any student was trained (a run may stop before round 1)."""
     notes = []
     if cfg.judge.backend == "heuristic":
         notes.append("Scores come from the offline heuristic judge, not an LLM: they show the pipeline works, not model quality.")
-    if cfg.train.student.startswith("tiny:"):
+    if cfg.train.student.startswith("tiny:") and trained:
         notes.append(f"The student is a tiny randomly initialised model ({cfg.train.student}) trained for minutes on CPU: "
                      "expect it to fall far short of the teacher.")
     if cfg.train.student in BASE_MODELS:
@@ -70,7 +71,7 @@ def write_run_report(out_dir: Path, cfg: RunConfig, models: dict[str, list[dict[
         variants = {f"teacher · {v}": only_docs(read_rows(p), eval_docs) for v, p in judged_teacher.items()} | table2
     scores = {reference_key(row): score_of(row) for row in reference_judged_rows(reference)} if reference else None
     write_report(models, out_dir, judge_label=judge_label(cfg), reference_model=next(iter(models)),
-                 notes=[*notes, *notes_for(cfg)], images=images, sections=sections, target_gap=cfg.loop.target_gap,
+                 notes=[*notes, *notes_for(cfg, trained=any(r.get("round", 1) > 0 for r in rounds["rounds"]))], images=images, sections=sections, target_gap=cfg.loop.target_gap,
                  max_failed_share=cfg.report.max_failed_share, reference_scores=scores, judge_controls=judge_controls,
                  **({"variants": variants} if variants else {}))
     flags = json.loads((out_dir / "report.json").read_text())["flags"]

@@ -21,6 +21,7 @@ from typing import Any
 from mga.distill.core.config import TeacherConfig
 from mga.distill.core.console import console
 from mga.distill.core.errors import MgaError
+from mga.distill.core.io import writable_folder
 from mga.distill.generate.accounting import Accounting
 from mga.distill.generate.budget import recorded_cost
 from mga.distill.generate.protocol import Generator
@@ -91,8 +92,7 @@ class Runner:
         for option, value in (("--from", from_stage), ("--until", until)):
             if value is not None and value not in STAGES:
                 raise MgaError(f"{option} {value!r}: unknown stage (stages: {', '.join(STAGES)})")
-        self.dir = Path(run_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir = writable_folder(run_dir, "run folder")  # before any work: a read-only or full disk fails here
         self.manifest = Manifest(self.dir / "manifest.json")
         self.spent_before = recorded_cost(self.dir / "accounting.json")  # for teacher.max_budget_usd
         self.accounting = Accounting.for_teacher(teacher, path=self.dir / "accounting.json")  # durable ledger

@@ -33,7 +33,7 @@ def copy_rows(rows: list[dict[str, Any]], out: Path) -> dict[str, Any]:
 
 
 def chunk(corpus: Path, out: Path, cfg: RunConfig) -> dict[str, Any]:
-    chunk_corpus(corpus, out, cfg.corpus, seed=cfg.seed)  # a file, folder, glob or saved dataset, streamed
+    chunk_corpus(corpus, out, cfg.corpus, seed=cfg.seed, language=cfg.language)  # a file, folder, glob or saved dataset
     return {"rows_out": sum(1 for _ in iter_rows(out))}
 
 
