@@ -115,13 +115,16 @@ def language_of(text: str) -> str | None:
 
 
 def rewrite_monitors(source: str, rewrite: str) -> dict[str, Any]:
-    """Every per-rewrite figure, as stored in a row's `meta.monitors`."""
+    """Every per-rewrite figure, as stored in a row's `meta.monitors`; its document's `diversity` and
+    `distinct_2` stay None until the filter measures the document's rewrites together."""
     return {
         "copy_rate": round(copy_rate(source, rewrite), 4),
         "longest_copy": longest_copy(source, rewrite),
         "length_ratio": round(length_ratio(source, rewrite), 4),
         "language": language_of(rewrite),
         "source_language": language_of(source),
+        "diversity": None,
+        "distinct_2": None,
     }
 
 
@@ -227,3 +230,32 @@ class BenchmarkIndex:
         """How many of the text's 13-grams stand in a benchmark, and the first benchmark item they come from."""
         hits = [self.grams[h] for h in map(_gram_hash, ngrams(words(text), self.n)) if h in self.grams]
         return {"ngrams": len(hits), "item": hits[0] if hits else None}
+
+
+def quality_summary(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The monitors aggregated over a set of rewrite rows (one prompt variant, one (genre, audience) family):
+    means of the per-rewrite figures, the mean diversity of their documents, the near-duplicate share within
+    the set. Failed, empty and control rows are left out; `rewrites` says how many were measured."""
+    from mga.distill.core.schema import OK, chunk_key, is_control, rewrite_key
+
+    measured = [r for r in rows if r.get("status", OK) == OK and not is_control(r) and (r.get("content_split") or "").strip()]
+    n = len(measured)
+    out: dict[str, Any] = {"rewrites": n, "copy_rate": None, "longest_copy_words": None, "length_ratio": None,
+                           "language_kept": None, "diversity": None, "distinct_2": None, "near_duplicate_share": None}
+    if not n:
+        return out
+    figures = [monitors_of(r) for r in measured]
+    out["copy_rate"] = round(sum(f["copy_rate"] for f in figures) / n, 4)
+    out["longest_copy_words"] = round(sum(f["longest_copy"]["words"] for f in figures) / n, 2)
+    out["length_ratio"] = round(sum(f["length_ratio"] for f in figures) / n, 4)
+    out["language_kept"] = round(sum(f["language"] == f["source_language"] for f in figures) / n, 4)
+    documents: dict[str, list[str]] = {}
+    for row in measured:
+        documents.setdefault(chunk_key(row), []).append(row["content_split"])
+    per_doc = [document_diversity(texts) for texts in documents.values()]
+    diversities = [d["diversity"] for d in per_doc if d["diversity"] is not None]
+    out["diversity"] = round(sum(diversities) / len(diversities), 4) if diversities else None
+    out["distinct_2"] = round(sum(d["distinct_2"] for d in per_doc) / len(per_doc), 4)
+    keys = {rewrite_key(r): r["content_split"] for r in measured}
+    out["near_duplicate_share"] = round(len(near_duplicates(keys)) / n, 4)
+    return out
