@@ -235,10 +235,12 @@ class BenchmarkIndex:
 def quality_summary(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """The monitors aggregated over a set of rewrite rows (one prompt variant, one (genre, audience) family):
     means of the per-rewrite figures, the mean diversity of their documents, the near-duplicate share within
-    the set. Failed, empty and control rows are left out; `rewrites` says how many were measured."""
+    the set. Failed, empty and control rows, and rows without their source, are left out; `rewrites` says how
+    many were measured."""
     from mga.distill.core.schema import OK, chunk_key, is_control, rewrite_key
 
-    measured = [r for r in rows if r.get("status", OK) == OK and not is_control(r) and (r.get("content_split") or "").strip()]
+    measured = [r for r in rows if r.get("status", OK) == OK and not is_control(r)
+                and (r.get("content_split") or "").strip() and ("monitors" in r["meta"] or "raw_text" in r["meta"])]
     n = len(measured)
     out: dict[str, Any] = {"rewrites": n, "copy_rate": None, "longest_copy_words": None, "length_ratio": None,
                            "language_kept": None, "diversity": None, "distinct_2": None, "near_duplicate_share": None}
