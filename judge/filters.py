@@ -4,9 +4,9 @@ Order for one row: a judge's control row (`mga.judge.controls`) is always reject
 rewrite must have been generated (status ok); if the row is judged, its score must reach `min_score`
 (unscored rows are rejected, as the paper counts them as failures); boilerplate
 lines are stripped from `content_split` and recorded; an empty remainder is rejected; finally the
-rewrite must keep `min_keyword_coverage` of the original's keywords. Then the quality monitors
-(`mga.judge.monitors`, figures stored in `meta.monitors`): at most `max_copy_rate` copied from the source
-(`high_copy_rate`), the source's language kept (`language_changed`), no benchmark 13-gram (`contaminated`),
+rewrite must be in its source's language (`language_changed`; figures of `mga.judge.monitors`, stored in
+`meta.monitors`) and keep `min_keyword_coverage` of the original's keywords. Then the other quality
+monitors: at most `max_copy_rate` copied from the source (`high_copy_rate`), no benchmark 13-gram (`contaminated`),
 a document whose rewrites differ enough from each other (`low_diversity`), and last no near-duplicate of an
 earlier kept rewrite (`near_duplicate`; last, so only kept rewrites enter the index). Unjudged rewrite rows
 (as `mga expand` produces) go through the same path without the score check.
@@ -141,9 +141,6 @@ def _monitor_reason(row: dict[str, Any], text: str, cfg: FilterConfig,
     figures = row["meta"]["monitors"]
     if figures["copy_rate"] > cfg.max_copy_rate:
         return "high_copy_rate", f"copy rate {figures['copy_rate']:.2f} > {cfg.max_copy_rate}"
-    if cfg.reject_language_change and None not in (figures["language"], figures["source_language"]) \
-            and figures["language"] != figures["source_language"]:
-        return "language_changed", f"{figures['source_language']} -> {figures['language']}"
     if corpus and corpus.benchmarks:
         hit = corpus.benchmarks.matches(text)
         if hit["ngrams"] >= cfg.contamination_min_ngrams:
@@ -184,16 +181,20 @@ def filter_row(
     if not text.strip():
         record["reason"] = "empty_after_cleaning"
         return False, record["reason"], row
-    coverage = keyword_coverage(row["meta"]["raw_text"], text, language)
-    record["keyword_coverage"] = round(coverage, 4)
-    if coverage < cfg.min_keyword_coverage:
-        record["reason"] = "low_keyword_coverage"
-        return False, record["reason"], row
     figures = monitors_of(row)
     if removed:  # measure what is kept, not the boilerplate the rewriting model added
         figures = {**rewrite_monitors(row["meta"]["raw_text"], text), "diversity": figures.get("diversity"),
                    "distinct_2": figures.get("distinct_2")}
     row["meta"] = {**row["meta"], "monitors": figures}
+    if cfg.reject_language_change and None not in (figures["language"], figures["source_language"]) \
+            and figures["language"] != figures["source_language"]:  # before coverage: no keyword survives it
+        record["reason"], record["detail"] = "language_changed", f"{figures['source_language']} -> {figures['language']}"
+        return False, record["reason"], row
+    coverage = keyword_coverage(row["meta"]["raw_text"], text, language)
+    record["keyword_coverage"] = round(coverage, 4)
+    if coverage < cfg.min_keyword_coverage:
+        record["reason"] = "low_keyword_coverage"
+        return False, record["reason"], row
     reason, record["detail"] = _monitor_reason(row, text, cfg, corpus)
     if reason:
         record["reason"] = reason

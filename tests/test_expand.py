@@ -126,6 +126,8 @@ def test_expand_writes_mgacorpus_rows_and_statistics_that_add_up(corpus, tmp_pat
     assert stats["tokens_out"] == sum(estimate_tokens(r["content_split"]) for r in expanded)
     assert stats["expansion_factor"] == pytest.approx(stats["tokens_out"] / stats["tokens_in"], abs=1e-3)
     assert "token expansion factor" in result.output
+    generated = [r for r in read_rows(out / "rewrites.jsonl") if r["content_split"]]
+    assert generated and all(0 <= r["meta"]["monitors"]["copy_rate"] <= 1 for r in generated)  # measured as written
     assert stats["quality"]["measured"] == 25 and stats["quality_thresholds"]["max_copy_rate"] == 1.0
     assert "## Quality" in (out / "README.md").read_text()
 
