@@ -23,22 +23,19 @@ from mga.distill.core.tokens import estimate_tokens
 from mga.distill.expand.expand import expand_corpus, shard_of
 from typer.testing import CliRunner
 
-from tests.fake_openai import Reply
+from tests.fake_openai import ECHO_TOLERANT_FILTER, Reply
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "corpus.jsonl"
 PAIRS = {"genres": ["poem", "essay", "letter", "dialogue", "limerick"],
          "audiences": ["children", "teachers", "skeptics", "students", "parents"]}
 BROKEN_DOC = "pydoc-break"  # its pairs answer is never valid JSON: a pairs_invalid rejection
-# The scripted SLM-2 echoes the document, so the quality monitors would drop every rewrite as a copy and a
-# near-duplicate: these tests of expansion's mechanics loosen them (tests/test_monitors.py tests the filters).
-ECHO_TOLERANT = {"max_copy_rate": 1.0, "min_diversity": 0.0, "near_duplicate_threshold": None}
 
 
 @pytest.fixture(scope="module")
 def echo_filter(tmp_path_factory) -> Path:
-    """ECHO_TOLERANT as a `--filter-config` file."""
+    """ECHO_TOLERANT_FILTER (the scripted SLM-2 echoes the document) as a `--filter-config` file."""
     path = tmp_path_factory.mktemp("filter") / "filter.yaml"
-    path.write_text(yaml.safe_dump({"filter": ECHO_TOLERANT}))
+    path.write_text(yaml.safe_dump({"filter": ECHO_TOLERANT_FILTER}))
     return path
 
 
@@ -70,7 +67,7 @@ def _expand(corpus: Path, out: Path, server, **kwargs) -> dict:
     from mga.judge.config import FilterConfig
 
     options = dict(pairs_model="slm-pairs", rewrite_model="slm-rewrite", backend="openai", base_url=server.url,
-                   max_new_tokens=64, show=False, filter_cfg=FilterConfig(**ECHO_TOLERANT))
+                   max_new_tokens=64, show=False, filter_cfg=FilterConfig(**ECHO_TOLERANT_FILTER))
     return expand_corpus(corpus, out, **{**options, **kwargs})
 
 
