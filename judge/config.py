@@ -24,6 +24,21 @@ class FilterConfig(Section):
     min_score: int = Field(3, ge=1, le=5, description="keep judged rows scoring at least this (paper: 3)")
     boilerplate: list[str] | None = Field(None, description="line patterns to drop; default: the language's list")
     min_keyword_coverage: float = Field(0.05, ge=0.0, le=1.0, description="min share of original keywords kept")
+    # corpus quality monitors (mga.judge.monitors); defaults measured on data/reference/en.jsonl, see docs/expand.md
+    max_copy_rate: float = Field(0.5, ge=0.0, le=1.0,
+                                 description="reject a rewrite with more than this share of its word 8-grams in the source "
+                                             "(reference rewrites: at most 0.19)")
+    min_diversity: float = Field(0.15, ge=0.0, le=1.0,
+                                 description="reject a document's rewrites when 1 - their mean pairwise MiniLM cosine is "
+                                             "below this (reference documents: at least 0.28; 0 = off)")
+    reject_language_change: bool = Field(True, description="reject a rewrite whose language differs from its source's")
+    near_duplicate_threshold: float | None = Field(
+        0.8, gt=0.0, le=1.0, description="reject a rewrite whose MinHash Jaccard with an earlier kept one reaches this "
+                                         "(word 5-gram shingles; null = off)")
+    benchmarks: list[str] = Field(default_factory=list,
+                                  description="eval-set files (.jsonl/.parquet rows with 'text') to decontaminate against")
+    contamination_min_ngrams: PositiveInt = Field(1, description="word 13-grams shared with a benchmark that make a "
+                                                                 "rewrite contaminated")
 
 
 class ReportConfig(Section):

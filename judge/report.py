@@ -22,15 +22,46 @@ from mga.judge.comparison import (
     interval_notes,
 )
 from mga.judge.health import health_section, judge_health
+from mga.judge.monitors import quality_summary
 from mga.judge.report_tables import (
+    QUALITY_HEADER,
     TABLE1_HEADER,
     TABLE2_HEADER,
     fmt_int,
+    quality_rows,
     score_chart,
     table1_rows,
     table2_rows,
 )
 from mga.judge.scores import summarize
+
+QUALITY_TITLE = "Corpus quality per prompt variant (beside Table 2)"
+QUALITY_NOTE = (
+    "Measured against each rewrite's source (mga.judge.monitors; docs/expand.md): copy rate = share of the rewrite's "
+    "word 8-grams found in the source; diversity = 1 - mean MiniLM cosine between a document's rewrites; distinct-2 "
+    "= distinct word pairs / all word pairs over a document's rewrites; language kept = rewrites in their source's "
+    "language; near-duplicates = rewrites whose MinHash Jaccard with an earlier one of the line reaches 0.8. The "
+    "paper's story: Strict copies most, Relaxed drifts most (lowest copy rate, highest diversity)."
+)
+FAMILY_ROWS = 20  # (genre, audience) families shown, most frequent first
+
+
+def quality_section(groups: Sequence[tuple[str, list[dict[str, Any]]]]) -> tuple[str, dict[str, Any]]:
+    """The quality table per line of Table 2 and per (genre, audience) family, as Markdown and as figures."""
+    per_line = {label: quality_summary(rows) for label, rows in groups}
+    families: dict[str, list[dict[str, Any]]] = {}
+    for _, rows in groups:
+        for row in rows:
+            meta = row.get("meta") or {}
+            families.setdefault(f"{meta.get('genre', '?')} / {meta.get('audience', '?')}", []).append(row)
+    top = sorted(families, key=lambda k: -len(families[k]))[:FAMILY_ROWS]
+    per_family = {name: quality_summary(families[name]) for name in top}
+    family_header = ["(genre / audience) family", *QUALITY_HEADER[1:]]
+    body = (QUALITY_NOTE + "\n\n" + markdown_table(QUALITY_HEADER, quality_rows(per_line))
+            + f"\n\nPer (genre, audience) family (the {len(top)} most frequent of {len(families)}):\n\n"
+            + markdown_table(family_header, quality_rows(per_family)))
+    return body, {"variants": per_line, "families": per_family}
+
 
 HEURISTIC_NOTE = (
     "Scores come from the offline heuristic judge (MiniLM similarity + keyword coverage), not from an LLM "
@@ -173,6 +204,11 @@ def write_report(
                  "of Total with 95% Wilson intervals; Diff is in percentage points against the reference model, with "
                  "a 95% paired bootstrap interval over the items both models answered.")
     sections = [("Judge health", health_section(health)), *sections]
+    quality: dict[str, Any] = {}
+    if show_table2:
+        quality_body, quality = quality_section(groups)
+        if any(q["rewrites"] for q in quality["variants"].values()):
+            sections.insert(0, (QUALITY_TITLE, quality_body))
 
     charts = [score_chart(summaries, out_dir / "scores.png", "Judge scores per model")]
     if show_table2:
@@ -239,6 +275,7 @@ def write_report(
         "health": health,
         "models": {name: _public(s) for name, s in summaries.items()},
         "variants": {name: _public(s) for name, s in variant_summaries.items()},
+        "quality": quality,
         "sections": [{"title": t, "body": b} for t, b in sections],
         "images": [str(p) for p in pictures],
     })

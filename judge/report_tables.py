@@ -66,3 +66,22 @@ def score_chart(summaries: dict[str, dict[str, Any]], out_png: Path, title: str)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     return save_figure(fig, out_png)
+
+
+QUALITY_HEADER = ["model / variant", "rewrites", "copy rate", "longest copy (words)", "length ratio", "diversity",
+                  "distinct-2", "language kept", "near-duplicates"]
+
+
+def _fmt_opt(x: float | None, pct: bool = False) -> str:
+    if x is None:
+        return ""
+    return fmt_pct(100 * x) if pct else f"{x:.3f}"
+
+
+def quality_rows(summaries: dict[str, dict[str, Any]]) -> list[list[str]]:
+    """One line per label of `mga.judge.monitors.quality_summary` figures."""
+    return [[name, fmt_int(q["rewrites"]), _fmt_opt(q["copy_rate"]),
+             "" if q["longest_copy_words"] is None else f"{q['longest_copy_words']:.1f}", _fmt_opt(q["length_ratio"]),
+             _fmt_opt(q["diversity"]), _fmt_opt(q["distinct_2"]), _fmt_opt(q["language_kept"], pct=True),
+             _fmt_opt(q["near_duplicate_share"], pct=True)]
+            for name, q in summaries.items()]

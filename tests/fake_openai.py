@@ -34,6 +34,12 @@ class Reply:
 Responder = Callable[[dict[str, Any]], Reply]
 
 
+# Scripted teachers and tool models answer with the document itself (plus a line): the corpus quality monitors
+# would drop every such rewrite as a copy, a near-duplicate and a low-diversity document. Tests of the
+# pipeline's mechanics loosen them with this `filter:` section (tests/test_monitors.py tests the monitors).
+ECHO_TOLERANT_FILTER = {"max_copy_rate": 1.0, "min_diversity": 0.0, "near_duplicate_threshold": None}
+
+
 def echo_last_user(request: dict[str, Any]) -> Reply:
     return Reply(content="echo: " + request["messages"][-1]["content"][:200])
 

@@ -23,12 +23,20 @@ from mga.distill.core.tokens import estimate_tokens
 from mga.distill.expand.expand import expand_corpus, shard_of
 from typer.testing import CliRunner
 
-from tests.fake_openai import Reply
+from tests.fake_openai import ECHO_TOLERANT_FILTER, Reply
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "corpus.jsonl"
 PAIRS = {"genres": ["poem", "essay", "letter", "dialogue", "limerick"],
          "audiences": ["children", "teachers", "skeptics", "students", "parents"]}
 BROKEN_DOC = "pydoc-break"  # its pairs answer is never valid JSON: a pairs_invalid rejection
+
+
+@pytest.fixture(scope="module")
+def echo_filter(tmp_path_factory) -> Path:
+    """ECHO_TOLERANT_FILTER (the scripted SLM-2 echoes the document) as a `--filter-config` file."""
+    path = tmp_path_factory.mktemp("filter") / "filter.yaml"
+    path.write_text(yaml.safe_dump({"filter": ECHO_TOLERANT_FILTER}))
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +64,10 @@ def tool_models(request: dict) -> Reply:
 
 
 def _expand(corpus: Path, out: Path, server, **kwargs) -> dict:
+    from mga.judge.config import FilterConfig
+
     options = dict(pairs_model="slm-pairs", rewrite_model="slm-rewrite", backend="openai", base_url=server.url,
-                   max_new_tokens=64, show=False)
+                   max_new_tokens=64, show=False, filter_cfg=FilterConfig(**ECHO_TOLERANT_FILTER))
     return expand_corpus(corpus, out, **{**options, **kwargs})
 
 
@@ -76,11 +86,12 @@ def _canonical(rows: list[dict]) -> list[str]:
     return sorted(json.dumps(r, sort_keys=True) for r in rows)
 
 
-def test_expand_writes_mgacorpus_rows_and_statistics_that_add_up(corpus, tmp_path, fake_openai):
+def test_expand_writes_mgacorpus_rows_and_statistics_that_add_up(corpus, tmp_path, fake_openai, echo_filter):
     server = fake_openai(tool_models)
     result = CliRunner().invoke(app, [
         "expand", str(corpus), "--pairs-model", "slm-pairs", "--rewrite-model", "slm-rewrite", "--backend",
         "openai", "--base-url", server.url, "-o", str(tmp_path / "out"), "--max-new-tokens", "64",
+        "--filter-config", str(echo_filter),
     ])
     assert result.exit_code == 0, result.output
     out = tmp_path / "out"
@@ -105,12 +116,17 @@ def test_expand_writes_mgacorpus_rows_and_statistics_that_add_up(corpus, tmp_pat
         assert row["cleaning"]["removed_lines"][0] == "Note: rewritten as required."  # cleaned away
         assert row["content_split"].startswith(meta["raw_text"][:40])
         assert row["variant"] == "base" and row["model"] == "slm-rewrite" and row["finish_reason"] == "stop"
+        assert meta["monitors"]["copy_rate"] > 0.8 and meta["monitors"]["language"] == "en"  # the echo, measured
     assert {r["meta"]["docid"] for r in rejected if r["reject"]["reason"] == "pairs_invalid"} == {BROKEN_DOC}
     assert all(r["reject"]["reason"] for r in rejected)
     assert stats["tokens_in"] == sum(estimate_tokens(r["text"]) for r in iter_rows(corpus))
     assert stats["tokens_out"] == sum(estimate_tokens(r["content_split"]) for r in expanded)
     assert stats["expansion_factor"] == pytest.approx(stats["tokens_out"] / stats["tokens_in"], abs=1e-3)
     assert "token expansion factor" in result.output
+    generated = [r for r in read_rows(out / "rewrites.jsonl") if r["content_split"]]
+    assert generated and all(0 <= r["meta"]["monitors"]["copy_rate"] <= 1 for r in generated)  # measured as written
+    assert stats["quality"]["measured"] == 25 and stats["quality_thresholds"]["max_copy_rate"] == 1.0
+    assert "## Quality" in (out / "README.md").read_text()
 
 
 def test_shards_cover_every_document_once_and_a_finished_shard_reruns_for_free(corpus, tmp_path, fake_openai):
@@ -284,7 +300,7 @@ def test_output_shards_are_bounded_and_load_with_datasets(corpus, tmp_path, fake
         assert fact in text, fact
 
 
-def test_a_killed_shard_resumes_with_no_duplicate_and_no_lost_row(corpus, tmp_path, fake_openai):
+def test_a_killed_shard_resumes_with_no_duplicate_and_no_lost_row(corpus, tmp_path, fake_openai, echo_filter):
     """A real kill -9 of `mga expand` while rewrites stream in, then the same command again."""
     import signal
     import subprocess
@@ -301,7 +317,7 @@ def test_a_killed_shard_resumes_with_no_duplicate_and_no_lost_row(corpus, tmp_pa
     index = shard_of(next(r["id"] for r in iter_rows(corpus) if r["id"] != BROKEN_DOC), 2)
     args = [str(Path(sys.executable).parent / "mga"), "expand", str(corpus), "--pairs-model", "slm-pairs",
             "--rewrite-model", "slm-rewrite", "--backend", "openai", "--base-url", server.url, "--max-new-tokens",
-            "64", "--num-shards", "2", "--shard-index", str(index)]
+            "64", "--num-shards", "2", "--shard-index", str(index), "--filter-config", str(echo_filter)]
     folder = tmp_path / "killed" / f"shard-{index}-of-2"
     proc = subprocess.Popen([*args, "-o", str(tmp_path / "killed")], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

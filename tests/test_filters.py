@@ -84,7 +84,10 @@ def test_filter_file_splits_judged_rows_with_reasons(tmp_path):
         row("", status="failed", pair_id=6),
     ]
     src = write_rows(tmp_path / "judged.jsonl", rows)
-    counts = filter_file(src, tmp_path / "kept.jsonl", tmp_path / "rejected.jsonl", FilterConfig(min_score=3))
+    # pairs 0 and 1 are the same rewrite on purpose (cleaning); the near-duplicate filter is tested in test_monitors
+    no_dedup = {"near_duplicate_threshold": None}
+    counts = filter_file(src, tmp_path / "kept.jsonl", tmp_path / "rejected.jsonl",
+                         FilterConfig(min_score=3, **no_dedup))
     assert counts == {"kept": 2, "cleaned": 2, "score_below_3": 1, "unscored": 1, "low_keyword_coverage": 1,
                       "empty_after_cleaning": 1, "rewrite_failed": 1}
     kept = read_rows(tmp_path / "kept.jsonl")
@@ -95,7 +98,8 @@ def test_filter_file_splits_judged_rows_with_reasons(tmp_path):
     assert rejected == {2: "score_below_3", 3: "unscored", 4: "low_keyword_coverage", 5: "empty_after_cleaning",
                         6: "rewrite_failed"}
     # a stricter threshold moves the 4 out; rerunning overwrites the outputs instead of appending
-    counts = filter_file(src, tmp_path / "kept.jsonl", tmp_path / "rejected.jsonl", FilterConfig(min_score=5))
+    counts = filter_file(src, tmp_path / "kept.jsonl", tmp_path / "rejected.jsonl",
+                         FilterConfig(min_score=5, **no_dedup))
     assert counts["kept"] == 1 and len(read_rows(tmp_path / "kept.jsonl")) == 1
 
 

@@ -25,6 +25,7 @@ from mga.judge.report import write_report
 from mga.judge.scores import summarize
 from typer.testing import CliRunner
 
+from tests.fake_openai import ECHO_TOLERANT_FILTER
 from tests.judges import blind_judge, constant_judge, judged_texts, overlap_judge
 from tests.test_pipeline_teacher import live_teacher
 
@@ -168,7 +169,7 @@ def run_recipe(tmp_path, corpus, server, **loop) -> dict:
         "name": "controls", "run_dir": str(tmp_path / "run"), "corpus": {"path": str(corpus)},
         "teacher": {"base_url": server.url, "model": "fake-teacher", "api_key_env": "MGA_TEST_NO_KEY", "timeout_s": 30,
                     "rewrite": {"temperature": 0.0, "max_tokens": 16}, "pairs": {"temperature": 0.0, "max_tokens": 16}},
-        "judge": {"backend": "llm"},
+        "judge": {"backend": "llm"}, "filter": ECHO_TOLERANT_FILTER,
         "train": {"student": "tiny:qwen2:xs", "num_train_epochs": 1, "max_length": 2048, "eval_fraction": 0.0,
                   "learning_rate": 1e-3, "save_strategy": "no", "report_to": "none"},
         "loop": {"max_rounds": 3, "target_gap": 100.0, "heldout_fraction": 0.2, "pool_fraction": 0.2, **loop},

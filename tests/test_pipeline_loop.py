@@ -16,6 +16,7 @@ from mga.distill.generate.protocol import Completion, Result
 from mga.distill.pipeline.pipeline import Pipeline, run_pipeline
 from mga.distill.pipeline.recipe import validate_recipe
 
+from tests.fake_openai import ECHO_TOLERANT_FILTER
 from tests.test_pipeline_teacher import PAIRS, live_teacher
 
 pytestmark = pytest.mark.slow
@@ -60,7 +61,7 @@ def test_three_rounds_accumulate_and_tables_share_items(tmp_path, corpus, fake_o
         "teacher": {"base_url": server.url, "model": "fake-teacher", "api_key_env": "MGA_TEST_KEY", "timeout_s": 30,
                     "rewrite": {"temperature": 0.0, "max_tokens": 16}, "pairs": {"temperature": 0.0, "max_tokens": 16}},
         "label": {"variants": ["base", "strict"]},
-        "judge": {"backend": "llm"},
+        "judge": {"backend": "llm"}, "filter": ECHO_TOLERANT_FILTER,
         "train": {"student": "tiny:qwen2:xs", "num_train_epochs": 1, "max_steps": 1, "max_length": 1024,
                   "eval_fraction": 0.0, "save_strategy": "no", "report_to": "none"},
         "loop": {"max_rounds": 3, "target_gap": 1.0, "heldout_fraction": 0.25, "pool_fraction": 0.25, "pool_per_round": 1},

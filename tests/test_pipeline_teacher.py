@@ -8,7 +8,7 @@ import re
 from mga.distill.pipeline.pipeline import run_pipeline
 from mga.distill.pipeline.recipe import validate_recipe
 
-from tests.fake_openai import Reply
+from tests.fake_openai import ECHO_TOLERANT_FILTER, Reply
 from tests.judges import is_judge_request, overlap_judge
 
 PAIRS = {"pairs": [{"genre": f"Genre {i}: a text of kind {i}. It has tone {i}.",
@@ -45,7 +45,7 @@ def test_run_with_teacher_endpoint_stops_when_within_target_gap(tmp_path, short_
                     "timeout_s": 30, "rewrite": {"temperature": 0.0, "max_tokens": 16},
                     "pairs": {"temperature": 0.0, "max_tokens": 16}},
         "label": {"variants": ["base", "strict"]},
-        "judge": {"backend": "llm"},
+        "judge": {"backend": "llm"}, "filter": ECHO_TOLERANT_FILTER,
         "train": {"student": "tiny:qwen2:xs", "num_train_epochs": 1, "max_length": 2048, "eval_fraction": 0.0,
                   "learning_rate": 1e-3, "save_strategy": "no", "report_to": "none"},
         "loop": {"max_rounds": 3, "target_gap": 100.0, "target_pairs_valid": 0.0, "heldout_fraction": 0.2,

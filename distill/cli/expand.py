@@ -44,6 +44,14 @@ def expand(
     min_keyword_coverage: Annotated[
         float, typer.Option(help="Drop rewrites keeping less than this share of the original's keywords.")
     ] = DEFAULT_MIN_KEYWORD_COVERAGE,
+    benchmark: Annotated[
+        list[Path] | None, typer.Option(help="Eval-set file (.jsonl/.parquet rows with 'text') to decontaminate "
+                                             "against (word 13-grams); repeat for several.")
+    ] = None,
+    filter_config: Annotated[
+        Path | None, typer.Option(help="YAML of the filter's thresholds (a recipe's `filter:` keys: max_copy_rate, "
+                                       "min_diversity, near_duplicate_threshold, ...; see docs/expand.md).")
+    ] = None,
     chunk_tokens: Annotated[int, typer.Option(help="Split documents longer than this many tokens.")] = 4096,
     text_field: Annotated[str, typer.Option(help="Corpus field holding the text.")] = "text",
     id_field: Annotated[str, typer.Option(help="Corpus field holding the document id.")] = "id",
@@ -91,6 +99,7 @@ def expand(
         corpus_cfg = CorpusConfig(path=corpus, chunk_tokens=chunk_tokens, text_field=text_field, id_field=id_field)
     except ValidationError as e:
         raise MgaError(f"--chunk-tokens {chunk_tokens}: {e.errors()[0]['msg']}") from None
+    filter_cfg = _filter_config(filter_config, benchmark or [])
     expand_corpus(
         corpus, output, pairs_model=pairs_model, rewrite_model=rewrite_model, backend=backend,
         pairs_backend=pairs_backend, rewrite_backend=rewrite_backend, executor=executor,
@@ -99,5 +108,31 @@ def expand(
         max_validation_attempts=max_validation_attempts,
         min_keyword_coverage=min_keyword_coverage, base_url=base_url, ray_address=ray_address, workers=workers,
         limit=limit, output_format=output_format, shard_rows=shard_rows, shard_bytes=shard_bytes,
-        corpus_cfg=corpus_cfg,
+        corpus_cfg=corpus_cfg, filter_cfg=filter_cfg,
     )
+
+
+def _filter_config(path: Path | None, benchmarks: list[Path]):
+    """The filter's thresholds from a YAML file of a recipe's `filter:` keys, plus the --benchmark files."""
+    import yaml
+    from mga.distill.core.errors import MgaError
+    from mga.distill.core.language import validation_problems
+    from mga.judge.config import FilterConfig
+    from pydantic import ValidationError
+
+    data = {}
+    if path is not None:
+        if not path.is_file():
+            raise MgaError(f"--filter-config {path}: no such file")
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = data.get("filter", data) if isinstance(data, dict) else data
+    if not isinstance(data, dict):
+        raise MgaError(f"--filter-config {path}: expected a mapping of filter keys")
+    for bench in benchmarks:
+        if not bench.is_file():
+            raise MgaError(f"--benchmark {bench}: no such file")
+    data["benchmarks"] = [*data.get("benchmarks", []), *map(str, benchmarks)]
+    try:
+        return FilterConfig.model_validate(data)
+    except ValidationError as e:
+        raise MgaError("; ".join(f"--filter-config: {p}" for p in validation_problems(e))) from None

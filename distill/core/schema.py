@@ -130,13 +130,21 @@ EXPANDED_SPLIT = "train"
 
 
 def mgacorpus_arrow_schema():
-    """The Arrow schema of an expanded row, so every Parquet shard has the same columns and types."""
+    """The Arrow schema of an expanded row, so every Parquet shard has the same columns and types.
+
+    `meta.monitors` holds the quality monitors' figures of the rewrite (mga.judge.monitors)."""
     import pyarrow as pa
 
+    monitors = pa.struct([
+        ("copy_rate", pa.float64()),
+        ("longest_copy", pa.struct([("words", pa.int64()), ("start", pa.int64()), ("end", pa.int64())])),
+        ("length_ratio", pa.float64()), ("language", pa.string()), ("source_language", pa.string()),
+        ("diversity", pa.float64()), ("distinct_2", pa.float64()),
+    ])
     meta = pa.struct([
         ("docid", pa.string()), ("chunk_id", pa.int64()), ("source", pa.string()), ("split", pa.string()),
         ("meta_extra", pa.string()), ("genre", pa.string()), ("audience", pa.string()), ("pair_id", pa.int64()),
-        ("raw_text", pa.string()),
+        ("raw_text", pa.string()), ("monitors", monitors),
     ])
     cleaning = pa.struct([("removed_lines", pa.list_(pa.string())), ("keyword_coverage", pa.float64())])
     return pa.schema([

@@ -24,7 +24,7 @@ SUMMED = ("documents", "chunks", "pairs_ok", "pairs_failed", "rewrites", "rewrit
           "cleaned_rows", "tokens_in", "tokens_out")
 # settings every shard of one expansion must share
 SHARED = ("corpus", "pairs_model", "rewrite_model", "pairs_backend", "rewrite_backend", "language", "variant",
-          "num_pairs", "min_keyword_coverage", "output_format", "num_shards", "token_counter")
+          "num_pairs", "min_keyword_coverage", "output_format", "num_shards", "token_counter", "quality_thresholds")
 
 
 def _size_category(n: int) -> str:
@@ -38,6 +38,35 @@ def _size_category(n: int) -> str:
 def data_files(stats: dict[str, Any], prefix: str = "") -> str:
     """The glob of the kept rows, relative to the card's folder."""
     return prefix + (f"{DATA_DIR}/*.parquet" if stats["output_format"] == "parquet" else "expanded.jsonl")
+
+
+def quality_figures(quality: dict[str, float]) -> list[tuple[str, str]]:
+    """The card's quality section: (figure, value and a plain sentence on what it means), from the summed
+    monitor figures of `stats['quality']` (mga.judge.monitors)."""
+    n = quality.get("measured", 0)
+    if not n:
+        return []
+    def share(key: str) -> float:
+        return 100 * quality.get(key, 0) / n
+
+    d = quality.get("with_diversity", 0)
+    rows = [
+        ("copy rate", f"{quality['copy_rate_sum'] / n:.3f} on average: the share of a rewrite's word 8-grams found "
+                      f"verbatim in its source (0 = all new wording, 1 = a copy); {share('high_copy_rate'):.1f}% "
+                      "of rewrites were dropped for copying too much"),
+        ("length ratio", f"{quality['length_ratio_sum'] / n:.2f} on average: rewrite words per source word"),
+        ("language kept", f"{share('language_kept'):.1f}% of rewrites are in their source's language"),
+        ("near-duplicates", f"{share('near_duplicate'):.1f}% of rewrites nearly repeat an earlier one (MinHash "
+                            "Jaccard at or above the threshold) and were dropped"),
+        ("contamination", f"{quality.get('contaminated', 0):,.0f} rewrites share a word 13-gram with the named "
+                          "benchmarks and were dropped"),
+    ]
+    if d:
+        rows.insert(2, ("diversity", f"{quality['diversity_sum'] / d:.3f} on average: 1 - the mean MiniLM cosine "
+                                     "similarity between a document's rewrites (0 = the same text five times); "
+                                     f"distinct-2 {quality['distinct_2_sum'] / d:.3f} (share of word pairs not "
+                                     "repeated across a document's rewrites)"))
+    return rows
 
 
 def card_text(stats: dict[str, Any], files: str) -> str:
@@ -65,6 +94,12 @@ def card_text(stats: dict[str, Any], files: str) -> str:
                    else f"shard {stats['shard_index']} of {stats['num_shards']}"),
     ]
     loader = "parquet" if stats["output_format"] == "parquet" else "json"
+    quality = quality_figures(stats.get("quality") or {})
+    limits = ", ".join(f"{k}: {v}" for k, v in (stats.get("quality_thresholds") or {}).items())
+    quality_md = ("## Quality\n\nMeasured on the generated rewrites, kept and dropped (mga.judge.monitors; "
+                  f"what each figure means and its default in docs/expand.md); per-row figures are in "
+                  f"`meta.monitors`. Thresholds: {limits or 'defaults'}.\n\n"
+                  + markdown_table(["figure", "value"], quality) + "\n\n") if quality else ""
     return (
         "---\n" + yaml.safe_dump(header, sort_keys=False) + "---\n\n"
         f"# {header['pretty_name']}\n\n"
@@ -73,6 +108,7 @@ def card_text(stats: dict[str, Any], files: str) -> str:
         "split, meta_extra, genre, audience, pair_id, raw_text}` and `content_split` (the rewrite), plus "
         "`variant`, `model`, `finish_reason` and `cleaning`.\n\n"
         + markdown_table(["", "value"], rows) + "\n\n"
+        + quality_md +
         "## Loading\n\n```python\nfrom datasets import load_dataset\n\n"
         f'ds = load_dataset("{loader}", data_files="<this folder>/{files}", split="train")\n```\n'
     )
@@ -116,6 +152,11 @@ def merge_shards(out_dir: Path) -> dict[str, Any]:
         for reason, n in stats["rejected_by_reason"].items():
             reasons[reason] = reasons.get(reason, 0) + n
     merged["rejected_by_reason"] = dict(sorted(reasons.items()))
+    quality: dict[str, float] = {}
+    for stats in shards.values():
+        for k, v in (stats.get("quality") or {}).items():
+            quality[k] = quality.get(k, 0) + v
+    merged["quality"] = dict(sorted(quality.items()))
     merged["expansion_factor"] = round(merged["tokens_out"] / merged["tokens_in"], 4) if merged["tokens_in"] else 0.0
     merged["shards_merged"] = num_shards
     merged["output_files"] = [f"{name}/{f}" for name, s in sorted(shards.items()) for f in s["output_files"]]

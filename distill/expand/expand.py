@@ -139,6 +139,7 @@ def expand_corpus(
     shard_rows: int = DEFAULT_SHARD_ROWS,
     shard_bytes: int = DEFAULT_SHARD_BYTES,
     corpus_cfg: CorpusConfig | None = None,
+    filter_cfg: Any = None,
     show: bool = True,
 ) -> dict[str, Any]:
     """Expand this shard of `corpus` (a file, folder, glob or saved dataset) into `out_dir` (or
@@ -147,6 +148,7 @@ def expand_corpus(
     Writes chunks.jsonl, pairs.jsonl, rewrites.jsonl (resumable intermediates), the kept rows as
     `data/train-*.parquet` (or expanded.jsonl), rejected.jsonl (rows with `reject.reason`), stats.json and a
     dataset card README.md. Rerunning a finished shard generates nothing and rewrites the same outputs.
+    `filter_cfg` (a `FilterConfig`) sets the quality monitors' thresholds and benchmark files.
     """
     from mga.distill.expand.clean import clean_and_count
     from mga.distill.label.chunk import chunk_corpus
@@ -188,7 +190,7 @@ def expand_corpus(
     count_tokens = token_counter(spec)
     output = open_output(work_dir, output_format, shard_rows=shard_rows, shard_bytes=shard_bytes)
     stats = clean_and_count(work_dir, spec, output, min_keyword_coverage=min_keyword_coverage,
-                            count_tokens=count_tokens)
+                            count_tokens=count_tokens, filter_cfg=filter_cfg)
     wall = time.perf_counter() - started
     stats = {
         "out_dir": str(work_dir),

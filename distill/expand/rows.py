@@ -28,6 +28,7 @@ def expanded_row(row: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
             "audience": meta["audience"],
             "pair_id": meta["pair_id"],
             "raw_text": meta["raw_text"],
+            "monitors": meta.get("monitors"),
         },
         "content_split": row["content_split"],
         "variant": row.get("variant"),
@@ -37,7 +38,8 @@ def expanded_row(row: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-_META_FIELDS = ("docid", "chunk_id", "source", "split", "meta_extra", "genre", "audience", "pair_id", "raw_text")
+_META_FIELDS = ("docid", "chunk_id", "source", "split", "meta_extra", "genre", "audience", "pair_id", "raw_text",
+                "monitors")
 
 
 def rejected_row(meta: dict[str, Any], stage: str, reason: str, detail: str | None, **extra: Any) -> dict[str, Any]:

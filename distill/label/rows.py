@@ -17,6 +17,7 @@ from mga.distill.core.resume import content_digest
 from mga.distill.core.schema import OK, pairs_row, rewrite_row
 from mga.distill.generate.protocol import Completion, Request, Result
 from mga.distill.label.answer_checks import rewrite_check
+from mga.judge.monitors import rewrite_monitors
 from mga.judge.pairs_check import parse_pairs
 
 FAILED, TRUNCATED, EMPTY, REJECTED = "failed", "truncated", "empty", "rejected"
@@ -105,9 +106,14 @@ def rewrite_status(result: Result, max_tokens: int) -> tuple[str, str | None]:
 
 
 def rewrite_result_row(job: Job, result: Result, variant: str, model: str, max_tokens: int) -> dict[str, Any]:
-    """The stage-2 row of one answered request (a rejected answer is kept in `rejected`, not as the rewrite)."""
+    """The stage-2 row of one answered request (a rejected answer is kept in `rejected`, not as the rewrite).
+
+    A rewrite's quality figures against its source (`mga.judge.monitors`) go into `meta.monitors`, here, so
+    teacher labels, SLM answers and `mga expand` rows all carry them."""
     status, reason = rewrite_status(result, max_tokens)
     completion = result.completion
-    return rewrite_row(job.meta, completion.text if completion and status != REJECTED else "", variant=variant,
+    text = completion.text if completion and status != REJECTED else ""
+    meta = {**job.meta, "monitors": rewrite_monitors(job.meta["raw_text"], text)} if text.strip() else job.meta
+    return rewrite_row(meta, text, variant=variant,
                        status=status, reason=reason, model=model, usage=usage_fields(completion),
                        **_provenance(job, result))
