@@ -190,7 +190,8 @@ def test_mga_run_with_a_blind_judge_refuses_to_stop_on_the_gap(tmp_path, short_c
     md = (run_dir / "report" / "report.md").read_text()
     head = md.split("## Table 1")[0]
     assert "The judge FAILED its controls in: judge@teacher.base" in head and "stopped before round 1" in head
-    assert "| judge@teacher.base | 4 |" in head and "FAILED:" in head
+    # 4 judged documents (one held out for the pool has no teacher rewrites), topped up to the corpus's 5
+    assert "| judge@teacher.base | 5 |" in head and "FAILED:" in head
     assert "trained for minutes" not in md  # no student was trained: the report must not say one was
     report = json.loads((run_dir / "report" / "report.json").read_text())
     assert report["judge_controls"]["judge@teacher.base"]["passed"] is False

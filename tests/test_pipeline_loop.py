@@ -71,7 +71,8 @@ def test_three_rounds_accumulate_and_tables_share_items(tmp_path, corpus, fake_o
     run_dir = run_pipeline(config)
 
     loop = json.loads((run_dir / "rounds.json").read_text())
-    rounds = loop["rounds"]
+    assert loop["rounds"][0]["round"] == 0 and loop["rounds"][0]["examples_added"] == {"pairs": 0, "rewrite": 0}
+    rounds = loop["rounds"][1:]  # round 0 is the untrained student; the trained rounds follow
     assert len(rounds) == 3 and loop["stop_reason"] == "max rounds reached (3)"
     sft = {r: {stage: len(read_rows(run_dir / "sft" / f"round-{r}" / f"{stage}.rows.jsonl")) for stage in ("pairs", "rewrite")}
            for r in (1, 2, 3)}
