@@ -212,7 +212,9 @@ def test_the_loop_stops_on_a_judge_that_fails_in_an_slm_round_whatever_the_gap(t
         return constant_judge(request) if original in pool_texts() else overlap_judge(request)
 
     server = fake_openai(live_teacher(judge))
-    config = validate_recipe(run_recipe(tmp_path, short_corpus, server))
+    recipe = run_recipe(tmp_path, short_corpus, server)
+    recipe["judge"]["controls"] = 1  # the pool stage's controls from its own document only (no corpus top-up)
+    config = validate_recipe(recipe)
     with pytest.raises(MgaError, match=r"judge failed its controls in judge-slm@pool\.round-1"):
         run_pipeline(config)
     rounds = json.loads((run_dir / "rounds.json").read_text())["rounds"]

@@ -36,7 +36,7 @@ def test_until_quantize_exports_every_scheme(tmp_path, corpus, monkeypatch):  # 
     """The quantize stages of every scheme run; the first judge-quantized stage of each ends only that scheme."""
     exported = []
 
-    def fake_quantize(checkpoint, out_dir, scheme, cfg, corpus):
+    def fake_quantize(checkpoint, out_dir, scheme, cfg, corpus, heldout=None):
         exported.append((checkpoint.name, scheme))
         (out_dir / "mga_quantize.json").write_text("{}")
         return {"checkpoint": str(out_dir)}
@@ -48,6 +48,9 @@ def test_until_quantize_exports_every_scheme(tmp_path, corpus, monkeypatch):  # 
 
     cfg = validate_recipe(raw)
     pipeline = Pipeline(cfg, Runner(cfg.out_dir, cfg.teacher, until="quantize"))
+    heldout = tmp_path / "heldout.jsonl"  # the eval documents' rows (no split in this test)
+    heldout.write_text("")
+    monkeypatch.setattr(pipeline, "heldout_rows", lambda stage: heldout)
     checkpoints = {}
     for stage in ("pairs", "rewrite"):
         checkpoint = tmp_path / "models" / stage

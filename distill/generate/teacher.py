@@ -23,6 +23,7 @@ from typing import Any
 
 from mga.distill.core.config import TeacherConfig
 from mga.distill.core.console import progress_task
+from mga.distill.core.errors import DiskFull
 from mga.distill.core.tokens import estimate_message_tokens
 from mga.distill.generate import endpoint
 from mga.distill.generate.accounting import Accounting, in_flight
@@ -252,6 +253,7 @@ class OpenAIGenerator:
         started = time.perf_counter()
         ok = failed = 0
         thread.start()
+        finished = False
         try:
             with progress_task(description, total) as advance:
                 while (item := out.get()) is not _DONE:
@@ -265,13 +267,17 @@ class OpenAIGenerator:
             if failed and not ok and item is _DONE and not (self._any_success or self._any_cached):
                 raise TeacherUnavailable(f"every one of the {failed} requests to the teacher at {self.url} failed "
                                          f"(model '{self.model_name}'): {self._last_reason}")
+            finished = True
         finally:
             state.stopped.set()
             if state.loop is not None and state.task is not None and thread.is_alive():
                 with contextlib.suppress(RuntimeError):  # the loop already closed
                     state.loop.call_soon_threadsafe(state.task.cancel)
             thread.join()
-            self.account.count(wall_s=time.perf_counter() - started)
+            # closed by an error elsewhere (a full disk, say): that error is the one to report, not a second
+            # failure to write the run's wall time on the same disk from a generator's finalizer
+            with contextlib.suppress(OSError, DiskFull) if not finished else contextlib.nullcontext():
+                self.account.count(wall_s=time.perf_counter() - started)
 
 
 def make_generator(

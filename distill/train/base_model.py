@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mga.distill.core.errors import MgaError
+from mga.distill.train.tokenizer_check import CHATML_TEMPLATE
 
 MARKER = "mga_base_model.json"
 
@@ -45,22 +46,10 @@ BASE_MODELS = {
         system_prompt="You are a helpful AI assistant named SmolLM, trained by Hugging Face", license="Apache-2.0"),
 }
 
-# SmolLM2's own ChatML template, rendered identically, with the assistant turn (content and <|im_end|>) inside
-# generation markers; tests/test_base_model.py compares it with the GGUF's template on the probe conversations.
-CHAT_TEMPLATE = (
-    "{%- for message in messages %}"
-    "{%- if loop.first and messages[0]['role'] != 'system' %}"
-    "{{- '<|im_start|>system\\n' + SYSTEM + '<|im_end|>\\n' }}"
-    "{%- endif %}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' }}"
-    "{%- if message['role'] == 'assistant' %}"
-    "{% generation %}{{- message['content'] + '<|im_end|>' }}{% endgeneration %}{{- '\\n' }}"
-    "{%- else %}"
-    "{{- message['content'] + '<|im_end|>' + '\\n' }}"
-    "{%- endif %}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
-)
+# SmolLM2's own template renders a default system turn before a conversation that has none, then ChatML;
+# tests/test_base_model.py compares this with the GGUF's template on the probe conversations.
+DEFAULT_SYSTEM = ("{%- if messages and messages[0]['role'] != 'system' %}"
+                  "{{- '<|im_start|>system\\n' + SYSTEM + '<|im_end|>\\n' }}{%- endif %}")
 
 
 def base_model_spec(name: str) -> BaseModel:
@@ -90,7 +79,7 @@ def file_digest(path: Path) -> str:
 
 
 def chat_template(name: str) -> str:
-    return CHAT_TEMPLATE.replace("SYSTEM", repr(base_model_spec(name).system_prompt))
+    return DEFAULT_SYSTEM.replace("SYSTEM", repr(base_model_spec(name).system_prompt)) + CHATML_TEMPLATE
 
 
 def is_built(out: Path, source_digest: str) -> bool:

@@ -13,22 +13,13 @@ from pathlib import Path
 from typing import Literal
 
 from mga.distill.core.errors import MgaError
+from mga.distill.train.tokenizer_check import CHATML_TEMPLATE
 
 Arch = Literal["qwen2", "llama"]
 Size = Literal["xs", "s"]
 
 IM_START, IM_END, PAD, EOT = "<|im_start|>", "<|im_end|>", "<|pad|>", "<|endoftext|>"
-CHAT_TEMPLATE = (
-    "{%- for message in messages %}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' }}"
-    "{%- if message['role'] == 'assistant' %}"
-    "{% generation %}{{- message['content'] + '<|im_end|>' }}{% endgeneration %}{{- '\\n' }}"
-    "{%- else %}"
-    "{{- message['content'] + '<|im_end|>' + '\\n' }}"
-    "{%- endif %}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
-)
+CHAT_TEMPLATE = CHATML_TEMPLATE
 
 # Widths are multiples of 128 so GPTQ's default group size applies to every linear layer.
 SIZES = {

@@ -19,6 +19,20 @@ from typing import Any
 from mga.distill.core.console import console
 from mga.distill.core.errors import MgaError
 
+# ChatML with the assistant turn (content and <|im_end|>) inside transformers' generation markers, as TRL's
+# assistant-only loss needs: the tiny students' template, and SmolLM2's after its default system turn.
+CHATML_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' }}"
+    "{%- if message['role'] == 'assistant' %}"
+    "{% generation %}{{- message['content'] + '<|im_end|>' }}{% endgeneration %}{{- '\\n' }}"
+    "{%- else %}"
+    "{{- message['content'] + '<|im_end|>' + '\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
 _PROBE = [
     {"role": "system", "content": "You are a probe."},
     {"role": "user", "content": "Say the word."},
