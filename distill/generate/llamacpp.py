@@ -49,10 +49,8 @@ class LlamaCppEngine:
                              verbose=False, logits_all=False)
         except (ValueError, RuntimeError) as e:
             raise MgaError(f"cannot load the GGUF file {path}: {str(e).splitlines()[0]}") from None
-        self.n_ctx = self.llm.n_ctx()
 
-    def complete(self, messages: list[dict[str, str]], params: GenerationParams,
-                 response_format: dict[str, Any] | None = None) -> Completion:
+    def complete(self, messages: list[dict[str, str]], params: GenerationParams) -> Completion:
         """Greedy at temperature 0 (top-k 1), seeded sampling otherwise; "length" when max_tokens cut it."""
         greedy = params.temperature == 0
         options: dict[str, Any] = {
@@ -60,8 +58,6 @@ class LlamaCppEngine:
             "top_k": 1 if greedy else 0, "min_p": 0.0, "repeat_penalty": 1.0,
             "seed": params.seed if params.seed is not None else 0,
         }
-        if response_format is not None:
-            options["response_format"] = response_format
         self.llm.reset()
         answer = self.llm.create_chat_completion(messages=messages, **options)
         choice, usage = answer["choices"][0], answer.get("usage") or {}

@@ -277,17 +277,20 @@ class Pipeline:
         return read_rows(self.judge(out, out.with_name("judged.eval.jsonl"), judge_stage))
 
     def quantize(self, checkpoints: dict[str, Path], eval_pairs: Path, variant: str, models: dict) -> list[dict]:
+        heldout = {stage: self.heldout_rows(stage) for stage in checkpoints} if self.cfg.quantize.schemes else {}
         return list(self.runner.each(self.cfg.quantize.schemes,  # `--until quantize` exports every scheme
-                                     lambda s: self.quantized(checkpoints, s, eval_pairs, variant, models)).values())
+                                     lambda s: self.quantized(checkpoints, s, eval_pairs, variant, models, heldout)).values())
 
-    def quantized(self, checkpoints: dict[str, Path], scheme: str, eval_pairs: Path, variant: str, models: dict) -> dict:
+    def quantized(self, checkpoints: dict[str, Path], scheme: str, eval_pairs: Path, variant: str, models: dict,
+                  heldout: dict[str, Path]) -> dict:
         """One scheme's exports of the final tool models; the quantized SLM-2's eval answers judged."""
         cfg, outs = self.cfg, {}
         corpus = Path(cfg.corpus.path) if cfg.corpus.path else default_corpus_path(cfg.language)
         for stage, checkpoint in checkpoints.items():
-            out_dir, heldout = self.at.folder("quantized", f"{stage}-{scheme}"), self.heldout_rows(stage)
+            out_dir = self.at.folder("quantized", f"{stage}-{scheme}")
             self.runner.stage(f"quantize@{stage}.{scheme}", stages.quantize, checkpoint, out_dir, scheme, cfg, corpus,
-                              heldout, inputs=[self.markers[checkpoint], heldout], outputs=[out_dir / "mga_quantize.json"],
+                              heldout[stage], inputs=[self.markers[checkpoint], heldout[stage]],
+                              outputs=[out_dir / "mga_quantize.json"],
                               config=[cfg.quantize.model_dump(mode="json"), scheme])
             outs[stage] = out_dir
         self.markers[outs["rewrite"]] = outs["rewrite"] / "mga_quantize.json"
