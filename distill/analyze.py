@@ -6,7 +6,9 @@ loss_diff_i = loss_B_i - loss_A_i (B: the synthetic-data model, A: the real-data
 The first anomaly (PAPER.md): with w = max(5% of the sequence length, 1) tokens (5% rounded down), the first
 window start p whose mean loss_diff over [p, p + w) exceeds |mu| + k * sigma, mu and sigma being the mean and
 (population) standard deviation of the document's loss_diff; reported as 100 * p / length, -1 when no window
-does. The paper does not publish k; the default is 2 and every output states the k used.
+does. The paper does not publish k; the default is 2 and every output states the k used. Its two charts (loss_diff
+along the sequence, where first anomalies fall) are drawn here too: `mga analyze loss` and the run's
+`analyze-loss` stage both call `analyze_loss`.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from typing import Any
 from mga.distill.core.console import console, track
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import read_rows, write_json, write_rows
+from mga.distill.core.plotting import new_figure, save_figure
 
 DEFAULT_K = 2.0
+MAX_CURVES = 6  # documents drawn in the loss_diff figure
 WINDOW_SHARE = 0.05
 
 
@@ -172,8 +176,6 @@ def analyze_loss(
                "real_model": str(real_model), "synthetic_model": str(synthetic_model), "texts": str(texts)}
     write_rows(out_dir / "documents.jsonl", rows)
     if plots:
-        from mga.judge.collapse_plot import plot_first_positions, plot_loss_diff
-
         summary["plots"] = [str(plot_loss_diff(rows, out_dir / "loss_diff.png", k)),
                             str(plot_first_positions(rows, out_dir / "first_anomaly.png", k))]
     write_json(out_dir / "summary.json", summary)
@@ -187,3 +189,55 @@ def summary_line(summary: dict[str, Any]) -> str:
     return (f"loss analysis (k={summary['k']:g}): {summary['with_anomaly']}/{summary['documents']} documents with an "
             f"anomaly ({100 * summary['anomaly_share']:.1f}%), {where}, mean loss_diff "
             f"{summary['mean_loss_diff_per_token']:+.4f} nats/token")
+
+
+# -- the Figure-7-style charts: loss_diff along the sequence, and where first anomalies fall --
+def _smoothed(values: list[float], w: int) -> list[float]:
+    """Trailing moving average over w tokens (the window the anomaly rule uses)."""
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v - (values[i - w] if i >= w else 0.0)
+        out.append(total / min(i + 1, w))
+    return out
+
+
+def plot_loss_diff(docs: list[dict[str, Any]], out_png: Path, k: float) -> Path:
+    """loss_diff against position (% of the sequence) for a few documents, each with its first anomaly marked.
+
+    Documents with an anomaly come first (earliest first), then the rest, up to `MAX_CURVES`."""
+    flagged = sorted((d for d in docs if d["first_anomaly_index"] >= 0), key=lambda d: d["first_anomaly_pct"])
+    shown = (flagged + [d for d in docs if d["first_anomaly_index"] < 0])[:MAX_CURVES]
+    fig, _ = new_figure((8.0, 1.6 * len(shown) + 0.6))
+    fig.clf()  # one panel per document
+    axes = fig.subplots(len(shown), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, doc in zip(axes, shown):
+        diff, n = doc["loss_diff"], len(doc["loss_diff"])
+        xs = [100.0 * i / n for i in range(n)]
+        ax.plot(xs, diff, lw=0.5, color="0.6", label="loss_diff")
+        ax.plot(xs, _smoothed(diff, doc["window"]), lw=1.2, color="C0", label=f"mean over w={doc['window']}")
+        ax.axhline(doc["threshold"], color="C3", lw=0.8, ls="--", label=f"|mu| + {k:g} sigma")
+        ax.axhline(0.0, color="0.3", lw=0.5)
+        if doc["first_anomaly_index"] >= 0:
+            ax.axvspan(doc["first_anomaly_pct"], 100.0 * (doc["first_anomaly_index"] + doc["window"]) / n,
+                       color="C3", alpha=0.25, label=f"first anomaly {doc['first_anomaly_pct']:.1f}%")
+        ax.set_ylabel("nats", fontsize=7)
+        ax.set_title(f"{doc['id']} ({n} tokens)", fontsize=8, loc="left")
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6, loc="upper right", ncol=4)
+    axes[-1].set_xlabel("position in the document (% of its tokens)")
+    fig.suptitle("loss_diff = loss(synthetic-data model) - loss(real-data model) per token", fontsize=9)
+    return save_figure(fig, out_png)
+
+
+def plot_first_positions(docs: list[dict[str, Any]], out_png: Path, k: float) -> Path:
+    """Histogram of first-anomaly positions (% of the sequence), with the share of documents without one."""
+    firsts = [d["first_anomaly_pct"] for d in docs if d["first_anomaly_index"] >= 0]
+    fig, ax = new_figure((6.0, 3.2))
+    ax.hist(firsts, bins=[5 * i for i in range(21)], color="C3", alpha=0.8, edgecolor="white")
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("first anomaly position (% of the document)")
+    ax.set_ylabel("documents")
+    none = len(docs) - len(firsts)
+    ax.set_title(f"first anomaly (k={k:g}): {len(firsts)} of {len(docs)} documents; {none} without", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    return save_figure(fig, out_png)

@@ -16,7 +16,7 @@ import statistics
 import pytest
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import read_rows, write_rows
-from mga.judge.collapse import (
+from mga.distill.analyze import (
     first_anomaly,
     loss_diff,
     summarize_documents,
@@ -96,7 +96,7 @@ def models(tmp_path_factory):
 
 
 def test_degenerate_model_shows_anomalies_earlier_and_more_often(models, tmp_path):
-    from mga.judge.collapse import analyze_loss
+    from mga.distill.analyze import analyze_loss
 
     base = analyze_loss(models["real"], models["b_real"], models["texts"], tmp_path / "real", k=1)
     collapsed = analyze_loss(models["real"], models["b_degenerate"], models["texts"], tmp_path / "degenerate", k=1)
@@ -142,7 +142,7 @@ def test_cli_and_refusal_of_different_tokenizers(models, tmp_path):
     other_corpus = write_rows(tmp_path / "other.jsonl", [{"text": "completely different words " * 50 + str(i)} for i in range(5)])
     other = build_tiny_model(tmp_path / "other-tok", corpus=other_corpus)
     with pytest.raises(MgaError, match="do not share a tokenizer"):
-        from mga.judge.collapse import analyze_loss
+        from mga.distill.analyze import analyze_loss
 
         analyze_loss(models["real"], other, models["texts"], tmp_path / "x")
     refused = CliRunner().invoke(app, ["analyze", "loss", "--real-model", str(models["real"]), "--synthetic-model",

@@ -26,7 +26,7 @@ def loss(
     Writes OUTPUT/documents.jsonl, OUTPUT/summary.json, OUTPUT/loss_diff.png and OUTPUT/first_anomaly.png.
     Example: mga analyze loss --real-model runs/a/model --synthetic-model runs/b/model --texts held_out.jsonl -o loss/
     """
-    from mga.judge.collapse import analyze_loss
+    from mga.distill.analyze import analyze_loss
 
     analyze_loss(real_model, synthetic_model, texts, output, k=k, max_length=max_length, min_tokens=min_tokens)
     typer.echo(str(output / "summary.json"))

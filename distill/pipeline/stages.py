@@ -177,7 +177,7 @@ def slm_answers(prompts: Path, rewrite_prompts: Path, chunks: Path, pairs_out: P
 
 def analyze_loss(out_dir: Path, cfg: RunConfig) -> dict[str, Any]:
     """The `analyze:` section: token-level loss analysis of two models (paper Figure 7) into `out_dir`."""
-    from mga.judge.collapse import analyze_loss as run_analysis
+    from mga.distill.analyze import analyze_loss as run_analysis
 
     a = cfg.analyze
     summary = run_analysis(a.real_model, a.synthetic_model, a.texts, out_dir, k=a.k, max_length=a.max_length)
