@@ -84,9 +84,11 @@ def api_key_of(cfg: TeacherConfig, base_url: str | None) -> str:
 
 
 def client_timeout(cfg: TeacherConfig) -> Any:
-    import httpx
+    """The client's timeouts, as the openai client's own HTTP library spells them (openai 3 ships `httpx2`,
+    whose `Timeout` refuses an `httpx.Timeout`)."""
+    import openai
 
-    return httpx.Timeout(cfg.timeout_s, connect=min(cfg.timeout_s, CONNECT_TIMEOUT_S))
+    return openai.Timeout(cfg.timeout_s, connect=min(cfg.timeout_s, CONNECT_TIMEOUT_S))
 
 
 def preflight(cfg: TeacherConfig, base_url: str | None, api_key: str) -> None:
