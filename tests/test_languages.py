@@ -19,7 +19,7 @@ from mga.distill.core.language import (
 )
 from mga.judge.fit import write_bands
 from mga.judge.keywords import keyword_coverage, keywords, terms
-from mga.judge.language_check import check_pack
+from mga.distill.language.check import check_pack
 from typer.testing import CliRunner
 
 SHIPPED = available_languages()

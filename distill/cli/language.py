@@ -21,7 +21,7 @@ def new(
     root: RootOpt = None,
 ) -> None:
     """Scaffold a pack from an existing one, with a CHECKLIST.md of what to translate and provide."""
-    from mga.judge.language_scaffold import CHECKLIST_FILE, scaffold_pack
+    from mga.distill.language.scaffold import CHECKLIST_FILE, scaffold_pack
 
     folder = scaffold_pack(code, source, root)
     console.print(f"created {folder} from '{source}'; the checklist is in {folder / CHECKLIST_FILE}", markup=False)
@@ -36,7 +36,7 @@ def check(
 ) -> None:
     """Render every template, check slots, JSON examples, leftover English, boilerplate and segmentation."""
     from mga.distill.core.language import available_languages
-    from mga.judge.language_check import check_pack
+    from mga.distill.language.check import check_pack
 
     errors: list[str] = []
     for code in codes or available_languages(root):
