@@ -163,15 +163,15 @@ def quantize_checkpoint(
     `calibration` holds ready texts (see `mga.quantize.calibration.build_calibration`, whose record can be passed
     as `calibration_record`); when None, the SFT rows beside the checkpoint and the sample corpus are used.
     At most `num_samples` texts are used, each cut to `max_length` tokens. `heldout`: the rows a GGUF export
-    is compared on greedily (default: those `task_checks.eval_rows` finds beside the checkpoint).
+    is compared on greedily (default: those `evaluate.eval_rows` finds beside the checkpoint).
     """
     from transformers import AutoTokenizer
 
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     spec = get_scheme(scheme)
     if spec.method == "gguf":  # no calibration: llama.cpp's quantizer is data-free
-        from mga.quantize.gguf_export import export_gguf
-        from mga.quantize.task_checks import eval_rows
+        from mga.quantize.gguf import export_gguf
+        from mga.quantize.evaluate import eval_rows
 
         try:
             rows, rows_used, _ = eval_rows(checkpoint, heldout)

@@ -1,21 +1,45 @@
-"""GGUF export for llama.cpp and Ollama: a Qwen2/Llama checkpoint written with the `gguf` package (the llama.cpp
-project's own writer), then quantized by llama.cpp's quantizer (`llama_model_quantize` via llama-cpp-python).
+"""GGUF for llama.cpp and Ollama: convert, quantize, export, verify.
 
-The file carries what a chat model needs to be served as trained: the BPE vocabulary, merges and pre-tokenizer,
-the chat template (without transformers' `{% generation %}` training markers), and the end-of-turn token as both
-eos and eot, so llama.cpp and Ollama stop where the model was trained to stop. `gguf` 0.19 ships no converter
-script: this module is the converter for the two architectures the toolkit trains (others are refused).
+A Qwen2/Llama checkpoint is written with the `gguf` package (the llama.cpp project's own writer), then quantized
+by llama.cpp's quantizer (`llama_model_quantize` via llama-cpp-python). The file carries what a chat model needs
+to be served as trained: the BPE vocabulary, merges and pre-tokenizer, the chat template (without transformers'
+`{% generation %}` training markers), and the end-of-turn token as both eos and eot, so llama.cpp and Ollama
+stop where the model was trained to stop. `gguf` 0.19 ships no converter script: this module is the converter
+for the two architectures the toolkit trains (others are refused).
+
+`export_gguf` runs the `gguf-f16` / `gguf-q8_0` / `gguf-q4_k_m` schemes end to end, into one folder ready for
+llama.cpp and Ollama, written to a `.partial` sibling and renamed when complete and verified:
+
+    OUT/model-<type>.gguf   weights, tokenizer, chat template, stop tokens (llama.cpp, llama-server, Ollama)
+    OUT/Modelfile           `ollama create NAME -f OUT/Modelfile`: TEMPLATE and stop match the training template
+    OUT/mga_quantize.json   scheme, source, library versions, and the verification run in llama.cpp
+
+`verify_gguf` checks the file in llama.cpp itself, loaded as a user loads it: it must tokenize text exactly as
+the transformers tokenizer does, render the chat template it carries exactly as the checkpoint's, and answer
+chat prompts greedily like the full model (share of identical answers, token overlap), stopping at the
+end-of-turn token when the full model does.
 """
 
 from __future__ import annotations
 
 import ctypes
+import importlib.metadata
 import json
+import os
 import re
+import shutil
+import time
 from pathlib import Path
 from typing import Any
 
+from mga.distill.core.console import console, track
 from mga.distill.core.errors import MgaError
+from mga.distill.core.io import write_json
+from mga.distill.core.weights import weight_files
+from mga.distill.generate.llamacpp import default_threads
+from mga.quantize.checkpoint import check_checkpoint
+from mga.quantize.evaluate import agreement, chat_prompt, greedy
+from mga.quantize.export_lint import SAMPLE_CHAT
 
 GGUF_SCHEMES = {"gguf-f16": ("f16", "MOSTLY_F16"), "gguf-q8_0": ("q8_0", "MOSTLY_Q8_0"), "gguf-q4_k_m": ("q4_k_m", "MOSTLY_Q4_K_M")}
 ARCHS = {"qwen2": "QWEN2", "llama": "LLAMA"}
@@ -113,7 +137,6 @@ def _tensors(checkpoint: Path, config: dict[str, Any], arch: str):
     import gguf
     import numpy as np
     import torch
-    from mga.distill.core.weights import weight_files
     from safetensors import safe_open
 
     n_layers = config["num_hidden_layers"]
@@ -197,7 +220,6 @@ def llama_quantize(source: Path, out_file: Path, scheme: str, threads: int = 2) 
 
     Its per-tensor log goes to a file, not the user's terminal; returns what it said about fallbacks (K-quants
     need rows a multiple of 256 wide; narrower tensors fall back to legacy types)."""
-    import os
     import tempfile
 
     import gguf
@@ -220,3 +242,176 @@ def llama_quantize(source: Path, out_file: Path, scheme: str, threads: int = 2) 
         raise MgaError(f"llama.cpp could not quantize {source} to {scheme} (status {status}): {text[-500:]}")
     fallback = re.search(r"(\d+) of (\d+) tensor\(s\) required fallback", text)
     return {"fallback_tensors": f"{fallback.group(1)} of {fallback.group(2)}" if fallback else "0"}
+
+
+TOKENIZER_SAMPLES = [
+    "The quick brown fox, 1234 times: don't stop!\n\n  Indented\tline.",
+    "<|im_start|>user\nHello<|im_end|>\n",
+    "Unicode: café, naïve, 中文, emoji 🙂.",
+]
+
+
+def load_llama(gguf_file: Path, n_ctx: int, threads: int):
+    from llama_cpp import Llama
+
+    return Llama(model_path=str(gguf_file), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, seed=0,
+                 verbose=False)
+
+
+def llama_greedy(llm, prompt: list[int], max_new_tokens: int) -> dict[str, Any]:
+    """Greedy tokens from llama.cpp until an end-of-generation token or `max_new_tokens`."""
+    import llama_cpp
+
+    ids: list[int] = []
+    for token in llm.generate(prompt, top_k=1, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0, reset=True):
+        if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
+            return {"ids": ids, "stopped": True}
+        ids.append(token)
+        if len(ids) >= max_new_tokens:
+            break
+    return {"ids": ids, "stopped": False}
+
+
+def template_matches(llm, tokenizer) -> bool:
+    """The template inside the file, rendered the way llama-cpp-python renders it, equals the checkpoint's."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = llm.metadata.get("tokenizer.chat_template")
+    if not template:
+        return False
+    ours = Jinja2ChatFormatter(template, eos_token=tokenizer.eos_token or "", bos_token=tokenizer.bos_token or "",
+                               add_generation_prompt=True)(messages=SAMPLE_CHAT).prompt
+    return ours == tokenizer.apply_chat_template(SAMPLE_CHAT, tokenize=False, add_generation_prompt=True)
+
+
+def verify_gguf(
+    gguf_file: Path,
+    checkpoint: Path,
+    rows: list[dict[str, Any]],
+    *,
+    rows_used: str,
+    max_rows: int = 8,
+    max_new_tokens: int = 128,
+    threads: int = 2,
+) -> dict[str, Any]:
+    """Checks of `gguf_file` against the full `checkpoint`; a tokenizer or template mismatch is an error."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    rows = [r for r in rows if isinstance(r.get("messages"), list) and r["messages"]][:max_rows]
+    prompts = [chat_prompt(tokenizer, r) for r in rows]
+    n_ctx = max([len(p) for p in prompts] + [256]) + max_new_tokens + 8
+    llm = load_llama(gguf_file, n_ctx, threads)
+    samples = TOKENIZER_SAMPLES + [tokenizer.decode(p) for p in prompts]
+    differ = [s for s in samples if llm.tokenize(s.encode(), add_bos=False, special=True)
+              != tokenizer(s, add_special_tokens=False)["input_ids"]]
+    if differ:
+        raise MgaError(f"{gguf_file.name}: llama.cpp tokenizes {len(differ)} of {len(samples)} test texts differently "
+                       f"from the checkpoint's tokenizer (first: {differ[0][:60]!r})")
+    if not template_matches(llm, tokenizer):
+        raise MgaError(f"{gguf_file.name}: the chat template in the file does not render as the checkpoint's")
+    result: dict[str, Any] = {"tokenizer_texts_checked": len(samples), "chat_template_identical": True,
+                              "rows_used": rows_used, "prompts": len(prompts), "max_new_tokens": max_new_tokens}
+    if prompts:
+        full = greedy(checkpoint, prompts, max_new_tokens, "greedy full")
+        ours = [llama_greedy(llm, p, max_new_tokens) for p in track(prompts, f"greedy {gguf_file.name}")]
+        result["agreement"] = agreement([o["ids"] for o in full], [o["ids"] for o in ours])
+        result["stopped_at_end_of_turn"] = {"full": round(sum(o["stopped"] for o in full) / len(full), 4),
+                                            "gguf": round(sum(o["stopped"] for o in ours) / len(ours), 4)}
+        result["examples"] = [{"full": tokenizer.decode(f["ids"]), "gguf": tokenizer.decode(o["ids"])}
+                              for f, o in list(zip(full, ours))[:3]]
+    llm.close()
+    return result
+
+
+MARKER = "mga_quantize.json"
+
+
+def gguf_file_name(scheme: str) -> str:
+    return f"model-{GGUF_SCHEMES[scheme][0]}.gguf"
+
+
+def _settings(checkpoint: Path, scheme: str) -> dict[str, Any]:
+    return {"scheme": scheme, "source": str(checkpoint.resolve()),
+            "source_weights": [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in weight_files(checkpoint)]}
+
+
+def _reusable(out_dir: Path, scheme: str, settings: dict[str, Any]) -> bool:
+    marker = out_dir / MARKER
+    if not marker.exists() or not (out_dir / gguf_file_name(scheme)).exists():
+        return False
+    return json.loads(marker.read_text(encoding="utf-8")).get("settings") == settings
+
+
+def export_gguf(
+    checkpoint: Path,
+    out_dir: Path,
+    scheme: str,
+    *,
+    rows: list[dict[str, Any]] | None = None,
+    rows_used: str = "",
+    verify: bool = True,
+    threads: int | None = None,
+) -> Path:
+    """Convert, quantize with llama.cpp, write the Modelfile and verify in llama.cpp; returns `out_dir`."""
+    from mga.quantize.ollama import modelfile
+    from transformers import AutoTokenizer
+
+    checkpoint, out_dir = Path(checkpoint), Path(out_dir)
+    if scheme not in GGUF_SCHEMES:
+        raise MgaError(f"unknown GGUF scheme '{scheme}': choose {', '.join(GGUF_SCHEMES)}")
+    check_gguf_libraries()
+    check_gguf_architecture(check_checkpoint(checkpoint))
+    settings = _settings(checkpoint, scheme)
+    if _reusable(out_dir, scheme, settings):
+        console.print(f"  {out_dir}: finished {scheme} output with the same settings, reused", markup=False)
+        return out_dir
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / MARKER).exists():
+        raise MgaError(f"{out_dir}: exists and is not an `mga quantize` output; choose another --output")
+    threads = threads or min(8, default_threads())
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    partial = out_dir.with_name(f".{out_dir.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    console.print(f"  {scheme}: converting {checkpoint} -> {out_dir}", markup=False)
+    started = time.time()
+    source = write_gguf(checkpoint, partial / "model-full.gguf")
+    converted = time.time()
+    target = partial / gguf_file_name(scheme)
+    quantizer = llama_quantize(source, target, scheme, threads=threads)
+    source.unlink()
+    quantized = time.time()
+    stop = [tokenizer.eos_token]
+    (partial / "Modelfile").write_text(modelfile(target.name, tokenizer, stop), encoding="utf-8")
+    record: dict[str, Any] = {
+        "scheme": scheme, "method": "gguf", "format": f"gguf {GGUF_SCHEMES[scheme][0]}", "source": str(checkpoint),
+        "settings": settings, "file": target.name, "bytes": target.stat().st_size, "stop_tokens": stop, **quantizer,
+        "library": f"gguf {importlib.metadata.version('gguf')}, llama-cpp-python {importlib.metadata.version('llama-cpp-python')}",
+        "timings": {"convert_s": round(converted - started, 3), "quantize_s": round(quantized - converted, 3)},
+    }
+    if verify:
+        record["verification"] = verify_gguf(target, checkpoint, rows or [], rows_used=rows_used, threads=threads)
+        record["timings"]["verify_s"] = round(time.time() - quantized, 3)
+    write_json(partial / MARKER, record)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(partial, out_dir)
+    console.print(f"  {scheme}: {record['bytes'] / 1e6:.1f} MB in {time.time() - started:.1f}s -> "
+                  f"{out_dir / target.name}", markup=False)
+    return out_dir
+
+
+def local_gguf(checkpoint: Path) -> Path:
+    """The GGUF file that llama.cpp runs for a local generation backend: the file of a GGUF output folder, or an
+    f16 export of a checkpoint beside it (`<checkpoint>.gguf-f16/`, reused while the weights are unchanged).
+    f16 keeps greedy answers as the checkpoint's (tests/test_llamacpp_backend.py); tokenizer and template are
+    checked at export."""
+    checkpoint = Path(checkpoint)
+    marker = checkpoint / MARKER
+    if marker.exists() and checkpoint.is_dir():
+        record = json.loads(marker.read_text(encoding="utf-8"))
+        if record.get("method") == "gguf":
+            return checkpoint / record["file"]
+    out_dir = checkpoint.with_name(f"{checkpoint.name}.gguf-f16")
+    export_gguf(checkpoint, out_dir, "gguf-f16", verify=True)
+    return out_dir / gguf_file_name("gguf-f16")

@@ -75,7 +75,7 @@ def smollm2_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def smollm2_f16_gguf(smollm2_dir):
     """The checkpoint's f16 GGUF export (what the llama.cpp backend runs), tokenizer and template checked."""
-    from mga.quantize.gguf_export import local_gguf
+    from mga.quantize.gguf import local_gguf
 
     return local_gguf(smollm2_dir)
 

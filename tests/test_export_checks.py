@@ -71,7 +71,7 @@ def test_export_with_a_bad_generation_config_is_refused(pairs_model, tmp_path):
 
 
 def test_rows_are_named_honestly(pairs_model, tmp_path):
-    from mga.quantize.task_checks import eval_rows
+    from mga.quantize.evaluate import eval_rows
 
     rows, label, source = eval_rows(pairs_model)
     assert source.name == "eval.jsonl" and label.startswith("held-out SFT rows, not trained on") and rows
@@ -85,7 +85,7 @@ def test_rows_are_named_honestly(pairs_model, tmp_path):
 
 
 def test_agreement_counts_identical_outputs_and_token_overlap():
-    from mga.quantize.task_checks import agreement
+    from mga.quantize.evaluate import agreement
 
     assert agreement([[1, 2, 3], [4, 5]], [[1, 2, 3], [4, 6, 7]]) == {"identical": 0.5, "token_overlap": round((1 + 1 / 3) / 2, 4)}
     with pytest.raises(MgaError):
@@ -93,7 +93,7 @@ def test_agreement_counts_identical_outputs_and_token_overlap():
 
 
 def test_eval_reports_task_checks_in_compare_json_and_section(pairs_model, gptq):
-    from mga.quantize.export_eval import compare_section, evaluate_export
+    from mga.quantize.evaluate import compare_section, evaluate_export
 
     result = evaluate_export(pairs_model, gptq, pairs_check=pairs_check, max_rows=6, max_new_tokens=160)
     task = result["task"]
@@ -117,7 +117,7 @@ def test_rewrite_stage_is_judged_full_vs_quantized(pairs_model, gptq, tmp_path):
 
     from mga.judge.config import JudgeConfig
     from mga.judge.judging import judged_rate
-    from mga.quantize.task_checks import task_checks
+    from mga.quantize.evaluate import task_checks
 
     rows = [{**r, "meta": {"docid": r["docid"], "chunk_id": 0, "pair_id": 0, "raw_text": r["messages"][0]["content"],
                            "genre": "Lecture", "audience": "students"}} for r in pairs_chat_rows()[:3]]

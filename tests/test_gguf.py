@@ -89,8 +89,8 @@ def test_q4_k_m_loads_answers_and_stops(qwen2, tmp_path):
 
 def test_llama_architecture_q8_0(tmp_path):
     """Llama's q/k weights are permuted for llama.cpp's RoPE layout: wrong permutation = different answers."""
-    from mga.quantize.gguf_export import export_gguf
-    from mga.quantize.task_checks import eval_rows
+    from mga.quantize.gguf import export_gguf
+    from mga.quantize.evaluate import eval_rows
 
     model = pairs_run(tmp_path / "llama", arch="llama", steps=80)
     rows, used, _ = eval_rows(model)

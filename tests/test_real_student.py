@@ -23,7 +23,7 @@ from mga.distill.train.launch import train
 from mga.distill.train.sft_data import build_sft_datasets
 from mga.judge.reference import default_reference_path, reference_chunk_rows, reference_pairs_rows
 from mga.judge.scores import wilson_ci
-from mga.quantize.gguf_export import local_gguf
+from mga.quantize.gguf import local_gguf
 
 pytestmark = pytest.mark.real_model
 TRAIN_DOCS, EVAL_DOCS = 12, 6

@@ -89,8 +89,8 @@ def quantize(
 def _gguf(checkpoint: Path, out_dir: Path, scheme: str, heldout: Path | None) -> None:
     import json
 
-    from mga.quantize.gguf_export import MARKER, export_gguf
-    from mga.quantize.task_checks import eval_rows
+    from mga.quantize.gguf import MARKER, export_gguf
+    from mga.quantize.evaluate import eval_rows
 
     try:
         rows, rows_used, _ = eval_rows(checkpoint, heldout)
@@ -112,7 +112,7 @@ def _evaluate(checkpoint: Path, out_dir: Path, heldout: Path | None, judge: str 
     from functools import partial
 
     from mga.judge.pairs_check import parse_pairs
-    from mga.quantize.export_eval import evaluate_export, task_rows
+    from mga.quantize.evaluate import evaluate_export, task_rows
 
     judge_rate = None
     if judge is not None:

@@ -35,7 +35,7 @@ from mga.distill.train.launch import preflight
 from mga.distill.train.loop import JUDGE_FAILED, pool_parts, run_loop
 from mga.distill.train.split import only_docs, read_split, split_documents, write_parts
 from mga.judge.controls import control_verdict, failed_stages
-from mga.quantize.gguf_export import local_gguf
+from mga.quantize.gguf import local_gguf
 from mga.judge.pairs_check import check_pairs_file
 from mga.judge.reference import (
     default_reference_path,

@@ -18,7 +18,7 @@ from mga.judge.embed_map import embedding_map
 from mga.judge.health import reference_key
 from mga.judge.reference import reference_judged_rows
 from mga.judge.report import loss_analysis_section, write_report
-from mga.quantize.export_eval import compare_section
+from mga.quantize.evaluate import compare_section
 
 
 def notes_for(cfg: RunConfig, *, trained: bool) -> list[str]:

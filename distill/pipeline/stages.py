@@ -145,7 +145,7 @@ def quantize(checkpoint: Path, out_dir: Path, scheme: str, cfg: RunConfig, corpu
     from mga.judge.pairs_check import parse_pairs
     from mga.quantize.calibration import build_calibration
     from mga.quantize.export import quantize_checkpoint
-    from mga.quantize.export_eval import evaluate_export
+    from mga.quantize.evaluate import evaluate_export
     from transformers import AutoTokenizer
 
     q = cfg.quantize
