@@ -83,6 +83,24 @@ def _candidate_pairs(data: Any) -> tuple[list[Any] | None, str | None]:
     return None, 'JSON has no list of pairs (expected {"pairs": [{"genre": ..., "audience": ...}, ...]})'
 
 
+# Longest genre or audience description a schema allows: the teacher labels' are under 200 characters; the
+# bound stops a small model that loops inside one description (measured on SmolLM2, docs/labeling.md).
+MAX_DESCRIPTION_CHARS = 400
+
+
+def pairs_json_schema(num_pairs: int = 5) -> dict[str, Any]:
+    """The JSON schema of a stage-1 answer, for constrained decoding: `{"pairs": [num_pairs x {genre, audience}]}`.
+
+    It fixes the shape and bounds the length; it cannot make pairs distinct or meaningful, so `parse_pairs`
+    still checks every answer."""
+    text = {"type": "string", "minLength": 1, "maxLength": MAX_DESCRIPTION_CHARS}
+    pair = {"type": "object", "properties": {"genre": text, "audience": text}, "required": ["genre", "audience"],
+            "additionalProperties": False}
+    return {"type": "object", "properties": {"pairs": {"type": "array", "items": pair, "minItems": num_pairs,
+                                                       "maxItems": num_pairs}},
+            "required": ["pairs"], "additionalProperties": False}
+
+
 def parse_pairs(text: str, num_pairs: int = 5) -> tuple[list[dict[str, str]] | None, str | None]:
     """`(pairs, None)` with exactly `num_pairs` distinct {"genre", "audience"} dicts, or `(None, reason)`."""
     if not text or not text.strip():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import typing
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from mga.distill.core.secrets import HiddenValue, Secret, looks_like_secret
 from pydantic import (
@@ -20,7 +20,10 @@ from pydantic import (
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -34,6 +37,9 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
 
 
+StructuredOutput = Literal["auto", "json_schema", "json_object", "off"]
+
+
 class GenerationParams(Section):
     """Sampling parameters of one kind of call (pairs, rewrite or judge)."""
 
@@ -41,6 +47,23 @@ class GenerationParams(Section):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     max_tokens: PositiveInt = 4096
     seed: int | None = None
+    repetition_penalty: float = Field(
+        1.0, gt=0.0, le=2.0, description="local backends and vLLM/SGLang/llama.cpp servers (sent as extra_body); "
+        "1.0 = off. OpenAI's own API refuses it")
+    structured_output: StructuredOutput = Field(
+        "off", description="constrained decoding of the answer's JSON (stage-1 pairs, the judge's verdict): "
+        "json_schema (the stage's schema), json_object (any JSON), auto (json_schema where the endpoint accepts it, "
+        "else none, decided once per endpoint), off (JSON asked for in the prompt only)")
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict:
+        """Keys added after the first release are dumped only when set: cache keys, resume digests and stage
+        configs hash this dump, so answers paid for before the keys existed stay valid."""
+        data = handler(self)
+        for name in ("repetition_penalty", "structured_output"):
+            if data.get(name) == type(self).model_fields[name].default:
+                data.pop(name, None)
+        return data
 
 
 class CorpusConfig(Section):
@@ -127,6 +150,23 @@ class TeacherConfig(Section):
                 raise ValueError("an endpoint is listed twice")
             return value[0] if len(value) == 1 else value
         return value
+
+    @field_validator("pairs", "rewrite", "judge", mode="before")
+    @classmethod
+    def _over_defaults(cls, value: Any, info: ValidationInfo) -> Any:
+        """A partial section (`teacher.judge: {max_tokens: 100}`, `--set teacher.pairs.structured_output=auto`)
+        changes the keys it names; the others keep that call's own defaults (the judge's temperature 0), not
+        the generic ones of `GenerationParams`."""
+        if isinstance(value, dict):
+            return {**cls.model_fields[info.field_name].default.model_dump(), **value}
+        return value
+
+    @model_validator(mode="after")
+    def _no_schema_for_rewrites(self) -> TeacherConfig:
+        if self.rewrite.structured_output != "off":
+            raise ValueError("teacher.rewrite.structured_output: a rewrite is free text, it has no JSON schema; "
+                             "structured output applies to teacher.pairs and teacher.judge")
+        return self
 
     @model_validator(mode="after")
     def _budget_needs_prices(self) -> TeacherConfig:

@@ -6,6 +6,13 @@ determines the answer: the endpoint's identity (`mga.distill.generate.endpoint.c
 flag and the validation attempt index (a retry after a rejected answer is a new request, and a resumed run
 replays the same sequence). Nothing about the key is stored.
 
+Structured output (`mga.distill.generate.structured`) is in the key as the parameters carry it: the mode, and
+the answer's schema whenever the mode is not `off`. So an answer asked for without a schema is never reused for
+a request with one (or with another schema), and caches written before the mode existed, whose requests are
+all `off`, keep their keys (`GenerationParams` leaves the new keys out of its dump at their defaults). Under
+`auto` the key does not say whether the endpoint honoured the schema: `auto` asks for whatever this endpoint
+gives, and the endpoint is in the key.
+
 `spend`: one row per accounting event (requests sent, tokens, cache hits, rejected answers, results) under
 an `account` (the run it belongs to: `mga.distill.generate.accounting.run_id`) and a `stage`; a request is
 recorded as in flight before it is sent and settled with its answer or failure. A paid answer and its spend row are
@@ -24,6 +31,7 @@ from typing import Any
 
 from mga.distill.core.errors import MgaError, disk_full, is_disk_full
 from mga.distill.generate.protocol import Completion, Request
+from mga.distill.generate.structured import wanted
 
 COUNTS = ("requests", "cache_hits", "retries", "invalid", "results", "failures", "prompt_tokens",
           "completion_tokens", "batch_prompt_tokens", "batch_completion_tokens", "in_flight", "in_flight_prompt_tokens",
@@ -43,6 +51,8 @@ def request_key(model: str, request: Request, attempt: int = 0, endpoint: str = 
                         int(attempt)]
     if endpoint:
         parts.append(endpoint)
+    if wanted(request) is not None:
+        parts.append({"schema": request.schema})
     blob = json.dumps(parts, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 

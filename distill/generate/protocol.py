@@ -20,12 +20,14 @@ Validator = Callable[["Completion"], tuple[Any, str | None]]
 class Request:
     """One chat call. `key` identifies the row it belongs to (not part of the cache key). `check`, when set,
     validates this request's answers instead of the run's `validate` (checks that need the request's own
-    document, like stage 2's); every generator honours it."""
+    document, like stage 2's); every generator honours it. `schema` is the JSON schema of the answer, used for
+    constrained decoding as `params.structured_output` says (`mga.distill.generate.structured`)."""
 
     key: str
     messages: list[dict[str, str]]
     params: GenerationParams
     logprobs: bool = False
+    schema: dict[str, Any] | None = None
     check: Validator | None = field(default=None, compare=False)
 
 
