@@ -9,6 +9,7 @@ keeps a verdict only for the same original, rewrite, judge prompt, parameters an
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from pathlib import Path
@@ -29,8 +30,29 @@ BACKEND = "llm"
 _SCORE_AT = re.compile(r"(?:\"score\"|score|评分|得分|分数)\s*[:：=]\s*\"?\**\s*$", re.IGNORECASE)
 
 
+# The verdict the shipped judge prompts ask for: {"analysis": "...", "score": 1..5}, analysis first so that a
+# constrained model writes its steps before the score. `parse_judgement` reads it like any other JSON verdict.
+VERDICT_SCHEMA = {"type": "object", "properties": {"analysis": {"type": "string"},
+                                                   "score": {"type": "integer", "enum": [1, 2, 3, 4, 5]}},
+                  "required": ["analysis", "score"], "additionalProperties": False}
+
+
 def validate(completion: Completion) -> tuple[dict | None, str | None]:
     return parse_judgement(completion.text)
+
+
+@functools.cache
+def verdict_schema(language: str) -> dict[str, Any] | None:
+    """The schema of the judge's answer when the language's judge prompt asks for the JSON verdict (every shipped
+    pack does), else None: a pack whose prompt asks for a `Score: N` line gets no schema that contradicts it."""
+    instructions = judge_messages("", "", language)[-1]["content"]
+    return VERDICT_SCHEMA if '"analysis"' in instructions and '"score"' in instructions else None
+
+
+def judge_request(key: str, messages: list[dict[str, str]], params: GenerationParams, language: str,
+                  logprobs: bool = False) -> Request:
+    """One judge call, with the verdict's schema for structured output (`params.structured_output`)."""
+    return Request(key=key, messages=messages, params=params, logprobs=logprobs, schema=verdict_schema(language))
 
 
 def weighted_score(logprobs: list[dict[str, Any]] | None) -> float | None:
@@ -103,7 +125,7 @@ def judge_rows(
                 out.write({**row, "judge": {**unscored_verdict(reason, BACKEND, model), "attempts": 0, "history": [],
                                             "digest": digests[key]}})
                 del todo[key]
-        requests = [Request(key=key, messages=prompts[key], params=params, logprobs=logprobs) for key in todo]
+        requests = [judge_request(key, prompts[key], params, language, logprobs) for key in todo]
         if requests:
             for result in generator.run(requests, validate=validate, max_attempts=max_parse_attempts, description="judge"):
                 key = result.request.key

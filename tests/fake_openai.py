@@ -1,8 +1,8 @@
 """A real HTTP server on 127.0.0.1 that speaks the OpenAI chat-completions API, with scripted answers
 and scripted faults (status codes with Retry-After, slow answers, hangs, dropped connections, empty content,
-finish_reason=length, bad JSON, a wrong key (401), an unknown model (404)...). It counts what it received
-(`received`: every chat call, `model_lists`: every GET /models). Used by tests and benchmarks; it never
-contacts anything else.
+finish_reason=length, bad JSON, a wrong key (401), an unknown model (404), a `response_format` it does not
+take (400, as OpenAI words it)...). It counts what it received (`received`: every chat call, `model_lists`:
+every GET /models). Used by tests and benchmarks; it never contacts anything else.
 """
 
 from __future__ import annotations
@@ -72,10 +72,12 @@ class FakeOpenAI:
         on_answered: Callable[[dict[str, Any]], None] | None = None,
         models: list[str] | None = None,
         hang_models: bool = False,
+        refuse_formats: tuple[str, ...] = (),
     ):
         self.responder = responder
         self.models = models  # served model names: GET /models lists them, other names get 404; None: any
         self.hang_models = hang_models  # GET /models never answers
+        self.refuse_formats = refuse_formats  # response_format types answered with a 400 (e.g. "json_schema")
         self.received = 0  # chat calls received, refused ones included
         self.model_lists = 0
         self.stopping = threading.Event()
@@ -128,6 +130,12 @@ class FakeOpenAI:
                     return
                 with server.lock:
                     server.requests.append(body)
+                kind = (body.get("response_format") or {}).get("type")
+                if kind in server.refuse_formats:
+                    self._send(400, {"error": {"message": f"Invalid parameter: 'response_format' of type '{kind}' is "
+                                                          "not supported with this model.", "type": "invalid_request_error",
+                                               "param": "response_format", "code": None}})
+                    return
                 reply = server.responder(body)
                 if reply.hang:
                     server.stopping.wait()

@@ -14,6 +14,7 @@ from mga.distill.expand.spec import ExpandSpec, Which
 from mga.distill.generate.protocol import Generator, Request, Sized
 from mga.distill.label.rows import (
     Job,
+    pairs_request,
     pairs_result_row,
     pairs_validator,
     rewrite_request,
@@ -31,7 +32,7 @@ def answer_jobs(which: Which, spec: ExpandSpec, generator: Generator, jobs: Iter
     def requests() -> Iterator[Request]:
         for key, job in jobs:
             in_flight[key] = job
-            yield (Request(key, job.messages, params) if which == "pairs"
+            yield (pairs_request(key, job, params, spec.num_pairs) if which == "pairs"
                    else rewrite_request(key, job, params, spec.language))
 
     if which == "pairs":

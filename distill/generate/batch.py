@@ -82,6 +82,7 @@ class BatchGenerator:
         size = 0
         for key, request in todo.items():
             body = self.online._kwargs(request)
+            body.update(body.pop("extra_body", {}))  # a client argument online; the body's own fields here
             line = (json.dumps({"custom_id": key, "method": "POST", "url": ENDPOINT, "body": body},
                                ensure_ascii=False) + "\n").encode()
             if parts[-1] and (len(parts[-1]) >= self.cfg.batch_max_requests or size + len(line) > self.cfg.batch_max_bytes):

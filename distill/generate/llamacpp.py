@@ -50,16 +50,18 @@ class LlamaCppEngine:
         except (ValueError, RuntimeError) as e:
             raise MgaError(f"cannot load the GGUF file {path}: {str(e).splitlines()[0]}") from None
 
-    def complete(self, messages: list[dict[str, str]], params: GenerationParams) -> Completion:
-        """Greedy at temperature 0 (top-k 1), seeded sampling otherwise; "length" when max_tokens cut it."""
+    def complete(self, messages: list[dict[str, str]], params: GenerationParams,
+                 response_format: dict[str, Any] | None = None) -> Completion:
+        """Greedy at temperature 0 (top-k 1), seeded sampling otherwise; "length" when max_tokens cut it.
+        `response_format` constrains the answer to a JSON-schema grammar (`structured.llamacpp_response_format`)."""
         greedy = params.temperature == 0
         options: dict[str, Any] = {
             "max_tokens": params.max_tokens, "temperature": params.temperature, "top_p": 1.0 if greedy else params.top_p,
-            "top_k": 1 if greedy else 0, "min_p": 0.0, "repeat_penalty": 1.0,
+            "top_k": 1 if greedy else 0, "min_p": 0.0, "repeat_penalty": params.repetition_penalty,
             "seed": params.seed if params.seed is not None else 0,
         }
         self.llm.reset()
-        answer = self.llm.create_chat_completion(messages=messages, **options)
+        answer = self.llm.create_chat_completion(messages=messages, response_format=response_format, **options)
         choice, usage = answer["choices"][0], answer.get("usage") or {}
         return Completion(text=choice["message"].get("content") or "", finish_reason=choice.get("finish_reason") or "stop",
                           prompt_tokens=int(usage.get("prompt_tokens", 0)),

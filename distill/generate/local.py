@@ -8,7 +8,10 @@ With `backend="vllm"` (optional extra, CUDA only) the same requests go through v
 `backend="llamacpp"` a GGUF file answers them through llama.cpp on CPUs (`mga.distill.generate.llamacpp`), one
 request at a time, so progress moves per answer. A backend is one `_generate_<backend>(jobs, params)` returning
 a batch's completions; which answers are re-asked, and how often, is `mga.distill.generate.reask`'s to decide
-(a re-ask here samples, seeded per attempt).
+(a re-ask here samples, seeded per attempt). Structured output (`mga.distill.generate.structured`): llama.cpp
+gets the answer's JSON-schema grammar, vLLM its structured-outputs parameter; transformers has no constrained
+decoding, so `auto` answers unconstrained there and `json_schema`/`json_object` end the run with an error.
+`repetition_penalty` reaches all three.
 
 Fail loud: a batch in which every request fails to generate (an exception, not a rejected answer) is held
 back; `max_failed_batches` such batches in a row, or a run in which no request generates at all, raise
@@ -18,6 +21,7 @@ back; `max_failed_batches` such batches in a row, or a run in which no request g
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,7 @@ from typing import Any
 from mga.distill.core.config import GenerationParams
 from mga.distill.core.console import progress_task
 from mga.distill.core.errors import MgaError
+from mga.distill.generate import structured
 from mga.distill.generate.llamacpp import LlamaCppEngine, is_gguf
 from mga.distill.generate.protocol import Completion, Request, Result, Validator
 from mga.distill.generate.reask import Asking
@@ -46,8 +51,11 @@ def _params(job: Asking) -> GenerationParams:
     return p.model_copy(update={"temperature": p.temperature or RETRY_TEMPERATURE, "seed": seed})
 
 
-def _params_key(p: GenerationParams) -> tuple:
-    return (p.temperature, p.top_p, p.max_tokens, p.seed)
+def _group_key(job: Asking) -> tuple:
+    """Jobs generated in one batch share their sampling parameters and structured output (mode and schema)."""
+    p, mode = _params(job), structured.wanted(job.request)
+    schema = json.dumps(job.request.schema, sort_keys=True) if mode else None
+    return (p.temperature, p.top_p, p.max_tokens, p.seed, p.repetition_penalty, mode, schema)
 
 
 class LocalGenerator:
@@ -142,6 +150,8 @@ class LocalGenerator:
     def _generate_transformers(self, jobs: list[Asking], params: GenerationParams) -> list[Completion]:
         import torch
 
+        for job in jobs:
+            structured.unsupported("transformers", job.request)  # `auto` answers unconstrained
         enc = self.tokenizer(self._prompts(jobs), return_tensors="pt", padding=True, add_special_tokens=False)
         enc = {k: v.to(self.model.device) for k, v in enc.items()}
         prompt_len = enc["input_ids"].shape[1]
@@ -153,8 +163,9 @@ class LocalGenerator:
         sample = params.temperature > 0
         if sample and params.seed is not None:
             torch.manual_seed(params.seed)
-        options: dict[str, Any] = {"do_sample": sample, "max_new_tokens": max_new,
-                                   "eos_token_id": self.eos_ids, "pad_token_id": self.tokenizer.pad_token_id}
+        options: dict[str, Any] = {"do_sample": sample, "max_new_tokens": max_new, "eos_token_id": self.eos_ids,
+                                   "pad_token_id": self.tokenizer.pad_token_id,
+                                   "repetition_penalty": params.repetition_penalty}
         if sample:
             options.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
         else:
@@ -179,7 +190,9 @@ class LocalGenerator:
         from vllm import SamplingParams
 
         sampling = SamplingParams(
-            temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_tokens, seed=params.seed
+            temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_tokens, seed=params.seed,
+            repetition_penalty=params.repetition_penalty,
+            **structured.vllm_sampling_options(SamplingParams, jobs[0].request),  # one schema a batch (`_group_key`)
         )
         outputs = self.llm.chat([j.request.messages for j in jobs], sampling, use_tqdm=False)
         return [
@@ -193,13 +206,16 @@ class LocalGenerator:
         ]
 
     def _generate_llamacpp(self, jobs: list[Asking], params: GenerationParams) -> list[Completion]:
-        return [self.engine.complete(j.request.messages, params) for j in jobs]
+        return [self.engine.complete(j.request.messages, params, structured.llamacpp_response_format(j.request))
+                for j in jobs]
 
     def _generate(self, jobs: list[Asking], params: GenerationParams) -> list[Completion | str]:
         """Completions for a batch, or per request an error string; a failing batch is retried one by one."""
         run = {"vllm": self._generate_vllm, "llamacpp": self._generate_llamacpp}.get(self.backend, self._generate_transformers)
         try:
             return list(run(jobs, params))
+        except MgaError:  # a setting this backend cannot honour (structured output): the run's error, not a row's
+            raise
         except Exception as e:  # noqa: BLE001 - one bad request must not end the run
             if len(jobs) == 1:
                 return [f"generation failed: {e.__class__.__name__}: {e}"]
@@ -211,7 +227,7 @@ class LocalGenerator:
         while pending:
             groups: dict[tuple, list[Asking]] = {}
             for job in pending:
-                groups.setdefault(_params_key(_params(job)), []).append(job)
+                groups.setdefault(_group_key(job), []).append(job)
             pending = []
             for group in groups.values():
                 for job, outcome in zip(group, self._generate(group, _params(group[0])), strict=True):

@@ -7,6 +7,11 @@ endpoint at once; after `eject_after` connect failures in a row an endpoint is o
 `cooldown_s`, then gets requests again (one more failure puts it straight back out). With one endpoint
 nothing is ejected: the teacher's own retries and backoff apply, as before. Counts per endpoint go to
 `stats` (the run's `Accounting.endpoints`).
+
+Structured output `auto` (`mga.distill.generate.structured`): a request whose `response_format` is optional
+goes to an endpoint with it until that endpoint refuses it once; the request is then sent again at once
+without it, and so is every later one to that endpoint (`no_format`: the endpoints that refused, kept by the
+generator for the whole run, said once in the log).
 """
 
 from __future__ import annotations
@@ -14,6 +19,10 @@ from __future__ import annotations
 import asyncio
 import time
 from typing import Any
+
+from mga.distill.core.console import console
+from mga.distill.core.secrets import redact
+from mga.distill.generate import structured
 
 ENDPOINT_COUNTS = ("requests", "ok", "connect_errors", "errors", "ejections", "prompt_tokens", "completion_tokens")
 
@@ -42,6 +51,7 @@ class EndpointPool:
         eject_after: int = 3,
         cooldown_s: float = 30.0,
         stats: dict[str, dict[str, int]] | None = None,
+        no_format: set[str] | None = None,
     ):
         from openai import AsyncOpenAI
 
@@ -54,6 +64,7 @@ class EndpointPool:
         self.concurrency = concurrency
         self.eject_after = eject_after if len(self.endpoints) > 1 else 0
         self.cooldown_s = cooldown_s
+        self.no_format = no_format if no_format is not None else set()
         self._waiters: list[asyncio.Future] = []
 
     @property
@@ -119,17 +130,21 @@ class EndpointPool:
 
     # ---- one request ---------------------------------------------------------------------------------------
 
-    async def create(self, **kwargs: Any) -> Any:
+    async def create(self, *, optional_format: bool = False, **kwargs: Any) -> Any:
         """The chat completion; a connect failure moves on to the next live endpoint, and is raised only
-        when none is left to try (then the caller's retry and backoff apply)."""
+        when none is left to try (then the caller's retry and backoff apply). `optional_format`: the
+        `response_format` may be dropped where the endpoint refuses it (structured output `auto`)."""
         import openai
 
         tried: list[Endpoint] = []
         while True:
             endpoint = await self._acquire(tried)
             endpoint.counts["requests"] += 1
+            sent = kwargs
+            if optional_format and endpoint.name in self.no_format:
+                sent = {k: v for k, v in kwargs.items() if k != "response_format"}
             try:
-                response = await endpoint.client.chat.completions.create(**kwargs)
+                response = await endpoint.client.chat.completions.create(**sent)
             except openai.APITimeoutError:
                 endpoint.counts["errors"] += 1
                 raise
@@ -139,9 +154,12 @@ class EndpointPool:
                 if not self._alternative(tried):
                     raise
                 continue
-            except openai.APIStatusError:
+            except openai.APIStatusError as e:
                 endpoint.fails_in_row = 0  # it answered: reachable
                 endpoint.counts["errors"] += 1
+                if "response_format" in sent and optional_format and structured.refused(e.status_code, str(e)):
+                    self._drop_format(endpoint, e)
+                    continue
                 raise
             except BaseException:
                 endpoint.counts["errors"] += 1
@@ -157,6 +175,14 @@ class EndpointPool:
                 counts["completion_tokens"] += getattr(usage, "completion_tokens", 0) or 0
             return response
 
+    def _drop_format(self, endpoint: Endpoint, error: Exception) -> None:
+        if endpoint.name not in self.no_format:
+            self.no_format.add(endpoint.name)
+            reason = redact(str(error), endpoint.client.api_key)[:200]
+            console.print(f"warning: {endpoint.name} refused structured output ({reason}); "
+                          "structured_output auto goes on without it at this endpoint for the rest of the run",
+                          markup=False, soft_wrap=True)
+
 
 def pool_for(generator: Any) -> EndpointPool:
     """The pool of an `OpenAIGenerator`: its endpoints, key, concurrency, timeouts and ejection settings."""
@@ -167,4 +193,5 @@ def pool_for(generator: Any) -> EndpointPool:
         urls, names=[endpoint.display_url(u) for u in urls], api_key=generator._api_key,
         concurrency=cfg.concurrency, timeout=endpoint.client_timeout(cfg), eject_after=cfg.eject_after,
         cooldown_s=cfg.eject_cooldown_s, stats=generator.accounting.endpoints if len(urls) > 1 else None,
+        no_format=generator.no_format,
     )

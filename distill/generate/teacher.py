@@ -25,7 +25,7 @@ from mga.distill.core.config import TeacherConfig
 from mga.distill.core.console import progress_task
 from mga.distill.core.errors import DiskFull
 from mga.distill.core.tokens import estimate_message_tokens
-from mga.distill.generate import endpoint
+from mga.distill.generate import endpoint, structured
 from mga.distill.generate.accounting import Accounting, in_flight
 from mga.distill.generate.batch import batch_mode
 from mga.distill.generate.budget import Budget, within_budget
@@ -80,8 +80,11 @@ class OpenAIGenerator:
         self.budget = Budget.for_teacher(cfg, self.accounting, spent_before)  # None without teacher.max_budget_usd
         self._early_failures = 0
         self._last_reason: str | None = None
+        self.no_format: set[str] = set()  # endpoints that refused structured output `auto` (pool.py)
 
     def _kwargs(self, request: Request) -> dict[str, Any]:
+        """The chat call's arguments. `repetition_penalty` is no OpenAI parameter: it goes in `extra_body`,
+        only when set, under vLLM/SGLang's name and llama.cpp's (`repeat_penalty`); servers ignore the other."""
         p = request.params
         kwargs: dict[str, Any] = {"model": self.model_name, "messages": request.messages,
                                   "temperature": p.temperature, "top_p": p.top_p, "max_tokens": p.max_tokens}
@@ -90,6 +93,10 @@ class OpenAIGenerator:
         if request.logprobs:
             kwargs["logprobs"] = True
             kwargs["top_logprobs"] = 5
+        if (response_format := structured.openai_response_format(request)) is not None:
+            kwargs["response_format"] = response_format
+        if p.repetition_penalty != 1.0:
+            kwargs["extra_body"] = {"repetition_penalty": p.repetition_penalty, "repeat_penalty": p.repetition_penalty}
         return kwargs
 
     def _final_failure(self, reason: str, *, unreachable: bool) -> None:
@@ -112,6 +119,7 @@ class OpenAIGenerator:
 
         rpm, tpm = limits
         kwargs, sent = self._kwargs(request), in_flight(request)
+        optional_format = structured.wanted(request) == "auto"
         settled = {name: -value for name, value in sent.items()}  # with the answer or failure, in its transaction
         failure = Failure("no attempt made")
         for attempt in range(1, self.cfg.max_attempts + 1):
@@ -121,9 +129,13 @@ class OpenAIGenerator:
                 await tpm.acquire(estimate_message_tokens(request.messages))
             try:
                 response = await within_budget(self.budget, request,
-                                               lambda: self._commits.sending(sent, lambda: client.create(**kwargs)))
+                                               lambda: self._commits.sending(
+                                                   sent, lambda: client.create(optional_format=optional_format, **kwargs)))
             except openai.OpenAIError as e:
                 failure = classify(e, self.cfg.timeout_s, self._api_key)
+                if structured.wanted(request) in ("json_schema", "json_object") and structured.refused(
+                        failure.status, failure.reason):
+                    failure.reason += "; structured_output auto sends the schema only where the endpoint takes it"
             else:
                 completion = self._completion(response, request)
                 if completion is not None:

@@ -21,12 +21,13 @@ from mga.distill.core.errors import MgaError
 from mga.distill.core.io import JsonlAppender, finalize_stream, iter_rows, write_rows
 from mga.distill.core.resume import resume_stream
 from mga.distill.core.schema import OK, chunk_key, rewrite_jobs, rewrite_key
-from mga.distill.generate.protocol import Generator, Request, Sized
+from mga.distill.generate.protocol import Generator, Sized
 from mga.distill.generate.retry import gave_up
 from mga.distill.label.rows import (
     FAILED,
     Job,
     pairs_job,
+    pairs_request,
     pairs_result_row,
     pairs_validator,
     rewrite_job,
@@ -116,7 +117,7 @@ def label_pairs(
     jobs = {chunk_key(c): pairs_job(c["meta"], language, num_pairs, params, model) for c in chunks}
     resumed = _resume("stage 1", out_path, chunk_key, jobs, overwrite)
     todo = {k: j for k, j in jobs.items() if k not in resumed.done}
-    requests = Sized((Request(k, j.messages, params) for k, j in todo.items()), len(todo))
+    requests = Sized((pairs_request(k, j, params, num_pairs) for k, j in todo.items()), len(todo))
 
     with JsonlAppender(resumed.stream) as out:
         for result in generator.run(

@@ -18,7 +18,7 @@ from mga.distill.core.schema import OK, pairs_row, rewrite_row
 from mga.distill.generate.protocol import Completion, Request, Result
 from mga.distill.label.answer_checks import rewrite_check
 from mga.judge.monitors import rewrite_monitors
-from mga.judge.pairs_check import parse_pairs
+from mga.judge.pairs_check import pairs_json_schema, parse_pairs
 
 FAILED, TRUNCATED, EMPTY, REJECTED = "failed", "truncated", "empty", "rejected"
 
@@ -63,6 +63,11 @@ def _provenance(job: Job, result: Result) -> dict[str, Any]:
 def pairs_job(meta: dict[str, Any], language: str, num_pairs: int, params: GenerationParams, model: str) -> Job:
     messages = pairs_messages(meta["raw_text"], language, num_pairs)
     return Job(content_digest(meta["raw_text"]), request_digest(messages, params, model), messages, meta)
+
+
+def pairs_request(key: str, job: Job, params: GenerationParams, num_pairs: int) -> Request:
+    """A stage-1 request, carrying the answer's JSON schema for structured output (`params.structured_output`)."""
+    return Request(key, job.messages, params, schema=pairs_json_schema(num_pairs))
 
 
 def pairs_validator(num_pairs: int) -> Callable[[Completion], tuple[Any, str | None]]:

@@ -23,10 +23,11 @@ from mga.distill.generate.cache import RequestCache
 from mga.distill.generate.estimate import StageEstimate, estimate_stage
 from mga.distill.generate.protocol import Request
 from mga.distill.label.chunk import chunk_corpus
-from mga.distill.label.rows import pairs_job, rewrite_job, rewrite_request
+from mga.distill.label.rows import pairs_job, pairs_request, rewrite_job, rewrite_request
 from mga.distill.pipeline.recipe import RunConfig
 from mga.distill.train.split import only_docs, read_split, split_documents
 from mga.judge.controls import with_controls
+from mga.judge.llm_judge import judge_request
 from mga.judge.reference import (
     default_reference_path,
     reference_chunk_rows,
@@ -38,7 +39,7 @@ def pairs_requests(chunks: list[dict[str, Any]], cfg: RunConfig, done: set[str])
     """Stage 1's requests, built by stage 1's own job builder."""
     params, n = cfg.teacher.pairs, cfg.label.num_pairs
     jobs = {chunk_key(c): pairs_job(c["meta"], cfg.language, n, params, cfg.teacher.model) for c in chunks}
-    return [Request(key, job.messages, params) for key, job in jobs.items() if key not in done]
+    return [pairs_request(key, job, params, n) for key, job in jobs.items() if key not in done]
 
 
 def rewrite_rows(pairs_rows: list[dict[str, Any]], variant: str) -> Iterator[dict[str, Any]]:
@@ -59,8 +60,8 @@ def rewrite_requests(pairs_rows: list[dict[str, Any]], cfg: RunConfig, variant: 
 def judge_requests(rows: list[dict[str, Any]], cfg: RunConfig, done: set[str], chunks: list[dict[str, Any]]) -> list[Request]:
     """The judge's requests for `rows` and for its controls (drawn as `judge_file` draws them)."""
     rows = with_controls(rows, cfg.judge.controls, seed=cfg.seed, language=cfg.language, donors=chunks)
-    return [Request(rewrite_key(r), judge_messages(r["meta"]["raw_text"], r["content_split"], cfg.language),
-                    cfg.teacher.judge, logprobs=cfg.judge.logprobs)
+    return [judge_request(rewrite_key(r), judge_messages(r["meta"]["raw_text"], r["content_split"], cfg.language),
+                          cfg.teacher.judge, cfg.language, logprobs=cfg.judge.logprobs)
             for r in rows if rewrite_key(r) not in done and not unjudgeable_reason(r)]
 
 
