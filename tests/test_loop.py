@@ -5,7 +5,7 @@ that adds nothing. A scripted stand-in student plays the SLMs (tiny models canno
 from __future__ import annotations
 
 import pytest
-from mga.distill.train.loop import pool_parts, rounds_markdown, run_loop
+from mga.distill.pipeline.iterative_filtering import pool_parts, rounds_markdown, run_loop
 
 TEACHER_EVAL = [{"meta": {"docid": f"e{i}", "chunk_id": 0, "pair_id": 0}, "variant": "base",
                  "judge": {"score": 4, "status": "scored"}} for i in range(20)]

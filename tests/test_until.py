@@ -8,6 +8,7 @@ import pytest
 from mga.distill.pipeline import stages
 from mga.distill.pipeline.pipeline import Pipeline, run_pipeline
 from mga.distill.pipeline.runner import Runner, StopPipeline
+from mga.distill.pipeline.stages import Checkpoint
 
 from tests.test_dry_run import _kind, _recipe, teacher
 from tests.test_reask import corpus  # noqa: F401 (fixture)
@@ -57,7 +58,7 @@ def test_until_quantize_exports_every_scheme(tmp_path, corpus, monkeypatch):  # 
         checkpoint.mkdir(parents=True)
         marker = checkpoint / "mga_checkpoint.txt"
         marker.write_text(str(checkpoint))
-        checkpoints[stage], pipeline.markers[checkpoint] = checkpoint, marker
+        checkpoints[stage] = Checkpoint(checkpoint, marker)
     with pytest.raises(StopPipeline, match="judge-quantized"):
         pipeline.quantize(checkpoints, tmp_path / "eval.jsonl", "base", {})
     assert sorted(exported) == sorted((stage, scheme) for stage in ("pairs", "rewrite") for scheme in cfg.quantize.schemes)

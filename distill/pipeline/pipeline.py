@@ -3,7 +3,7 @@
     chunk -> label-pairs -> check-pairs -> split -> label-rewrites -> judge -> filter
       -> rounds of [train -> answer -> judge-slm -> augment] that accumulate SFT data, until the SLM is within
          `loop.target_gap` points of the teacher (Rate(>=3) on the eval documents) and SLM-1 writes valid pairs,
-         or `loop.max_rounds`, or the pool is used up, or a round adds nothing (`mga.distill.train.loop`)
+         or `loop.max_rounds`, or the pool is used up, or a round adds nothing (`iterative_filtering.py`)
       -> quantize -> judge-quantized -> report
 
 Every judged stage also judges the judge's controls (`mga.judge.controls`). While the judge fails them, the
@@ -11,8 +11,8 @@ loop never stops on the gap: it stops with "judge failed its controls", nothing 
 quantized, the report says so first and the run ends with an error.
 
 Every stage is a plain function of `stages.py` (files in, files out) run through the `Runner`, which records
-it in `manifest.json`; this module only says which stage reads which file. Documents are split once into
-train / eval / pool (see `mga.distill.train.split`).
+it in `manifest.json`; this module only says which stage reads which file, and hands the loop its inputs.
+Documents are split once into train / eval / pool (see `mga.distill.train.split`).
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ from mga.distill.core.console import console
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import read_rows
 from mga.distill.pipeline import stages
+from mga.distill.pipeline.iterative_filtering import JUDGE_FAILED, IterativeFiltering, LoopInputs
 from mga.distill.pipeline.layout import RunLayout
 from mga.distill.pipeline.manifest import fingerprint_paths
 from mga.distill.pipeline.recipe import RunConfig, dump_recipe
 from mga.distill.pipeline.report import report
-from mga.distill.pipeline.rounds import REGIME, TABLE2_REGIME, PipelineRounds
 from mga.distill.pipeline.runner import Instances, Runner, timed
+from mga.distill.pipeline.stages import Checkpoint
 from mga.distill.train.launch import preflight
-from mga.distill.train.loop import JUDGE_FAILED, pool_parts, run_loop
 from mga.distill.train.split import only_docs, read_split, split_documents, write_parts
 from mga.judge.controls import control_verdict, failed_stages
 from mga.quantize.gguf import local_gguf
@@ -43,6 +43,10 @@ from mga.judge.reference import (
     reference_files,
     reference_pairs_rows,
 )
+
+TABLE2_REGIME = ("Table 2 compares SLM-2s trained under one regime: once, on their own variant's kept teacher rewrites "
+                 "of the train documents, with the same student and training settings and no augmentation rounds "
+                 "(\"SLM · {main}\" is round 1's SLM-2); every line is judged on the eval documents' items.")
 
 
 def run_pipeline(cfg: RunConfig, *, from_stage: str | None = None, until: str | None = None,
@@ -64,8 +68,6 @@ class Pipeline:
         self.teacher = runner.generator(cfg.teacher)
         self.judge_model = runner.generator(cfg.judge.endpoint or cfg.teacher) if cfg.judge.backend == "llm" else None
         self.notes: list[str] = []  # said in the report
-        self.markers: dict[Path, Path] = {}  # checkpoint -> the marker its training wrote
-        self.train_info: dict[Path, dict[str, Any]] = {}  # checkpoint -> what its training stage recorded
         self.controls: dict[str, dict[str, Any] | None] = {}  # judged stage -> the judge's control verdict
 
     def run(self) -> None:
@@ -85,25 +87,28 @@ class Pipeline:
         self.runner.stage("filter@eval-rewrites", stages.rewrite_prompts, eval_pairs, judged[main], eval_rewrites,
                           inputs=[eval_pairs, judged[main]], outputs=[eval_rewrites])
         teacher_name = "teacher (reference labels)" if cfg.label.reference else f"teacher ({cfg.teacher.model})"
-        models: dict[str, list[dict[str, Any]]] = {teacher_name: teacher_eval}
-        steps = PipelineRounds(self, kept_pairs, kept_rewrites, parts["train"], eval_pairs, eval_rewrites, pool_pairs,
-                               main, models)
-        each, table2, quantized = Instances(), {}, []
+        loop = IterativeFiltering(cfg, self.runner, self, LoopInputs(
+            teacher_rows={"pairs": kept_pairs, "rewrite": kept_rewrites}, train_docs=parts["train"],
+            teacher_eval=teacher_eval, eval_pairs=eval_pairs, eval_rewrites=eval_rewrites, pool_pairs=pool_pairs,
+            pool=parts["pool"], variant=main))
+        each, table2, quantized, checkpoints = Instances(), {}, [], {}
         with each:  # the loop, then each variant's SLM (the paper's Table 2), trained and judged alike
-            checkpoints, rounds = self.loop(steps, teacher_eval, parts["pool"])
-        if not failed_stages(self.controls):
+            checkpoints = loop.run()
+        self.notes[:0] = loop.notes
+        models: dict[str, list[dict[str, Any]]] = {teacher_name: teacher_eval, **loop.answers}
+        if not self.failed_controls():
             for variant in variants[1:]:
                 with each:
                     table2.update(self.variant_slm(variant, judged[variant], parts["train"], eval_rewrites))
         each.end()
-        if not failed_stages(self.controls):
+        if not self.failed_controls():
             if len(variants) > 1:
                 table2 = {f"SLM · {main}": models["SLM round 1"], **table2}
                 self.notes.append(TABLE2_REGIME.format(main=main))
             quantized = self.quantize(checkpoints, eval_rewrites, main, models)
-        report(self.runner, cfg, models, judged, table2, steps.loss_curves, rounds, quantized, self.notes, parts["eval"],
+        report(self.runner, cfg, models, judged, table2, loop.loss_curves, loop.record, quantized, self.notes, parts["eval"],
                self.reference(), self.controls, self.analyze_loss() if cfg.analyze else None)
-        if failed := failed_stages(self.controls):
+        if failed := self.failed_controls():
             raise MgaError(f"{JUDGE_FAILED} in {', '.join(failed)}: its scores do not tell a faithful rewrite from an "
                            f"unrelated text, so no comparison was made (see {self.runner.dir / 'report' / 'report.md'}); "
                            "fix the judge (model, prompt, chat template) and rerun, or set judge.controls=0 to skip the check")
@@ -171,88 +176,39 @@ class Pipeline:
                           outputs=[kept, rejected], config=self.cfg.filter.model_dump(mode="json"))
         return kept
 
-    # -- the loop -----------------------------------------------------------------------------------------
+    def failed_controls(self) -> list[str]:
+        return failed_stages(self.controls)
 
-    def train(self, tag: str, stage: str, teacher_rows: Path, train_docs: set[str], extra: list[dict[str, Any]]) -> Path:
-        """Train one tool model (`tag`: round-N, or variant-V for a prompt variant's SLM-2); its checkpoint."""
+    # -- trained models -----------------------------------------------------------------------------------
+
+    def train(self, tag: str, stage: str, teacher_rows: Path, train_docs: set[str],
+              extra: list[dict[str, Any]]) -> tuple[Checkpoint, dict[str, Any]]:
+        """Train one tool model (`tag`: round-N, or variant-V for a prompt variant's SLM-2); (its checkpoint,
+        what its stage recorded)."""
         from mga.distill.core.schema import chunk_key, rewrite_key
 
         key = chunk_key if stage == "pairs" else rewrite_key
         out_dir = self.at.folder("models", tag, stage)
-        marker = out_dir / "mga_checkpoint.txt"
+        marker = out_dir / stages.MARKER
         info = self.runner.stage(f"train@{stage}.{tag}", stages.train, teacher_rows, extra, train_docs,
                           self.at.file("sft", tag, f"{stage}.rows.jsonl"), out_dir, marker, self.cfg, stage,
                           self.at.root / "students", inputs=[teacher_rows], outputs=[marker],
                           config=[self.cfg.train.model_dump(mode="json"), self.cfg.language, [key(x) for x in extra]])
-        checkpoint = Path(marker.read_text().splitlines()[0])
-        self.markers[checkpoint] = marker
-        self.train_info[checkpoint] = info
-        return checkpoint
+        return Checkpoint.read(marker), info
 
-    def untrained_student(self) -> Path:
-        """The student before training (round 0): resolved once, recorded like a trained checkpoint."""
-        marker = self.at.folder("models", "round-0") / "mga_checkpoint.txt"
-        self.runner.stage("train@student.round-0", stages.base_student, marker, self.cfg, self.at.root / "students",
-                          inputs=[], outputs=[marker], config=[self.cfg.train.student, self.cfg.language])
-        checkpoint = Path(marker.read_text().splitlines()[0])
-        self.markers[checkpoint] = marker
-        return checkpoint
-
-    def slm(self, checkpoint: Path, backend: str | None = None) -> Any:
+    def slm(self, checkpoint: Checkpoint, backend: str | None = None) -> Any:
         """The generator of a tool model on `backend` (default `loop.backend`); with llamacpp, built from an f16
         GGUF export of the checkpoint when the stage runs (a GGUF output folder is used as it is)."""
         backend = backend or self.cfg.loop.backend
-        endpoint = self.cfg.teacher.model_copy(update={"backend": backend, "model": str(checkpoint)})
+        endpoint = self.cfg.teacher.model_copy(update={"backend": backend, "model": str(checkpoint.path)})
         factory = self.runner.generator(endpoint)
         if backend != "llamacpp":
             return factory
 
         def build() -> Any:
-            factory.endpoint = endpoint.model_copy(update={"model": str(local_gguf(checkpoint))})
+            factory.endpoint = endpoint.model_copy(update={"model": str(local_gguf(checkpoint.path))})
             return factory()
         return build
-
-    def loop(self, steps: PipelineRounds, teacher_eval: list[dict[str, Any]], pool: set[str]) -> tuple[dict[str, Path], dict]:
-        """Rounds that accumulate SFT data (`mga.distill.train.loop.run_loop`); (final checkpoints, rounds.json)."""
-        loop = self.cfg.loop
-        checkpoints: dict[str, Path] = {}
-        record: dict[str, Any] = {"stop_reason": JUDGE_FAILED, "regime": REGIME, "rounds": []}
-        if failed := failed_stages(self.controls):  # the teacher's filter rests on a judge that failed: train nothing
-            self.notes.insert(0, f"The loop stopped before round 1: {JUDGE_FAILED} ({', '.join(failed)}).")
-            console.print(f"  loop: {JUDGE_FAILED} ({', '.join(failed)}): no round trained", markup=False)
-        else:
-            parts = pool_parts(pool, per_round=loop.pool_per_round, max_rounds=loop.max_rounds, seed=self.cfg.seed)
-            checkpoints, record["rounds"], record["stop_reason"] = run_loop(
-                steps, teacher_eval, parts, max_rounds=loop.max_rounds, target_gap=loop.target_gap, baseline=loop.baseline,
-                target_pairs_valid=loop.target_pairs_valid, judge_failed=lambda: failed_stages(self.controls))
-            for x in record["rounds"]:
-                console.print(f"  round {x['round']}: teacher {x['teacher_rate']:.2f}% vs SLM {x['slm_rate']:.2f}% (gap "
-                              f"{x['gap']:+.2f} points), +{x['examples_added']['pairs']} pairs / +{x['examples_added']['rewrite']}"
-                              f" rewrites from {x['pool_documents']} pool documents", markup=False)
-            console.print(f"  loop stopped: {record['stop_reason']}", markup=False)
-            if record["stop_reason"] == JUDGE_FAILED:
-                self.notes.insert(0, f"The loop stopped at round {len(record['rounds'])}: {JUDGE_FAILED} "
-                                     f"({', '.join(failed_stages(self.controls))}).")
-        self.at.write_json("rounds.json", record)
-        return checkpoints, record
-
-    def answer(self, r: int, checkpoints: dict[str, Path], prompts: Path, split: str, variant: str,
-               rewrite_prompts: Path | None = None) -> dict[str, Any]:
-        """SLM-1 proposes pairs for `prompts` and SLM-2 rewrites the teacher's pairs of `rewrite_prompts` (default
-        the same), so teacher and SLM answer the very same prompts; the judge scores the rewrites."""
-        folder = self.at.folder("slm", f"round-{r}")
-        chunks, pairs, rewrites = (folder / f"{kind}.{split}.jsonl" for kind in ("chunks", "pairs", "rewrites"))
-        rewrite_prompts = rewrite_prompts or prompts
-        inputs = [prompts, rewrite_prompts, *(self.markers[c] for c in checkpoints.values())]
-        stage_config = [self.cfg.teacher.pairs.model_dump(), self.cfg.teacher.rewrite.model_dump(), variant]
-        self.runner.stage(f"answer@{split}.round-{r}", stages.slm_answers, prompts, rewrite_prompts, chunks, pairs,
-                          rewrites, self.cfg,
-                          self.slm(checkpoints["pairs"]), self.slm(checkpoints["rewrite"]), variant,
-                          overwrite=self.runner.overwrite, inputs=inputs, outputs=[pairs, rewrites], config=stage_config)
-        judged = self.judge(rewrites, folder / f"judged.{split}.jsonl", f"judge-slm@{split}.round-{r}")
-        pair_rows = read_rows(pairs)
-        valid = 100.0 * sum(row.get("status") == "ok" for row in pair_rows) / len(pair_rows) if pair_rows else 0.0
-        return {"judged": judged, "pairs": pairs, "pairs_valid_rate": round(valid, 2)}
 
     # -- variants and quantized models ---------------------------------------------------------------------
 
@@ -263,41 +219,41 @@ class Pipeline:
             self.notes.append(f"No {variant} rewrite passed the filters: no SLM was trained for that variant.")
             return {}
         tag = f"variant-{variant}"
-        checkpoint = self.train(tag, "rewrite", kept, train_docs, [])
+        checkpoint, _ = self.train(tag, "rewrite", kept, train_docs, [])
         return {f"SLM · {variant}": self.judged_eval_rewrites(checkpoint, eval_pairs, variant, folder=tag,
                                                              answer_stage=f"answer@eval.{tag}", judge_stage=f"judge-slm@eval.{tag}")}
 
-    def judged_eval_rewrites(self, checkpoint: Path, eval_pairs: Path, variant: str, *, folder: str, answer_stage: str,
+    def judged_eval_rewrites(self, checkpoint: Checkpoint, eval_pairs: Path, variant: str, *, folder: str, answer_stage: str,
                              judge_stage: str, backend: str | None = None) -> list[dict[str, Any]]:
         """An SLM-2 checkpoint rewrites the eval prompts (the teacher's pairs); the judge scores the rewrites."""
         out = self.at.file("slm", folder, "rewrites.eval.jsonl")
         self.runner.stage(answer_stage, stages.rewrites, eval_pairs, out, self.cfg, self.slm(checkpoint, backend), variant,
-                          overwrite=self.runner.overwrite, inputs=[eval_pairs, self.markers[checkpoint]], outputs=[out],
+                          overwrite=self.runner.overwrite, inputs=[eval_pairs, checkpoint.marker], outputs=[out],
                           config=[self.cfg.teacher.rewrite.model_dump(), variant])
         return read_rows(self.judge(out, out.with_name("judged.eval.jsonl"), judge_stage))
 
-    def quantize(self, checkpoints: dict[str, Path], eval_pairs: Path, variant: str, models: dict) -> list[dict]:
+    def quantize(self, checkpoints: dict[str, Checkpoint], eval_pairs: Path, variant: str, models: dict) -> list[dict]:
         heldout = {stage: self.heldout_rows(stage) for stage in checkpoints} if self.cfg.quantize.schemes else {}
         return list(self.runner.each(self.cfg.quantize.schemes,  # `--until quantize` exports every scheme
                                      lambda s: self.quantized(checkpoints, s, eval_pairs, variant, models, heldout)).values())
 
-    def quantized(self, checkpoints: dict[str, Path], scheme: str, eval_pairs: Path, variant: str, models: dict,
+    def quantized(self, checkpoints: dict[str, Checkpoint], scheme: str, eval_pairs: Path, variant: str, models: dict,
                   heldout: dict[str, Path]) -> dict:
         """One scheme's exports of the final tool models; the quantized SLM-2's eval answers judged."""
         cfg, outs = self.cfg, {}
         corpus = Path(cfg.corpus.path) if cfg.corpus.path else default_corpus_path(cfg.language)
         for stage, checkpoint in checkpoints.items():
             out_dir = self.at.folder("quantized", f"{stage}-{scheme}")
-            self.runner.stage(f"quantize@{stage}.{scheme}", stages.quantize, checkpoint, out_dir, scheme, cfg, corpus,
-                              heldout[stage], inputs=[self.markers[checkpoint], heldout[stage]],
+            self.runner.stage(f"quantize@{stage}.{scheme}", stages.quantize, checkpoint.path, out_dir, scheme, cfg, corpus,
+                              heldout[stage], inputs=[checkpoint.marker, heldout[stage]],
                               outputs=[out_dir / "mga_quantize.json"],
                               config=[cfg.quantize.model_dump(mode="json"), scheme])
             outs[stage] = out_dir
-        self.markers[outs["rewrite"]] = outs["rewrite"] / "mga_quantize.json"
+        exported = Checkpoint(outs["rewrite"], outs["rewrite"] / "mga_quantize.json")
         # each format on the engine that serves it: GGUF in llama.cpp, GPTQ/W8A8 in transformers (or vLLM)
         backend = "llamacpp" if scheme.startswith("gguf-") else "vllm" if cfg.loop.backend == "vllm" else "transformers"
         models[f"SLM final + {scheme}"] = self.judged_eval_rewrites(
-            outs["rewrite"], eval_pairs, variant, folder=f"quantized-{scheme}", backend=backend,
+            exported, eval_pairs, variant, folder=f"quantized-{scheme}", backend=backend,
             answer_stage=f"judge-quantized@answer.{scheme}", judge_stage=f"judge-quantized@{scheme}")
         return {"scheme": scheme, **{stage: str(path) for stage, path in outs.items()}}
 

@@ -11,7 +11,7 @@ from mga.distill.core.io import read_rows
 from mga.distill.core.schema import is_control, score_of
 from mga.distill.pipeline.recipe import RunConfig
 from mga.distill.pipeline.runner import Runner
-from mga.distill.train.loop import rounds_markdown
+from mga.distill.pipeline.iterative_filtering import rounds_markdown
 from mga.distill.train.base_model import BASE_MODELS
 from mga.distill.train.split import only_docs
 from mga.judge.embed_map import embedding_map

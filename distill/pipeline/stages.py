@@ -5,13 +5,14 @@ loads no model and sends no request."""
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import iter_rows, read_rows, write_rows
 from mga.distill.core.schema import is_control
+from mga.distill.core.weights import stored_digest
 from mga.distill.label.chunk import chunk_corpus
 from mga.distill.label.labeling import label_pairs, label_rewrites
 from mga.distill.pipeline.recipe import RunConfig
@@ -25,6 +26,27 @@ from mga.judge.filters import filter_file
 from mga.judge.judging import judge_file
 from mga.judge.reference import reference_rewrite_rows
 from mga.judge.scores import rate_ge3
+
+MARKER = "mga_checkpoint.txt"  # what a training stage writes beside its checkpoint
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A model of the run: its folder, and the marker that stands for it among later stages' inputs. The marker
+    holds the weights' digest (`stored_digest`), so a stage that uses the model reruns exactly when its weights
+    change: a retraining that writes the same weights changes nothing downstream, a changed student does."""
+
+    path: Path
+    marker: Path
+
+    @classmethod
+    def read(cls, marker: Path) -> Checkpoint:
+        return cls(Path(marker.read_text(encoding="utf-8").splitlines()[0]), marker)
+
+
+def mark(checkpoint: Path, marker: Path) -> None:
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(f"{checkpoint}\n{stored_digest(checkpoint)}\n", encoding="utf-8")
 
 
 def copy_rows(rows: list[dict[str, Any]], out: Path) -> dict[str, Any]:
@@ -99,8 +121,7 @@ def train(teacher_rows: Path, extra: list[dict[str, Any]], train_docs: set[str],
                                                num_pairs=cfg.label.num_pairs)
     checkpoint = train_tool_model(train_file, eval_file, out_dir, cfg.train,
                                   student=resolve_student(cfg.train.student, students, cfg.language), stage=stage)
-    # the marker changes on every retraining, so stages that use the checkpoint see a new input
-    marker.write_text(f"{checkpoint}\n{time.time()}\n")
+    mark(Path(checkpoint), marker)
     return {"rows_in": len(rows), "teacher_rows": teacher_count, "slm_rows": len(rows) - teacher_count,
             "checkpoint": str(checkpoint)}
 
@@ -118,8 +139,7 @@ def base_student(marker: Path, cfg: RunConfig, students: Path) -> dict[str, Any]
     if not (checkpoint / "config.json").exists():
         raise MgaError(f"train.student {cfg.train.student}: round 0 needs a local checkpoint (config.json); "
                        "set loop.baseline=false for a hub id")
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(f"{checkpoint}\n{time.time()}\n")
+    mark(checkpoint, marker)
     return {"checkpoint": str(checkpoint)}
 
 
