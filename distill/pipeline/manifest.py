@@ -22,8 +22,8 @@ from mga.distill.core.sources import resolve
 
 
 def file_fingerprint(path: Path) -> str:
-    """Content hash of a file. Checkpoints enter as the marker file their stage writes on every training
-    (hashing gigabytes of weights would be slow, and sizes alone do not change when weights do)."""
+    """Content hash of a file. Checkpoints enter as the marker their stage writes (`stages.Checkpoint`), which
+    holds the weights' digest stored beside them: computed once, not gigabytes hashed on every run."""
     path = Path(path)
     digest = hashlib.sha256()
     if path.exists():
