@@ -56,8 +56,12 @@ def test_a_refusal_is_recognised_only_when_it_names_the_format():
     assert structured.refused(400, "Invalid parameter: 'response_format' of type 'json_schema' is not supported")
     assert structured.refused(422, "{'detail': [{'loc': ['body', 'response_format', 'type'], 'msg': 'Input should "
                                    "be 'text' or 'json_object''}]}")  # llama-cpp-python's server (FastAPI)
+    # llama-cpp-python's server (0.3.36) wraps its validation error in a 500
+    assert structured.refused(500, "Error code: 500 - 1 validation error: {'type': 'literal_error', 'loc': ('body', "
+                                   "'response_format', 'type'), 'msg': \"Input should be 'text' or 'json_object'\"}")
     assert not structured.refused(400, "This model's maximum context length is 2048 tokens")
-    assert not structured.refused(500, "response_format backend crashed")  # a server error is retried, not dropped
+    assert not structured.refused(500, "CUDA out of memory while compiling the grammar")  # retried, never dropped
+    assert not structured.refused(503, "Service Unavailable")
 
 
 def _fake_vllm(name: str, parameter: str | None, params_class: str | None, *, msgspec_like: bool = False):

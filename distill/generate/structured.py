@@ -42,8 +42,13 @@ def openai_response_format(request: Request) -> dict[str, Any] | None:
 
 
 def refused(status: int | None, message: str) -> bool:
-    """Did an endpoint refuse the request because of its `response_format`? (a 400, or FastAPI's 422, naming it)"""
-    return status in (400, 422) and any(word in message.lower() for word in _REFUSAL_WORDS)
+    """Did an endpoint refuse the request because of its `response_format`? A 400 or 422 that names it (OpenAI,
+    vLLM, FastAPI validation), or a server error that names `response_format` itself: llama-cpp-python's server
+    (0.3.36) answers a json_schema format with a 500 carrying its validation error (measured, docs/labeling.md)."""
+    text = message.lower()
+    if status in (400, 422):
+        return any(word in text for word in _REFUSAL_WORDS)
+    return status is not None and status >= 500 and "response_format" in text
 
 
 def llamacpp_response_format(request: Request) -> dict[str, Any] | None:
