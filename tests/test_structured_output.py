@@ -235,3 +235,16 @@ def test_llamacpp_json_schema_gives_smollm2_answers_in_the_schemas_shape(smollm2
                for p in shape["pairs"])
     judged, reason = validate_verdict(answers["judge"])
     assert reason is None and judged["score"] in range(1, 6), answers["judge"].text
+
+
+def test_the_dry_run_says_which_stages_carry_a_schema(tmp_path, short_corpus):
+    from mga.distill.pipeline.dry_run import dry_run
+
+    cfg = validate_recipe({"name": "dry", "run_dir": str(tmp_path / "run"), "corpus": {"path": str(short_corpus)},
+                           "teacher": {"base_url": "http://127.0.0.1:9/v1", "model": "m", "api_key_env": "MGA_TEST_NO_KEY",
+                                       "pairs": {"structured_output": "auto"}, "judge": {"structured_output": "json_schema"}},
+                           "judge": {"backend": "llm"}, "quantize": {"schemes": []}})
+    notes = {estimate.stage: " ".join(estimate.notes) for estimate in dry_run(cfg)}
+    assert "structured output auto" in notes["label-pairs"]
+    assert "structured output json_schema" in notes["judge@teacher.base"]
+    assert "structured output" not in notes["label-rewrites@base"]  # a rewrite has no schema

@@ -19,6 +19,7 @@ from mga.distill.core.io import done_keys, read_rows, write_rows
 from mga.distill.core.prompts import judge_messages
 from mga.distill.core.schema import OK, chunk_key, rewrite_jobs, rewrite_key, unjudgeable_reason
 from mga.distill.core.tokens import token_counter
+from mga.distill.generate import structured
 from mga.distill.generate.cache import RequestCache
 from mga.distill.generate.estimate import StageEstimate, estimate_stage
 from mga.distill.generate.protocol import Request
@@ -102,6 +103,9 @@ class DryRun:
                 setattr(est, key, getattr(est, key) * rounds)
         if note:
             est.notes.append(note)
+        if modes := sorted({structured.wanted(r) for r in requests} - {None}):
+            est.notes.append(f"structured output {'/'.join(modes)}: each request carries the answer's JSON schema "
+                             "(auto: where the endpoint takes it; its tokens are not in this estimate)")
         return est
 
     def doc_tokens(self, request: Request) -> int:
