@@ -130,7 +130,9 @@ def test_recipe_keys_validate_and_a_partial_section_keeps_the_calls_own_defaults
     assert cfg.teacher.judge.temperature == 0.0 and cfg.teacher.judge.repetition_penalty == 1.1
     for wrong, message in (({"pairs": {"structured_output": "yes"}}, "teacher.pairs.structured_output"),
                            ({"rewrite": {"structured_output": "auto"}}, "a rewrite is free text"),
-                           ({"judge": {"repetition_penalty": 0}}, "teacher.judge.repetition_penalty")):
+                           ({"judge": {"repetition_penalty": 0}}, "teacher.judge.repetition_penalty"),
+                           ({"backend": "transformers", "model": "ckpt", "judge": {"structured_output": "json_object"}},
+                            "teacher.judge.structured_output: json_object needs constrained decoding")):
         with pytest.raises(MgaError, match=message):
             validate_recipe({"name": "x", "teacher": wrong})
 

@@ -162,10 +162,15 @@ class TeacherConfig(Section):
         return value
 
     @model_validator(mode="after")
-    def _no_schema_for_rewrites(self) -> TeacherConfig:
+    def _structured_output(self) -> TeacherConfig:
         if self.rewrite.structured_output != "off":
             raise ValueError("teacher.rewrite.structured_output: a rewrite is free text, it has no JSON schema; "
                              "structured output applies to teacher.pairs and teacher.judge")
+        for call in ("pairs", "judge"):
+            mode = getattr(self, call).structured_output
+            if self.backend == "transformers" and mode in ("json_schema", "json_object"):
+                raise ValueError(f"teacher.{call}.structured_output: {mode} needs constrained decoding, which backend "
+                                 "transformers has not: use backend llamacpp or vllm, or auto (unconstrained there) or off")
         return self
 
     @model_validator(mode="after")
