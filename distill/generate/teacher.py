@@ -134,8 +134,9 @@ class OpenAIGenerator:
             except openai.OpenAIError as e:
                 failure = classify(e, self.cfg.timeout_s, self._api_key)
                 if structured.wanted(request) in ("json_schema", "json_object") and structured.refused(
-                        failure.status, failure.reason):
+                        failure.status, failure.reason):  # asking again cannot help, even after a 500
                     failure.reason += "; structured_output auto sends the schema only where the endpoint takes it"
+                    failure.final = True
             else:
                 completion = self._completion(response, request)
                 if completion is not None:
