@@ -90,6 +90,26 @@ def longest_copy(source: str, rewrite: str) -> dict[str, int]:
     return {"words": match.size, "start": spans[match.b][1], "end": spans[match.b + match.size - 1][2]}
 
 
+def copied_spans(source: str, rewrite: str, n: int = COPY_N) -> list[tuple[int, int]]:
+    """Character ranges of the rewrite made of words the copy rate counts as copied (covered by a word n-gram
+    that stands in the source), merged into runs: what a report highlights."""
+    spans = word_spans(rewrite)
+    if not spans:
+        return []
+    n = min(n, len(spans))
+    have = set(ngrams(words(source), n))
+    covered = [False] * len(spans)
+    for i, gram in enumerate(ngrams([w for w, _, _ in spans], n)):
+        if gram in have:
+            covered[i : i + n] = [True] * n
+    runs: list[tuple[int, int]] = []
+    for i, copied in enumerate(covered):
+        if copied:
+            start = runs.pop()[0] if runs and i and covered[i - 1] else spans[i][1]
+            runs.append((start, spans[i][2]))
+    return runs
+
+
 def length_ratio(source: str, rewrite: str) -> float:
     """Rewrite words / source words (the paper's expansion counts tokens; words need no tokenizer)."""
     n = len(words(source))
@@ -232,21 +252,32 @@ class BenchmarkIndex:
         return {"ngrams": len(hits), "item": hits[0] if hits else None}
 
 
+def measured_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rewrite rows the monitors measure (ok, not empty, not a control, with their source or their
+    figures), each with its figures in `meta.monitors` (computed here, once, when not stored)."""
+    from mga.distill.core.schema import OK, is_control
+
+    return [row if row["meta"].get("monitors") else {**row, "meta": {**row["meta"], "monitors": monitors_of(row)}}
+            for row in rows if row.get("status", OK) == OK and not is_control(row)
+            and (row.get("content_split") or "").strip() and ("monitors" in row["meta"] or "raw_text" in row["meta"])]
+
+
 def quality_summary(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """The monitors aggregated over a set of rewrite rows (one prompt variant, one (genre, audience) family):
     means of the per-rewrite figures, the mean diversity of their documents, the near-duplicate share within
     the set. Failed, empty and control rows, and rows without their source, are left out; `rewrites` says how
-    many were measured."""
-    from mga.distill.core.schema import OK, chunk_key, is_control, rewrite_key
+    many were measured. Two private keys say which rows the figures come from, for a report's samples:
+    `_documents` (chunk key -> `document_diversity`) and `_near_duplicate_of` (rewrite key -> the key of the
+    earlier rewrite it nearly duplicates)."""
+    from mga.distill.core.schema import chunk_key, rewrite_key
 
-    measured = [r for r in rows if r.get("status", OK) == OK and not is_control(r)
-                and (r.get("content_split") or "").strip() and ("monitors" in r["meta"] or "raw_text" in r["meta"])]
+    measured = measured_rows(rows)
     n = len(measured)
     out: dict[str, Any] = {"rewrites": n, "copy_rate": None, "longest_copy_words": None, "length_ratio": None,
                            "language_kept": None, "diversity": None, "distinct_2": None, "near_duplicate_share": None}
     if not n:
         return out
-    figures = [monitors_of(r) for r in measured]
+    figures = [r["meta"]["monitors"] for r in measured]
     out["copy_rate"] = round(sum(f["copy_rate"] for f in figures) / n, 4)
     out["longest_copy_words"] = round(sum(f["longest_copy"]["words"] for f in figures) / n, 2)
     out["length_ratio"] = round(sum(f["length_ratio"] for f in figures) / n, 4)
@@ -254,10 +285,11 @@ def quality_summary(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
     documents: dict[str, list[str]] = {}
     for row in measured:
         documents.setdefault(chunk_key(row), []).append(row["content_split"])
-    per_doc = [document_diversity(texts) for texts in documents.values()]
+    out["_documents"] = {key: document_diversity(texts) for key, texts in documents.items()}
+    per_doc = list(out["_documents"].values())
     diversities = [d["diversity"] for d in per_doc if d["diversity"] is not None]
     out["diversity"] = round(sum(diversities) / len(diversities), 4) if diversities else None
     out["distinct_2"] = round(sum(d["distinct_2"] for d in per_doc) / len(per_doc), 4)
-    keys = {rewrite_key(r): r["content_split"] for r in measured}
-    out["near_duplicate_share"] = round(len(near_duplicates(keys)) / n, 4)
+    out["_near_duplicate_of"] = near_duplicates({rewrite_key(r): r["content_split"] for r in measured})
+    out["near_duplicate_share"] = round(len(out["_near_duplicate_of"]) / n, 4)
     return out

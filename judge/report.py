@@ -6,6 +6,7 @@ The shares and their conventions are defined once in `mga.judge.scores`.
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,19 +15,21 @@ from mga.distill.core.config import VARIANTS
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import numbered_rows, write_json
 from mga.distill.core.markdown import markdown_table
-from mga.distill.core.schema import is_control, verdict_problem
+from mga.distill.core.schema import chunk_key, is_control, rewrite_key, verdict_problem
 from mga.judge.comparison import (
     add_diffs,
     check_item_sets,
     failure_flags,
     interval_notes,
 )
+from mga.judge.config import FilterConfig
 from mga.judge.health import health_section, judge_health
-from mga.judge.monitors import quality_summary
+from mga.judge.monitors import copied_spans, measured_rows, quality_summary, words
 from mga.judge.report_tables import (
     QUALITY_HEADER,
     TABLE1_HEADER,
     TABLE2_HEADER,
+    copy_rate_chart,
     fmt_int,
     quality_rows,
     score_chart,
@@ -35,7 +38,7 @@ from mga.judge.report_tables import (
 )
 from mga.judge.scores import summarize
 
-QUALITY_TITLE = "Corpus quality per prompt variant (beside Table 2)"
+QUALITY_TITLE = "Corpus quality per model and prompt variant"
 QUALITY_NOTE = (
     "Measured against each rewrite's source (mga.judge.monitors; docs/expand.md): copy rate = share of the rewrite's "
     "word 8-grams found in the source; diversity = 1 - mean MiniLM cosine between a document's rewrites; distinct-2 "
@@ -44,10 +47,12 @@ QUALITY_NOTE = (
     "paper's story: Strict copies most, Relaxed drifts most (lowest copy rate, highest diversity)."
 )
 FAMILY_ROWS = 20  # (genre, audience) families shown, most frequent first
+SAMPLE_DOCUMENTS = 20  # documents on the samples page, so that it stays light whatever the run's size
 
 
 def quality_section(groups: Sequence[tuple[str, list[dict[str, Any]]]]) -> tuple[str, dict[str, Any]]:
-    """The quality table per line of Table 2 and per (genre, audience) family, as Markdown and as figures."""
+    """The quality table per line (model, or model and variant as in Table 2) and per (genre, audience) family,
+    as Markdown and as figures (`quality_summary`'s, private keys included)."""
     per_line = {label: quality_summary(rows) for label, rows in groups}
     families: dict[str, list[dict[str, Any]]] = {}
     for _, rows in groups:
@@ -61,6 +66,90 @@ def quality_section(groups: Sequence[tuple[str, list[dict[str, Any]]]]) -> tuple
             + f"\n\nPer (genre, audience) family (the {len(top)} most frequent of {len(families)}):\n\n"
             + markdown_table(family_header, quality_rows(per_family)))
     return body, {"variants": per_line, "families": per_family}
+
+
+def _rank(key: str) -> str:
+    """A document's place in the sample: a hash of its key, so the same documents come back every time."""
+    return hashlib.blake2b(key.encode("utf-8"), digest_size=8).hexdigest()
+
+
+def rewrite_flags(row: dict[str, Any], quality: dict[str, Any], cfg: FilterConfig) -> list[str]:
+    """What a measured rewrite would be flagged for, named as the filters' reasons: the monitors at `cfg`'s
+    thresholds (near-duplicates and diversity as its line's `quality_summary` found them), its judge score, and
+    the row's own filter reason when it went through the filters."""
+    figures = row["meta"]["monitors"]
+    flags = []
+    if figures["copy_rate"] > cfg.max_copy_rate:
+        flags.append("high_copy_rate")
+    if None not in (figures["language"], figures["source_language"]) and figures["language"] != figures["source_language"]:
+        flags.append("language_changed")
+    diversity = quality.get("_documents", {}).get(chunk_key(row), {}).get("diversity")
+    if diversity is not None and diversity < cfg.min_diversity:
+        flags.append("low_diversity")
+    if rewrite_key(row) in quality.get("_near_duplicate_of", {}):
+        flags.append("near_duplicate")
+    if isinstance(row.get("judge"), dict):
+        score = row["judge"].get("score")
+        if score is None or score < cfg.min_score:
+            flags.append("unscored" if score is None else f"score_below_{cfg.min_score}")
+    if reason := (row.get("filter") or {}).get("reason"):
+        flags.append(reason)
+    return list(dict.fromkeys(flags))
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
+
+
+def _sample_rewrite(label: str, row: dict[str, Any], flags: list[str], quality: dict[str, Any]) -> dict[str, Any]:
+    meta, figures, verdict = row["meta"], row["meta"]["monitors"], row.get("judge") or {}
+    document = quality.get("_documents", {}).get(chunk_key(row), {})
+    reasons = [("judge analysis", verdict.get("analysis")), ("judge: why unscored", verdict.get("reason")),
+               ("filter", ": ".join(str(x) for x in ((row.get("filter") or {}).get("reason"),
+                                                     (row.get("filter") or {}).get("detail")) if x)),
+               ("near-duplicate of", quality.get("_near_duplicate_of", {}).get(rewrite_key(row)))]
+    return {
+        "line": label, "genre": meta.get("genre") or "?", "audience": meta.get("audience") or "?",
+        "score": verdict.get("score") if verdict.get("score") is not None else ("unscored" if verdict else "not judged"),
+        "figures": (f"copy rate {figures['copy_rate']:.2f} · longest copy {figures['longest_copy']['words']} words · "
+                    f"length ratio {figures['length_ratio']:.2f} · language {figures['source_language']} → "
+                    f"{figures['language']} · document diversity {_fmt(document.get('diversity'))} · distinct-2 "
+                    f"{_fmt(document.get('distinct_2'))}"),
+        "flags": flags, "reasons": [(name, value) for name, value in reasons if value],
+        "text": row["content_split"], "copied": copied_spans(meta["raw_text"], row["content_split"]),
+    }
+
+
+def sample_documents(lines: Sequence[tuple[str, list[dict[str, Any]]]], quality: dict[str, dict[str, Any]],
+                     cfg: FilterConfig, limit: int = SAMPLE_DOCUMENTS) -> dict[str, Any]:
+    """The samples page's content: at most `limit` documents (chunks), each with its source and its measured
+    rewrites of every line. Documents are taken in the order of a hash of their key (the same ones every
+    time); those with a flagged rewrite take up to half of the places, so problems are seen first."""
+    flagged: dict[str, list[tuple[str, dict[str, Any], list[str]]]] = {}
+    for label, rows in lines:
+        for row in rows:
+            if row["meta"].get("raw_text"):
+                flagged.setdefault(chunk_key(row), []).append((label, row, rewrite_flags(row, quality[label], cfg)))
+    order = sorted(flagged, key=_rank)
+    chosen = [key for key in order if any(flags for _, _, flags in flagged[key])][: limit // 2]
+    first = set(chosen)
+    chosen += [key for key in order if key not in first][: limit - len(chosen)]
+    chosen.sort(key=_rank)
+    documents = [{"key": key, "source": flagged[key][0][1]["meta"]["raw_text"],
+                  "words": len(words(flagged[key][0][1]["meta"]["raw_text"])),
+                  "rewrites": [_sample_rewrite(label, row, flags, quality[label]) for label, row, flags in flagged[key]]}
+                 for key in chosen]
+    near = "off" if cfg.near_duplicate_threshold is None else "MinHash Jaccard 0.8 within the line"
+    return {
+        "shown": len(documents), "total": len(flagged), "documents": documents,
+        "lines": [label for label, rows in lines if rows],
+        "flags": sorted({flag for doc in documents for r in doc["rewrites"] for flag in r["flags"]}),
+        "rule": (f"at most {limit}, taken in the order of a hash of their key (the same documents every time), those "
+                 f"with a flagged rewrite first for up to {limit // 2} places"),
+        "thresholds": (f"max_copy_rate {cfg.max_copy_rate:g}, min_diversity {cfg.min_diversity:g}, near-duplicates "
+                       f"{near}, language change {'on' if cfg.reject_language_change else 'off'}, min_score "
+                       f"{cfg.min_score}"),
+    }
 
 
 HEURISTIC_NOTE = (
@@ -140,6 +229,7 @@ def write_report(
     max_failed_share: float = 0.10,
     allow_unequal: bool = False,
     reference_scores: dict[str, int] | None = None,
+    filter_cfg: FilterConfig | None = None,
 ) -> Path:
     """Write report.md, report.html (self-contained), report.json and PNG charts; returns report.md.
 
@@ -155,7 +245,11 @@ def write_report(
     unless `allow_unequal`, which adds a note). Rates carry Wilson 95% intervals, Diff a paired bootstrap
     95% interval; a note says when that interval is wider than `target_gap` points. Models with more than
     `max_failed_share` unscored rows are flagged at the top. The "Judge health" section shows unscored
-    shares, parse re-asks and, with `reference_scores` (`reference_key` -> hand score), agreement with them."""
+    shares, parse re-asks and, with `reference_scores` (`reference_key` -> hand score), agreement with them.
+
+    Rows measured by the quality monitors (with their source or `meta.monitors`) add the quality table per
+    line and per (genre, audience) family, the copy-rate chart and the samples page of report.html, whose
+    flags use `filter_cfg`'s thresholds (default: `FilterConfig()`'s)."""
     from mga.judge.controls import (
         CONTROLS_TITLE,
         control_verdict,
@@ -204,15 +298,21 @@ def write_report(
                  "of Total with 95% Wilson intervals; Diff is in percentage points against the reference model, with "
                  "a 95% paired bootstrap interval over the items both models answered.")
     sections = [("Judge health", health_section(health)), *sections]
+    cfg = filter_cfg or FilterConfig()
+    measured = [(label, measured_rows(rows)) for label, rows in groups]
     quality: dict[str, Any] = {}
-    if show_table2:
-        quality_body, quality = quality_section(groups)
-        if any(q["rewrites"] for q in quality["variants"].values()):
-            sections.insert(0, (QUALITY_TITLE, quality_body))
+    samples = None
+    if any(rows for _, rows in measured):
+        quality_body, quality = quality_section(measured)
+        sections.insert(0, (QUALITY_TITLE, quality_body))
+        samples = sample_documents(measured, quality["variants"], cfg)
 
     charts = [score_chart(summaries, out_dir / "scores.png", "Judge scores per model")]
     if show_table2:
         charts.append(score_chart(variant_summaries, out_dir / "variants.png", "Judge scores per prompt variant"))
+    if quality:
+        rates = {label: [row["meta"]["monitors"]["copy_rate"] for row in rows] for label, rows in measured if rows}
+        charts.append(copy_rate_chart(rates, out_dir / "copy_rate.png", cfg.max_copy_rate))
     if embed_rows or embed:
         from mga.judge.embed_map import embedding_map
 
@@ -244,6 +344,10 @@ def write_report(
         md += ["## Table 2: prompt variants", "", markdown_table(TABLE2_HEADER, t2), ""]
     for section_title, body in sections:
         md += [f"## {section_title}", "", body.strip(), ""]
+    if samples:
+        md += ["## Samples", "", f"report.html shows {samples['shown']} of {samples['total']} documents beside their "
+               "rewrites, copied spans highlighted, filterable by model / variant and by flag "
+               f"({samples['rule']}).", ""]
     md += ["## Charts", ""]
     for picture in pictures:
         target = picture.name if picture.parent.resolve() == out_dir.resolve() else str(picture.resolve())
@@ -260,6 +364,7 @@ def write_report(
         leading=leading,
         sections=[(t, b) for t, b in sections],
         images=[(p.stem, _data_uri(p)) for p in pictures],
+        samples=samples,
     )
     (out_dir / "report.html").write_text(page, encoding="utf-8")
     write_json(out_dir / "report.json", {
@@ -275,7 +380,9 @@ def write_report(
         "health": health,
         "models": {name: _public(s) for name, s in summaries.items()},
         "variants": {name: _public(s) for name, s in variant_summaries.items()},
-        "quality": quality,
+        "quality": {part: {label: _public(q) for label, q in lines.items()} for part, lines in quality.items()},
+        "samples": None if samples is None else {**{k: samples[k] for k in ("shown", "total", "rule", "thresholds")},
+                                                 "documents": [doc["key"] for doc in samples["documents"]]},
         "sections": [{"title": t, "body": b} for t, b in sections],
         "images": [str(p) for p in pictures],
     })

@@ -1,4 +1,5 @@
-"""The report's tables and score chart: Table 1 (Rate(>=3), Diff, their intervals) and Table 2 (shares)."""
+"""The report's tables and charts: Table 1 (Rate(>=3), Diff, their intervals), Table 2 (shares), the quality
+table, the score chart and the copy-rate chart."""
 
 from __future__ import annotations
 
@@ -85,3 +86,24 @@ def quality_rows(summaries: dict[str, dict[str, Any]]) -> list[list[str]]:
              _fmt_opt(q["diversity"]), _fmt_opt(q["distinct_2"]), _fmt_opt(q["language_kept"], pct=True),
              _fmt_opt(q["near_duplicate_share"], pct=True)]
             for name, q in summaries.items()]
+
+
+COPY_RATE_BINS = [i / 20 for i in range(21)]
+
+
+def copy_rate_chart(rates: dict[str, list[float]], out_png: Path, max_copy_rate: float) -> Path:
+    """Step histograms of the per-rewrite copy rate, one per model / variant, in % of its rewrites; the dashed
+    line is the filter's `max_copy_rate`. The PNG's Description names the lines."""
+    fig, ax = new_figure((7.5, 4.0))
+    for label, values in rates.items():
+        ax.hist(values, bins=COPY_RATE_BINS, weights=[100 / len(values)] * len(values), histtype="step", linewidth=1.6,
+                label=f"{label} (n={len(values):,}, mean {sum(values) / len(values):.2f})")
+    ax.axvline(max_copy_rate, linestyle="--", color="#b00020", linewidth=1, label=f"filter: max_copy_rate {max_copy_rate:g}")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("copy rate (share of the rewrite's word 8-grams found in its source)")
+    ax.set_ylabel("% of the line's rewrites")
+    ax.set_title("Copy rate per model / variant")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return save_figure(fig, out_png, metadata={"Title": "Copy rate per model / variant",
+                                               "Description": "lines: " + "; ".join(rates)})

@@ -271,3 +271,77 @@ def test_judge_on_an_empty_input_is_an_error(tmp_path):
     assert isinstance(result.exception, MgaError) and "empty.jsonl" in str(result.exception)
     assert "empty" in str(result.exception).split("empty.jsonl", 1)[1]
     assert not (tmp_path / "judged.jsonl").exists()
+
+
+def _judged(rows, score=4):
+    return [{**row, "judge": {"score": score, "status": "scored", "backend": "llm", "model": "j",
+                              "analysis": "keeps the facts"}} for row in rows]
+
+
+def test_single_variant_report_has_the_quality_table_copy_rate_chart_and_samples_page(tmp_path):
+    from mga.judge.reference import default_reference_path, reference_rewrite_rows
+    from mga.judge.report import QUALITY_TITLE
+    from PIL import Image
+
+    reference = reference_rewrite_rows(default_reference_path("en"))[:10]
+    hostile = "Tags in text: </script><script>alert(1)</script> and <b>bold</b> & more words follow here."
+    inject = {**reference[0], "meta": {**reference[0]["meta"], "docid": "inject", "raw_text": hostile}}
+    teacher = _judged([*reference, {**inject, "content_split": f"A retelling: {hostile}"}])
+    source = reference[3]["meta"]["raw_text"]
+    copied = " ".join(source.split()[4:24])
+    slm = _judged([{**row, "content_split": row["meta"]["raw_text"]} if i < 5 else row for i, row in enumerate(reference)]
+                  + [{**inject, "content_split": "Nothing of the kind."}], score=2)
+    slm[3] = {**slm[3], "content_split": f"In other words: {copied} That is all."}
+    write_report({"teacher": teacher, "slm": slm}, tmp_path)
+
+    md = (tmp_path / "report.md").read_text()
+    assert "## Table 2" not in md and f"## {QUALITY_TITLE}" in md
+    data = json.loads((tmp_path / "report.json").read_text())
+    quality = data["quality"]["variants"]
+    assert set(quality) == {"teacher", "slm"} and quality["slm"]["copy_rate"] > quality["teacher"]["copy_rate"]
+    assert not any(k.startswith("_") for q in quality.values() for k in q)
+    assert f"| teacher | 11 | {quality['teacher']['copy_rate']:.3f} |" in md
+    family = reference[0]["meta"]
+    assert f"| {family['genre']} / {family['audience']} |" in md
+
+    png = tmp_path / "copy_rate.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "](copy_rate.png)" in md
+    with Image.open(png) as image:
+        image.verify()
+    with Image.open(png) as image:
+        assert image.text["Description"] == "lines: teacher; slm"
+
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("</script>") == page.count("<script") == 1  # the page's own script only
+    assert "<b>" not in page and "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt; and &lt;b&gt;bold&lt;/b&gt;" in page
+    expected = re.sub(r"\s+", " ", copied)
+    marks = [re.sub(r"\s+", " ", m) for m in re.findall(r'<mark class="copied">(.*?)</mark>', page, re.S)]
+    assert expected in marks  # the planted verbatim copy, highlighted
+    assert '<select id="samples-line">' in page and '<option value="slm">slm</option>' in page
+    assert '<select id="samples-flag">' in page and '<option value="high_copy_rate">' in page
+    assert '<option value="score_below_3">' in page
+    samples = data["samples"]
+    assert samples["shown"] == samples["total"] == 3 and "inject#0" in samples["documents"]
+    assert "report.html shows 3 of 3 documents" in md
+
+
+def test_samples_page_is_bounded_and_chosen_the_same_way_every_time():
+    from mga.distill.core.schema import chunk_key
+    from mga.judge.config import FilterConfig
+    from mga.judge.monitors import measured_rows
+    from mga.judge.reference import default_reference_path, reference_rewrite_rows
+    from mga.judge.report import sample_documents
+
+    rows = measured_rows(reference_rewrite_rows(default_reference_path("en")))
+    copy = next(i for i, row in enumerate(rows) if row["meta"]["pair_id"] == 0 and row["meta"]["docid"] != rows[0]["meta"]["docid"])
+    rows[copy] = measured_rows([{**rows[copy], "content_split": rows[copy]["meta"]["raw_text"], "meta": {
+        k: v for k, v in rows[copy]["meta"].items() if k != "monitors"}}])[0]
+    lines = [("m", rows)]
+    first = sample_documents(lines, {"m": {}}, FilterConfig(), limit=4)
+    again = sample_documents([("m", list(reversed(rows)))], {"m": {}}, FilterConfig(), limit=4)
+    total = len({chunk_key(row) for row in rows})
+    assert (first["shown"], first["total"]) == (4, total) and "at most 4" in first["rule"]
+    assert [d["key"] for d in first["documents"]] == [d["key"] for d in again["documents"]]  # not the rows' order
+    assert chunk_key(rows[copy]) in [d["key"] for d in first["documents"]]  # a flagged document is shown first
+    flagged = [r for d in first["documents"] for r in d["rewrites"] if r["flags"]]
+    assert [r["flags"] for r in flagged] == [["high_copy_rate"]]

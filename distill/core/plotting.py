@@ -16,12 +16,13 @@ def new_figure(figsize: tuple[float, float], dpi: int = 110) -> tuple[Any, Any]:
     return plt.subplots(figsize=figsize, dpi=dpi)
 
 
-def save_figure(fig: Any, path: str | Path) -> Path:
+def save_figure(fig: Any, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
+    """Write the PNG; `metadata` (PNG text keys: Title, Description...) says what it shows to a program."""
     import matplotlib.pyplot as plt
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, metadata=metadata)
     plt.close(fig)
     return path
