@@ -14,6 +14,7 @@ from mga.judge.config import FilterConfig
 from mga.judge.filters import filter_file, filter_row
 from mga.judge.monitors import (
     BenchmarkIndex,
+    copied_spans,
     copy_rate,
     distinct_n,
     document_diversity,
@@ -22,6 +23,7 @@ from mga.judge.monitors import (
     near_duplicates,
     quality_summary,
     rewrite_monitors,
+    word_spans,
     words,
 )
 from mga.judge.reference import default_reference_path, reference_rewrite_rows
@@ -60,6 +62,16 @@ def test_the_longest_copied_span_points_at_the_copied_words_in_the_rewrite():
     assert words(rewrite[span["start"]:span["end"]]) == words(sentence)
     assert longest_copy("alpha beta gamma", "delta epsilon") == {"words": 0, "start": 0, "end": 0}
     assert 0.0 < copy_rate(source, rewrite) < 1.0
+
+
+def test_copied_spans_mark_the_words_the_copy_rate_counts():
+    source = REFERENCE[3]["meta"]["raw_text"]
+    sentence = " ".join(source.split()[5:25])
+    rewrite = f"To put it simply for you: {sentence} And that is all there is."
+    assert [words(rewrite[a:b]) for a, b in copied_spans(source, rewrite)] == [words(sentence)]
+    spans = word_spans(source)
+    assert copied_spans(source, source) == [(spans[0][1], spans[-1][2])]  # a verbatim copy: one run, all of it
+    assert copied_spans(source, REFERENCE[3]["content_split"]) == [] == copied_spans(source, "")
 
 
 def test_output_language_uses_the_language_packs_codes():
