@@ -23,7 +23,7 @@ from typing import Any
 from mga.distill.core.console import console
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import write_json
-from mga.distill.core.weights import weight_files
+from mga.distill.core.weights import stored_digest, weight_files
 from mga.quantize.calibration import text_hash
 from mga.quantize.checkpoint import check_checkpoint
 
@@ -95,10 +95,6 @@ def check_device(device: str | None) -> str | None:
         raise MgaError(f"--device {device} needs a CUDA GPU and none is visible; "
                        "omit --device to quantize on CPU (all three schemes quantize on CPU)")
     return device
-
-
-def _fingerprint(checkpoint: Path) -> list[list]:
-    return [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in weight_files(checkpoint)]
 
 
 def _finished(out_dir: Path, settings: dict[str, Any]) -> bool:
@@ -203,8 +199,7 @@ def quantize_checkpoint(
 
     settings = {
         "scheme": spec.name, "bits": spec.bits, "group_size": group_size if spec.method == "gptq" else None,
-        "desc_act": desc_act, "max_length": max_length, "seed": seed, "source": str(checkpoint.resolve()),
-        "source_weights": _fingerprint(checkpoint),
+        "desc_act": desc_act, "max_length": max_length, "seed": seed, "source_digest": stored_digest(checkpoint),
         "calibration_sha256": hashlib.sha256("".join(text_hash(t) for t in texts).encode()).hexdigest()[:16],
     }
     if _finished(out_dir, settings):

@@ -35,10 +35,10 @@ from typing import Any
 from mga.distill.core.console import console, track
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import write_json
-from mga.distill.core.weights import weight_files
+from mga.distill.core.weights import stored_digest, weight_files
 from mga.distill.generate.llamacpp import default_threads
 from mga.quantize.checkpoint import check_checkpoint
-from mga.quantize.evaluate import agreement, chat_prompt, greedy
+from mga.quantize.evaluate import agreement, chat_prompt, greedy, llama_greedy, load_llama
 from mga.quantize.export_lint import SAMPLE_CHAT
 
 GGUF_SCHEMES = {"gguf-f16": ("f16", "MOSTLY_F16"), "gguf-q8_0": ("q8_0", "MOSTLY_Q8_0"), "gguf-q4_k_m": ("q4_k_m", "MOSTLY_Q4_K_M")}
@@ -251,27 +251,6 @@ TOKENIZER_SAMPLES = [
 ]
 
 
-def load_llama(gguf_file: Path, n_ctx: int, threads: int):
-    from llama_cpp import Llama
-
-    return Llama(model_path=str(gguf_file), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, seed=0,
-                 verbose=False)
-
-
-def llama_greedy(llm, prompt: list[int], max_new_tokens: int) -> dict[str, Any]:
-    """Greedy tokens from llama.cpp until an end-of-generation token or `max_new_tokens`."""
-    import llama_cpp
-
-    ids: list[int] = []
-    for token in llm.generate(prompt, top_k=1, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0, reset=True):
-        if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
-            return {"ids": ids, "stopped": True}
-        ids.append(token)
-        if len(ids) >= max_new_tokens:
-            break
-    return {"ids": ids, "stopped": False}
-
-
 def template_matches(llm, tokenizer) -> bool:
     """The template inside the file, rendered the way llama-cpp-python renders it, equals the checkpoint's."""
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -332,8 +311,8 @@ def gguf_file_name(scheme: str) -> str:
 
 
 def _settings(checkpoint: Path, scheme: str) -> dict[str, Any]:
-    return {"scheme": scheme, "source": str(checkpoint.resolve()),
-            "source_weights": [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in weight_files(checkpoint)]}
+    """What makes a finished export reusable: the scheme and the source's bytes (`stored_digest`), not its path."""
+    return {"scheme": scheme, "source_digest": stored_digest(checkpoint)}
 
 
 def _reusable(out_dir: Path, scheme: str, settings: dict[str, Any]) -> bool:
@@ -403,7 +382,8 @@ def export_gguf(
 
 def local_gguf(checkpoint: Path) -> Path:
     """The GGUF file that llama.cpp runs for a local generation backend: the file of a GGUF output folder, or an
-    f16 export of a checkpoint beside it (`<checkpoint>.gguf-f16/`, reused while the weights are unchanged).
+    f16 export of a checkpoint beside it (`<checkpoint>.gguf-f16/`, reused while the checkpoint's digest is the
+    one it was exported from: retrained weights are exported again, touched or copied ones are not).
     f16 keeps greedy answers as the checkpoint's (tests/test_llamacpp_backend.py); tokenizer and template are
     checked at export."""
     checkpoint = Path(checkpoint)

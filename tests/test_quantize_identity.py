@@ -69,3 +69,28 @@ def test_a_read_only_folder_still_gets_its_digest(tmp_path):
         assert not (model / DIGEST_FILE).exists() or os.geteuid() == 0
     finally:
         model.chmod(0o755)
+
+
+def test_the_f16_gguf_of_a_checkpoint_is_reused_by_its_digest_not_by_its_times(tiny_model_dir, tmp_path):
+    """`local_gguf` (the llama.cpp backend's file): touched weights are the same model, retrained ones are not."""
+    import torch
+    from mga.quantize.gguf import local_gguf
+    from safetensors.torch import load_file, save_file
+
+    model = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    first = local_gguf(model)
+    stamp = first.stat().st_mtime_ns
+    weights = model / "model.safetensors"
+    os.utime(weights)  # same bytes, newer time: what a size-and-mtime rule took for a new model
+    assert local_gguf(model) == first and first.stat().st_mtime_ns == stamp
+    moved = model.rename(tmp_path / "moved")  # another path, same bytes: the export beside it is still this model's
+    (tmp_path / "model.gguf-f16").rename(tmp_path / "moved.gguf-f16")
+    assert local_gguf(moved).stat().st_mtime_ns == stamp
+    tensors = load_file(moved / "model.safetensors")
+    name = next(iter(tensors))
+    tensors[name] = tensors[name] + torch.ones_like(tensors[name])  # retrained: same size, other bytes
+    save_file(tensors, moved / "model.safetensors", metadata={"format": "pt"})
+    again = local_gguf(moved)
+    assert again.stat().st_mtime_ns != stamp
+    record = json.loads((again.parent / "mga_quantize.json").read_text())
+    assert record["settings"]["source_digest"] == checkpoint_digest(moved)

@@ -18,7 +18,7 @@ from mga.judge.embed_map import embedding_map
 from mga.judge.health import reference_key
 from mga.judge.reference import reference_judged_rows
 from mga.judge.report import loss_analysis_section, write_report
-from mga.quantize.evaluate import compare_section
+from mga.quantize.evaluate import compare_section, formats_section
 
 
 def notes_for(cfg: RunConfig, *, trained: bool) -> list[str]:
@@ -58,6 +58,10 @@ def write_run_report(out_dir: Path, cfg: RunConfig, models: dict[str, list[dict[
             compare = Path(q[stage]) / "compare.json"
             if compare.exists():
                 sections.append((f"Quantized vs full: {stage} model, {q['scheme']}", compare_section(compare)))
+    for stage in ("pairs", "rewrite"):
+        compares = [Path(q[stage]) / "compare.json" for q in quantized if (Path(q[stage]) / "compare.json").exists()]
+        if compares:
+            sections.append((f"Quantized formats: {stage} model", formats_section(compares)))
     images = list(loss_curves)
     if loss_analysis is not None:
         section, charts = loss_analysis_section(loss_analysis)
