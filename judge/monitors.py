@@ -25,9 +25,9 @@ decontaminate).
 
 Memory: the MinHash index keeps, per inserted rewrite, its key, one hash per LSH band and its 128 hash
 values (for the exact Jaccard check of LSH candidates); it grows linearly with the number of rewrites, not
-with their length. Measured with tracemalloc by bench/monitors_memory.py: about 4 KB per rewrite (8.0 MB at
-2,000 rewrites, 39.3 MB at 10,000), so 10M rewrites need ~40 GB: near-duplicates are looked for within one
-`mga expand` shard (`--num-shards` bounds the index), or move to datatrove's stages beyond that.
+with their length. Peak measured with tracemalloc by bench/monitors_cost.py: about 4 KB per rewrite (40.1 MB
+at 10,000 rewrites, 418.8 MB at 100,000), so 10M rewrites need ~42 GB: near-duplicates are looked for within
+one `mga expand` shard (`--num-shards` bounds the index), or move to datatrove's stages beyond that.
 The benchmark index holds one 64-bit hash per distinct benchmark 13-gram, whatever the corpus' size.
 """
 
