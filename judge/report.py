@@ -74,19 +74,20 @@ def _rank(key: str) -> str:
 
 
 def rewrite_flags(row: dict[str, Any], quality: dict[str, Any], cfg: FilterConfig) -> list[str]:
-    """What a measured rewrite would be flagged for, named as the filters' reasons: the monitors at `cfg`'s
-    thresholds (near-duplicates and diversity as its line's `quality_summary` found them), its judge score, and
-    the row's own filter reason when it went through the filters."""
+    """What a measured rewrite would be flagged for, named as the filters' reasons: the monitors `cfg` turns on,
+    at its thresholds (near-duplicates and diversity as its line's `quality_summary` found them), its judge
+    score, and the row's own filter reason when it went through the filters."""
     figures = row["meta"]["monitors"]
     flags = []
     if figures["copy_rate"] > cfg.max_copy_rate:
         flags.append("high_copy_rate")
-    if None not in (figures["language"], figures["source_language"]) and figures["language"] != figures["source_language"]:
+    if cfg.reject_language_change and None not in (figures["language"], figures["source_language"]) \
+            and figures["language"] != figures["source_language"]:
         flags.append("language_changed")
     diversity = quality.get("_documents", {}).get(chunk_key(row), {}).get("diversity")
     if diversity is not None and diversity < cfg.min_diversity:
         flags.append("low_diversity")
-    if rewrite_key(row) in quality.get("_near_duplicate_of", {}):
+    if cfg.near_duplicate_threshold is not None and rewrite_key(row) in quality.get("_near_duplicate_of", {}):
         flags.append("near_duplicate")
     if isinstance(row.get("judge"), dict):
         score = row["judge"].get("score")
@@ -144,8 +145,8 @@ def sample_documents(lines: Sequence[tuple[str, list[dict[str, Any]]]], quality:
         "shown": len(documents), "total": len(flagged), "documents": documents,
         "lines": [label for label, rows in lines if rows],
         "flags": sorted({flag for doc in documents for r in doc["rewrites"] for flag in r["flags"]}),
-        "rule": (f"at most {limit}, taken in the order of a hash of their key (the same documents every time), those "
-                 f"with a flagged rewrite first for up to {limit // 2} places"),
+        "rule": (f"at most {limit}, taken in the order of a hash of their key (the same documents every time), "
+                 f"documents with a flagged rewrite first for up to {limit // 2} of the places"),
         "thresholds": (f"max_copy_rate {cfg.max_copy_rate:g}, min_diversity {cfg.min_diversity:g}, near-duplicates "
                        f"{near}, language change {'on' if cfg.reject_language_change else 'off'}, min_score "
                        f"{cfg.min_score}"),

@@ -345,3 +345,5 @@ def test_samples_page_is_bounded_and_chosen_the_same_way_every_time():
     assert chunk_key(rows[copy]) in [d["key"] for d in first["documents"]]  # a flagged document is shown first
     flagged = [r for d in first["documents"] for r in d["rewrites"] if r["flags"]]
     assert [r["flags"] for r in flagged] == [["high_copy_rate"]]
+    loose = sample_documents(lines, {"m": {}}, FilterConfig(max_copy_rate=1.0), limit=4)  # the flags follow the config
+    assert not any(r["flags"] for d in loose["documents"] for r in d["rewrites"]) and "max_copy_rate 1" in loose["thresholds"]
