@@ -1,8 +1,9 @@
 """Judge health: is the judge following the format, and does it agree with the reference scores?
 
 Per model (or Table 2 line): the unscored share, split into rows whose rewrite failed (no judge call) and
-rows whose judge answers could not be parsed after every re-ask; the parse re-asks spent; and, when the
-rows include reference-set rewrites with hand-assigned scores, the judge's agreement with those scores.
+rows whose judge answers could not be parsed after every re-ask, and counted by reason (`unscored_reasons`:
+the parser's or the failed rewrite's reason, by kind, `mga.distill.core.reasons`); the parse re-asks spent;
+and, when the rows include reference-set rewrites with hand-assigned scores, the judge's agreement with those scores.
 A judge that cannot follow the format so shows up as a number, not as missing rows.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from mga.distill.core.markdown import records_table
+from mga.distill.core.reasons import count_reasons, reasons_line
 from mga.distill.core.schema import rewrite_key, score_of, unjudgeable_reason
 
 
@@ -34,6 +36,8 @@ def model_health(rows: list[dict[str, Any]], reference_scores: dict[str, int] | 
         "judge_unparsed": len(unscored) - generation_failed,
         "parse_reasks": sum(max(a - 1, 0) for a in attempts),
         "rows_reasked": sum(1 for a in attempts if a > 1),
+        # why rows are unscored, by kind (mga.distill.core.reasons): the judge's parser or the failed rewrite
+        "unscored_reasons": count_reasons((row.get("judge") or {}).get("reason") for row in unscored),
         "reference_items": 0,
     }
     if reference_scores:
@@ -60,6 +64,8 @@ def health_records(health: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         record = {"model": label, "rows": f"{h['total']:,}", "unscored": f"{h['unscored_share']:.2f}%",
                   "rewrite failed": f"{h['generation_failed']:,}", "judge answer unparsed": f"{h['judge_unparsed']:,}",
                   "parse re-asks": f"{h['parse_reasks']:,} ({h['rows_reasked']:,} rows)"}
+        if any(x.get("unscored_reasons") for x in health.values()):
+            record["unscored by reason"] = reasons_line(h.get("unscored_reasons") or {})
         if any(x["reference_items"] for x in health.values()):
             record["agreement with reference (exact / ±1)"] = (
                 f"{h['reference_exact']:.1f}% / {h['reference_within_1']:.1f}% of {h['reference_items']}"
@@ -73,4 +79,5 @@ def health_section(health: dict[str, dict[str, Any]], records: list[dict[str, An
     body = records_table(records if records is not None else health_records(health))
     return (body + "\n\nUnscored rows count as failures in every rate. \"rewrite failed\": the model produced no "
             "usable rewrite (no judge call); \"judge answer unparsed\": every judge answer was refused by the parser "
-            "after its re-asks (`judge.max_parse_attempts`).")
+            "after its re-asks (`judge.max_parse_attempts`); \"unscored by reason\": the unscored rows by the reason "
+            "their judge record gives, its particulars (numbers, quoted text) left out.")
