@@ -19,6 +19,7 @@ from mga.distill.core.config import MAX_VALIDATION_ATTEMPTS, VARIANTS, Generatio
 from mga.distill.core.console import console
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import JsonlAppender, finalize_stream, iter_rows, write_rows
+from mga.distill.core.reasons import count_reasons, reasons_line
 from mga.distill.core.resume import resume_stream
 from mga.distill.core.schema import OK, chunk_key, rewrite_jobs, rewrite_key
 from mga.distill.generate.protocol import Generator, Sized
@@ -66,9 +67,15 @@ def _resume(stage: str, out_path: Path, key, jobs: dict[str, Job], overwrite: bo
 
 
 def _summary(stage: str, rows: list[dict[str, Any]], out_path: Path) -> None:
+    """The stage's line: rows by status, then why rows failed and why answers were rejected, by kind."""
     counts = Counter(row.get("status") for row in rows)
     parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items(), key=lambda kv: kv[0] != OK))
     console.print(f"{stage}: {len(rows)} rows ({parts}) -> {out_path}", markup=False, highlight=False)
+    failed = count_reasons(row.get("reason") for row in rows if row.get("status") != OK)
+    rejected = count_reasons(entry.get("reason") for row in rows for entry in row.get("rejected") or [])
+    for what, reasons in (("not ok", failed), ("answers rejected", rejected)):
+        if reasons:
+            console.print(f"  {what}: {reasons_line(reasons)}", markup=False, highlight=False, soft_wrap=True)
 
 
 # ---- stage 1 -------------------------------------------------------------------------------------------------
