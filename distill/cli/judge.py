@@ -13,7 +13,8 @@ from mga.distill.core.errors import MgaError
 
 def judge(
     input: Annotated[Path | None, typer.Option("--input", "-i", help="Rewrites to score (.jsonl/.parquet).")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Judged rows (resumable).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Judged rows (resumable); with --calibrate: "
+                                                "the reference rewrites judged, kept with the judge's cache.")] = None,
     backend: Annotated[str | None, typer.Option(help="llm (Limited Consistency) or heuristic (offline).")] = None,
     base_url: Annotated[str | None, typer.Option(help="Judge endpoint, e.g. http://localhost:8000/v1 (judge.endpoint).")] = None,
     model: Annotated[str | None, typer.Option(help="Judge's served model name (judge.endpoint).")] = None,
@@ -47,7 +48,7 @@ def judge(
     if calibrate:
         from mga.judge.calibrate import calibrate as run_calibration
 
-        run_calibration(cfg.judge, reference, language=cfg.language, teacher=cfg.teacher)
+        run_calibration(cfg.judge, reference, language=cfg.language, teacher=cfg.teacher, output=output)
         return
     if input is None or output is None:
         raise MgaError("mga judge needs --input and --output (or --calibrate)")
