@@ -91,3 +91,31 @@ def real_model_threads(request):
     torch.set_num_threads(2)
     yield
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def llama_server(smollm2_f16_gguf, tmp_path_factory):
+    """llama.cpp's OpenAI-compatible server (`python -m llama_cpp.server`) serving SmolLM2's f16 GGUF on 127.0.0.1,
+    one thread, a 2,048-token context (an over-long prompt is easy to make); stopped at the end of the session."""
+    from tests.llama_server import LlamaServer
+
+    with LlamaServer(smollm2_f16_gguf, n_ctx=2048, log=tmp_path_factory.mktemp("llama") / "server.log") as server:
+        yield server
+
+
+@pytest.fixture
+def llama_servers(smollm2_f16_gguf, tmp_path):
+    """Factory of further llama.cpp servers of the same model, for tests that kill or stop them; stopped after the
+    test."""
+    from tests.llama_server import LlamaServer
+
+    servers = []
+
+    def start(**kwargs):
+        server = LlamaServer(smollm2_f16_gguf, **{"n_ctx": 2048, "log": tmp_path / f"server-{len(servers)}.log", **kwargs})
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.stop()
