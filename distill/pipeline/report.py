@@ -77,7 +77,7 @@ def write_run_report(out_dir: Path, cfg: RunConfig, models: dict[str, list[dict[
     write_report(models, out_dir, judge_label=judge_label(cfg), reference_model=next(iter(models)),
                  notes=[*notes, *notes_for(cfg, trained=any(r.get("round", 1) > 0 for r in rounds["rounds"]))], images=images, sections=sections, target_gap=cfg.loop.target_gap,
                  max_failed_share=cfg.report.max_failed_share, reference_scores=scores, judge_controls=judge_controls,
-                 **({"variants": variants} if variants else {}))
+                 filter_cfg=cfg.filter, **({"variants": variants} if variants else {}))
     flags = json.loads((out_dir / "report.json").read_text())["flags"]
     return {"report": str(out_dir / "report.html"), "flags": flags}
 
@@ -90,5 +90,5 @@ def report(runner: Runner, cfg: RunConfig, models, judged_teacher, table2, loss_
                  notes, eval_docs, reference, judge_controls, loss_analysis,
                  inputs=[runner.dir / "rounds.json", *judged_teacher.values(), *([loss_analysis] if loss_analysis else [])],
                  outputs=[out_dir / "report.html"],
-                 config=[cfg.report.model_dump(mode="json"), cfg.loop.target_gap, [q["scheme"] for q in quantized], judged_scores,
+                 config=[cfg.report.model_dump(mode="json"), cfg.filter.model_dump(mode="json"), cfg.loop.target_gap, [q["scheme"] for q in quantized], judged_scores,
                          judge_controls, notes])
