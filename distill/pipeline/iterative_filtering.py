@@ -61,6 +61,8 @@ def pool_parts(pool: Iterable[str], *, per_round: int | None, max_rounds: int, s
 
 
 class RoundSteps(Protocol):
+    """What a round does: `IterativeFiltering` runs it as stages, a test may script a stand-in student."""
+
     def untrained(self) -> Any:
         """The student before any training, as checkpoints by stage (round 0, the baseline)."""
 
