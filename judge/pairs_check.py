@@ -2,7 +2,10 @@
 
 Teachers wrap JSON in ```json fences, add a sentence before or after it, or use a slightly different shape; the
 check tolerates those and rejects what a training row cannot use: no JSON, the wrong number of pairs, empty
-fields, or pairs that repeat a genre or an audience.
+fields, or pairs that repeat a genre or an audience. It never picks between answers: JSON that starts but does
+not decode (cut at max_tokens, or malformed) is "truncated or malformed JSON", two different lists of pairs in
+one answer are "conflicting JSON answers", and a genre or audience that is the prompt's own placeholder
+("<2-3 sentences>") is refused (what small models write: tests/fixtures/real_answers).
 """
 
 from __future__ import annotations
@@ -25,15 +28,18 @@ def normalise(text: str) -> str:
     return " ".join(text.casefold().translate(_PUNCT).split())
 
 
-def extract_json(text: str) -> Any:
-    """The outermost JSON object or array in `text` (fences and surrounding prose ignored), else None."""
+_JSON_START = re.compile(r"[\[{]\s*[\"\[{]")  # where JSON (not a stray bracket in prose) seems to begin
+_PLACEHOLDER = re.compile(r"<[^<>]*>")
+
+
+def _json_spans(text: str) -> list[tuple[int, Any]]:
+    """(start, value) of every top-level JSON object or array in `text`, in order."""
     decoder = json.JSONDecoder()
-    text = text.strip()
     try:
-        return json.loads(text)
+        return [(0, json.loads(text))]
     except json.JSONDecodeError:
         pass
-    best: tuple[int, Any] | None = None
+    spans = []
     covered = 0  # starts inside an already decoded value are nested in it: skip them
     for match in re.finditer(r"[\[{]", text):
         if match.start() < covered:
@@ -43,9 +49,33 @@ def extract_json(text: str) -> Any:
         except json.JSONDecodeError:
             continue
         covered = end
-        if best is None or end - match.start() > best[0]:
-            best = (end - match.start(), value)
-    return None if best is None else best[1]
+        spans.append((match.start(), value))
+    return spans
+
+
+def json_values(text: str) -> list[Any]:
+    """Every top-level JSON object or array in `text`, in order (fences and surrounding prose ignored)."""
+    return [value for _, value in _json_spans(text.strip())]
+
+
+def extract_json(text: str) -> Any:
+    """The outermost JSON object or array in `text` (the longest one), else None."""
+    values = json_values(text)
+    return max(values, key=lambda v: len(json.dumps(v, ensure_ascii=False))) if values else None
+
+
+def _broken_json(text: str) -> str | None:
+    """The reason when the answer's JSON starts and does not decode (cut at max_tokens, or malformed) before
+    any JSON that does: what decodes after it is a piece of the broken whole."""
+    spans = _json_spans(text)
+    for start in _JSON_START.finditer(text):
+        if spans and start.start() >= spans[0][0]:
+            return None
+        try:
+            json.JSONDecoder().raw_decode(text, start.start())
+        except json.JSONDecodeError as e:
+            return f"truncated or malformed JSON at character {start.start()}: {e.msg}"
+    return None
 
 
 def _field(item: dict[str, Any], keys: tuple[str, ...]) -> Any:
@@ -102,13 +132,23 @@ def pairs_json_schema(num_pairs: int = 5) -> dict[str, Any]:
 
 
 def parse_pairs(text: str, num_pairs: int = 5) -> tuple[list[dict[str, str]] | None, str | None]:
-    """`(pairs, None)` with exactly `num_pairs` distinct {"genre", "audience"} dicts, or `(None, reason)`."""
+    """`(pairs, None)` with exactly `num_pairs` distinct {"genre", "audience"} dicts, or `(None, reason)`; a
+    refused answer whose JSON broke off is refused as truncated or malformed JSON."""
     if not text or not text.strip():
         return None, "empty answer"
-    data = extract_json(text)
-    if data is None:
+    pairs, reason = _parse_pairs(text.strip(), num_pairs)
+    return (pairs, None) if reason is None else (None, _broken_json(text.strip()) or reason)
+
+
+def _parse_pairs(text: str, num_pairs: int) -> tuple[list[dict[str, str]] | None, str | None]:
+    values = json_values(text)
+    if not values:
         return None, "no JSON object or array in the answer"
-    items, reason = _candidate_pairs(data)
+    lists = {json.dumps(items, sort_keys=True, ensure_ascii=False) for value in values
+             if (items := _candidate_pairs(value)[0]) and all(isinstance(item, dict) for item in items)}
+    if len(lists) > 1:
+        return None, f"conflicting JSON answers ({len(lists)} different lists of pairs)"
+    items, reason = _candidate_pairs(extract_json(text))
     if items is None:
         return None, reason
     if len(items) != num_pairs:
@@ -122,6 +162,9 @@ def parse_pairs(text: str, num_pairs: int = 5) -> tuple[list[dict[str, str]] | N
             return None, f"pair {number} has no genre"
         if not audience:
             return None, f"pair {number} has no audience"
+        for field, value in (("genre", genre), ("audience", audience)):
+            if _PLACEHOLDER.fullmatch(value):
+                return None, f"pair {number}: the {field} is a placeholder ({value[:40]}), not a description"
         pairs.append({"genre": genre, "audience": audience})
     for field in ("genre", "audience"):
         seen: dict[str, int] = {}

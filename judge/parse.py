@@ -5,7 +5,8 @@ Accepted answers (see docs/judge.md):
   around it). The score is an integer 1-5, a float with an integer value (4.0) or a string holding one
   integer ("4"). Several such objects must all give the same score.
 - Prose where the score stands on a line of its own: `Score: 4`, `**Final score:** 4`, `Score = 4/5`,
-  `评分：4`. Several such lines must agree, with each other, with any other score mentioned in the prose
+  `Score: 4 out of 5`, `评分：4`, also followed by a comment without digits (`Score: 4 - most points
+  survive`). Several such lines must agree, with each other, with any other score mentioned in the prose
   ("a score of 2") and with any JSON verdict in the same answer (so a verdict quoted from the document
   cannot override the judge's own). A score mentioned only inside a sentence is not a statement.
 
@@ -26,7 +27,9 @@ MIN_SCORE, MAX_SCORE = 1, 5
 _OBJECT_START = re.compile(r"\{\s*\"")  # where a JSON object (not a stray brace in prose) begins
 _SCORE_LINE = re.compile(
     r"^[\s>*_#`-]*(?:final\s+|overall\s+)?(?:score|rating|评分|得分|分数|最终评分)[\s*_`]*[:：=][\s*_`]*"
-    r"(?P<value>[+-]?\d+(?:\.\d+)?)\s*(?:/\s*5|分)?[\s*_`.。]*$",
+    r"(?P<value>[+-]?\d+(?:\.\d+)?)[\s*_`]*(?:/\s*5|out\s+of\s+5|分)?[\s*_`]*"
+    # a comment after the score on the same line, with no digit in it ("Score: 4 - most points survive")
+    r"(?:(?:\s+[-–—]\s+|\s*[(（:：;,，]\s*|[.。]\s+)[^\d\n]*|[.。])?\s*$",
     re.IGNORECASE,
 )
 # any other mention of a score in the prose ("a score of 2", "Score: 2" mid-sentence), to detect conflicts

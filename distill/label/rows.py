@@ -92,7 +92,9 @@ def rewrite_job(meta: dict[str, Any], variant: str, language: str, params: Gener
 
 def rewrite_request(key: str, job: Job, params: GenerationParams, language: str) -> Request:
     """A stage-2 request whose answers go through the stage-2 answer checks."""
-    return Request(key, job.messages, params, check=rewrite_check(job.meta["raw_text"], job.messages, job.nonce, language))
+    data = (job.meta["genre"], job.meta["audience"])
+    check = rewrite_check(job.meta["raw_text"], job.messages, job.nonce, language, data)
+    return Request(key, job.messages, params, check=check)
 
 
 def rewrite_status(result: Result, max_tokens: int) -> tuple[str, str | None]:
