@@ -262,13 +262,15 @@ def measured_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             and (row.get("content_split") or "").strip() and ("monitors" in row["meta"] or "raw_text" in row["meta"])]
 
 
-def quality_summary(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
+def quality_summary(rows: Iterable[dict[str, Any]], per_document: bool = True) -> dict[str, Any]:
     """The monitors aggregated over a set of rewrite rows (one prompt variant, one (genre, audience) family):
     means of the per-rewrite figures, the mean diversity of their documents, the near-duplicate share within
     the set. Failed, empty and control rows, and rows without their source, are left out; `rewrites` says how
-    many were measured. Two private keys say which rows the figures come from, for a report's samples:
-    `_documents` (chunk key -> `document_diversity`) and `_near_duplicate_of` (rewrite key -> the key of the
-    earlier rewrite it nearly duplicates)."""
+    many were measured. Diversity and distinct-2 compare a document's rewrites with each other, so they are
+    left None with `per_document=False` (a (genre, audience) family holds one rewrite per document and line).
+    Two private keys say which rows the figures come from, for a report's samples: `_documents` (chunk key ->
+    `document_diversity`) and `_near_duplicate_of` (rewrite key -> the key of the earlier rewrite it nearly
+    duplicates)."""
     from mga.distill.core.schema import chunk_key, rewrite_key
 
     measured = measured_rows(rows)
@@ -285,11 +287,12 @@ def quality_summary(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
     documents: dict[str, list[str]] = {}
     for row in measured:
         documents.setdefault(chunk_key(row), []).append(row["content_split"])
-    out["_documents"] = {key: document_diversity(texts) for key, texts in documents.items()}
-    per_doc = list(out["_documents"].values())
-    diversities = [d["diversity"] for d in per_doc if d["diversity"] is not None]
-    out["diversity"] = round(sum(diversities) / len(diversities), 4) if diversities else None
-    out["distinct_2"] = round(sum(d["distinct_2"] for d in per_doc) / len(per_doc), 4)
+    out["_documents"] = {key: document_diversity(texts) for key, texts in documents.items()} if per_document else {}
+    if per_document:
+        per_doc = list(out["_documents"].values())
+        diversities = [d["diversity"] for d in per_doc if d["diversity"] is not None]
+        out["diversity"] = round(sum(diversities) / len(diversities), 4) if diversities else None
+        out["distinct_2"] = round(sum(d["distinct_2"] for d in per_doc) / len(per_doc), 4)
     out["_near_duplicate_of"] = near_duplicates({rewrite_key(r): r["content_split"] for r in measured})
     out["near_duplicate_share"] = round(len(out["_near_duplicate_of"]) / n, 4)
     return out

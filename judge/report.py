@@ -60,10 +60,12 @@ def quality_section(groups: Sequence[tuple[str, list[dict[str, Any]]]]) -> tuple
             meta = row.get("meta") or {}
             families.setdefault(f"{meta.get('genre', '?')} / {meta.get('audience', '?')}", []).append(row)
     top = sorted(families, key=lambda k: -len(families[k]))[:FAMILY_ROWS]
-    per_family = {name: quality_summary(families[name]) for name in top}
+    per_family = {name: quality_summary(families[name], per_document=False) for name in top}
     family_header = ["(genre / audience) family", *QUALITY_HEADER[1:]]
     body = (QUALITY_NOTE + "\n\n" + markdown_table(QUALITY_HEADER, quality_rows(per_line))
-            + f"\n\nPer (genre, audience) family (the {len(top)} most frequent of {len(families)}):\n\n"
+            + f"\n\nPer (genre, audience) family (the {len(top)} most frequent of {len(families)}, all lines together; "
+            "diversity and distinct-2 compare a document's rewrites, which belong to different families, so they "
+            "stay blank here):\n\n"
             + markdown_table(family_header, quality_rows(per_family)))
     return body, {"variants": per_line, "families": per_family}
 

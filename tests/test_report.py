@@ -283,13 +283,13 @@ def test_single_variant_report_has_the_quality_table_copy_rate_chart_and_samples
     from mga.judge.report import QUALITY_TITLE
     from PIL import Image
 
-    reference = reference_rewrite_rows(default_reference_path("en"))[:10]
+    reference = reference_rewrite_rows(default_reference_path("en"))[:5]  # one document's five rewrites
     hostile = "Tags in text: </script><script>alert(1)</script> and <b>bold</b> & more words follow here."
     inject = {**reference[0], "meta": {**reference[0]["meta"], "docid": "inject", "raw_text": hostile}}
     teacher = _judged([*reference, {**inject, "content_split": f"A retelling: {hostile}"}])
     source = reference[3]["meta"]["raw_text"]
     copied = " ".join(source.split()[4:24])
-    slm = _judged([{**row, "content_split": row["meta"]["raw_text"]} if i < 5 else row for i, row in enumerate(reference)]
+    slm = _judged([{**row, "content_split": row["meta"]["raw_text"]} if i < 2 else row for i, row in enumerate(reference)]
                   + [{**inject, "content_split": "Nothing of the kind."}], score=2)
     slm[3] = {**slm[3], "content_split": f"In other words: {copied} That is all."}
     write_report({"teacher": teacher, "slm": slm}, tmp_path)
@@ -300,7 +300,7 @@ def test_single_variant_report_has_the_quality_table_copy_rate_chart_and_samples
     quality = data["quality"]["variants"]
     assert set(quality) == {"teacher", "slm"} and quality["slm"]["copy_rate"] > quality["teacher"]["copy_rate"]
     assert not any(k.startswith("_") for q in quality.values() for k in q)
-    assert f"| teacher | 11 | {quality['teacher']['copy_rate']:.3f} |" in md
+    assert f"| teacher | 6 | {quality['teacher']['copy_rate']:.3f} |" in md
     family = reference[0]["meta"]
     assert f"| {family['genre']} / {family['audience']} |" in md
 
@@ -321,8 +321,8 @@ def test_single_variant_report_has_the_quality_table_copy_rate_chart_and_samples
     assert '<select id="samples-flag">' in page and '<option value="high_copy_rate">' in page
     assert '<option value="score_below_3">' in page
     samples = data["samples"]
-    assert samples["shown"] == samples["total"] == 3 and "inject#0" in samples["documents"]
-    assert "report.html shows 3 of 3 documents" in md
+    assert samples["shown"] == samples["total"] == 2 and "inject#0" in samples["documents"]
+    assert "report.html shows 2 of 2 documents" in md
 
 
 def test_samples_page_is_bounded_and_chosen_the_same_way_every_time():
