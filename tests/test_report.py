@@ -312,6 +312,7 @@ def test_single_variant_report_has_the_quality_table_copy_rate_chart_and_samples
         assert image.text["Description"] == "lines: teacher; slm"
 
     page = (tmp_path / "report.html").read_text()
+    assert 'alt="copy_rate"' in page
     assert page.count("</script>") == page.count("<script") == 1  # the page's own script only
     assert "<b>" not in page and "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt; and &lt;b&gt;bold&lt;/b&gt;" in page
     expected = re.sub(r"\s+", " ", copied)
