@@ -250,3 +250,20 @@ def test_the_dry_run_says_which_stages_carry_a_schema(tmp_path, short_corpus):
     assert "structured output auto" in notes["label-pairs"]
     assert "structured output json_schema" in notes["judge@teacher.base"]
     assert "structured output" not in notes["label-rewrites@base"]  # a rewrite has no schema
+
+
+@pytest.mark.real_model
+def test_auto_against_llamacpp_server_falls_back_once_and_still_answers(llama_server, capsys):
+    """llama-cpp-python's server takes `text` or `json_object` only and refuses a json_schema format with a 500."""
+    from mga.distill.core.prompts import pairs_messages
+    from mga.distill.generate.endpoint import display_url
+
+    cfg = TeacherConfig(base_url=llama_server.url, model=llama_server.alias, concurrency=1, timeout_s=120, max_attempts=1)
+    generator = OpenAIGenerator(cfg)
+    params = GenerationParams(temperature=0.0, max_tokens=8, structured_output="auto")
+    requests = [Request(f"d{i}", pairs_messages(f"Document {i}: the break statement ends the nearest loop.", "en", 2),
+                        params, schema=pairs_json_schema(2)) for i in range(2)]
+    results = list(generator.run(requests))
+    assert [r.completion is not None and r.completion.completion_tokens > 0 for r in results] == [True, True]
+    assert generator.no_format == {display_url(llama_server.url)}
+    assert capsys.readouterr().err.count("refused structured output") == 1
