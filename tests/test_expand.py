@@ -18,6 +18,7 @@ import pytest
 import yaml
 from datasets import load_dataset
 from mga.distill.cli.main import app
+from mga.distill.core.errors import MgaError
 from mga.distill.core.io import iter_rows, read_rows, write_rows
 from mga.distill.core.tokens import estimate_tokens
 from mga.distill.expand.expand import expand_corpus, shard_of
@@ -341,3 +342,44 @@ def test_a_killed_shard_resumes_with_no_duplicate_and_no_lost_row(corpus, tmp_pa
         assert len(keys) == len(set(keys)), f"duplicate rows in {name}"
         assert _canonical(rows) == _canonical(read_rows(clean / name))
     assert _rows(folder) == _rows(clean)
+
+
+@pytest.mark.real_model
+def test_llamacpp_backend_expands_with_the_students_gguf_under_its_schema(corpus, tmp_path, smollm2_f16_gguf):
+    """`mga expand --backend llamacpp`: a GGUF file answers both stages on CPUs, stage 1 under its JSON schema
+    (llama.cpp's grammar); rows name the model by its file's bytes, so another file at that path is another model."""
+    from mga.distill.core.weights import file_digest
+    from mga.distill.expand.spec import ExpandSpec
+
+    out = tmp_path / "expanded"
+    result = CliRunner().invoke(app, [
+        "expand", str(corpus), "--pairs-model", str(smollm2_f16_gguf), "--rewrite-model", str(smollm2_f16_gguf),
+        "--backend", "llamacpp", "--structured-output", "json_schema", "--limit", "2", "--max-new-tokens", "160",
+        "--max-validation-attempts", "1", "-o", str(out), "--output-format", "jsonl"])
+    assert result.exit_code == 0, result.output
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["documents"] == 2 and stats["pairs_ok"] + stats["pairs_failed"] == 2
+    assert stats["rewrites"] == 5 * stats["pairs_ok"]
+    rejected = read_rows(out / "rejected.jsonl")
+    assert len(rejected) == stats["rejected"] and all(r["reject"]["reason"] for r in rejected)
+    for row in rejected:  # the grammar gave every stage-1 answer the schema's shape; its content was refused
+        if row["reject"]["stage"] == "pairs":
+            pairs = json.loads(row["raw_output"])["pairs"]
+            assert len(pairs) == 5 and all(set(pair) == {"genre", "audience"} for pair in pairs), row["raw_output"]
+    spec = ExpandSpec(pairs_model=str(smollm2_f16_gguf), rewrite_model=str(smollm2_f16_gguf),
+                      pairs_backend="llamacpp", rewrite_backend="llamacpp").with_model_ids()
+    assert spec.pairs_model_id == f"{smollm2_f16_gguf.name}@{file_digest(smollm2_f16_gguf)}"
+
+
+def test_llamacpp_and_structured_output_mistakes_are_one_line_errors(corpus, tmp_path, tiny_model_dir):
+    runner = CliRunner()
+    for extra, message in (
+            (["--backend", "llamacpp", "--pairs-model", str(tiny_model_dir), "--rewrite-model", str(tiny_model_dir)],
+             "backend llamacpp needs a .gguf file"),
+            (["--pairs-model", str(tiny_model_dir), "--rewrite-model", str(tiny_model_dir), "--structured-output",
+              "json_schema"], "the transformers backend has no constrained decoding"),
+            (["--pairs-model", str(tiny_model_dir), "--rewrite-model", str(tiny_model_dir), "--structured-output",
+              "grammar"], "--structured-output grammar: choose one of")):
+        result = runner.invoke(app, ["expand", str(corpus), "-o", str(tmp_path / "o"), *extra])
+        assert result.exit_code != 0, extra
+        assert isinstance(result.exception, MgaError) and message in str(result.exception), (extra, result.exception)

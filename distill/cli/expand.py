@@ -23,7 +23,7 @@ def expand(
     merge: Annotated[
         bool, typer.Option("--merge", help="Add up the finished shards in --output (stats.json, README.md); no corpus.")
     ] = False,
-    backend: Annotated[str, typer.Option(help="transformers, vllm or openai.")] = "transformers",
+    backend: Annotated[str, typer.Option(help="transformers, vllm, openai or llamacpp (a .gguf file, CPUs).")] = "transformers",
     pairs_backend: Annotated[str | None, typer.Option(help="Backend of the pairs model; default --backend.")] = None,
     rewrite_backend: Annotated[
         str | None, typer.Option(help="Backend of the rewrite model; default --backend.")
@@ -37,6 +37,8 @@ def expand(
     batch_size: Annotated[int, typer.Option(help="Prompts per generate() batch (local models).")] = 8,
     max_new_tokens: Annotated[int, typer.Option(help="Max tokens per answer (paper: 4096).")] = 4096,
     temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 = greedy, deterministic.")] = 0.0,
+    structured_output: Annotated[str, typer.Option(
+        help="Stage-1 answers under their JSON schema: off, auto, json_schema or json_object (not transformers).")] = "off",
     max_validation_attempts: Annotated[
         int, typer.Option(help="Answers per request before a rejected one is final (a recipe's "
                                "label.max_validation_attempts).")
@@ -104,7 +106,7 @@ def expand(
         corpus, output, pairs_model=pairs_model, rewrite_model=rewrite_model, backend=backend,
         pairs_backend=pairs_backend, rewrite_backend=rewrite_backend, executor=executor,
         language=language, variant=variant, num_pairs=num_pairs, shard_index=shard_index, num_shards=num_shards,
-        batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=temperature,
+        batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=temperature, structured_output=structured_output,
         max_validation_attempts=max_validation_attempts,
         min_keyword_coverage=min_keyword_coverage, base_url=base_url, ray_address=ray_address, workers=workers,
         limit=limit, output_format=output_format, shard_rows=shard_rows, shard_bytes=shard_bytes,

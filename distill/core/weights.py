@@ -19,6 +19,15 @@ def weight_files(folder: Path) -> list[Path]:
     return sorted(f for f in files if not f.name.startswith("adapter_model"))
 
 
+def file_digest(path: Path) -> str:
+    """SHA-256 of one file's bytes (a packaged GGUF, an SFT data file, a GGUF tool model)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(_READ):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def checkpoint_digest(folder: Path) -> str:
     """A digest of the model in `folder`: its config, generation config, tokenizer and every weight byte.
 

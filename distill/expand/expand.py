@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
-from mga.distill.core.config import MAX_VALIDATION_ATTEMPTS, VARIANTS, CorpusConfig
+from mga.distill.core.config import MAX_VALIDATION_ATTEMPTS, VARIANTS, CorpusConfig, StructuredOutput
 from mga.distill.core.console import console
 from mga.distill.core.errors import MgaError
 from mga.distill.core.io import write_json
@@ -46,11 +46,16 @@ __all__ = ["expand_corpus", "shard_of"]
 def _check(
     *, backends: tuple[str, ...], executor: str, variant: str, num_pairs: int, shard_index: int, num_shards: int,
     limit: int | None, batch_size: int, max_new_tokens: int, max_validation_attempts: int, temperature: float, min_keyword_coverage: float,
-    workers: int | None, output_format: str, shard_rows: int, shard_bytes: int,
+    workers: int | None, output_format: str, shard_rows: int, shard_bytes: int, structured_output: str = "off",
 ) -> None:
     for backend in backends:
         if backend not in BACKENDS:
             raise MgaError(f"--backend {backend}: choose one of {', '.join(BACKENDS)}")
+    if structured_output not in get_args(StructuredOutput):
+        raise MgaError(f"--structured-output {structured_output}: choose one of {', '.join(get_args(StructuredOutput))}")
+    if structured_output in ("json_schema", "json_object") and backends[0] == "transformers":
+        raise MgaError(f"--structured-output {structured_output}: the transformers backend has no constrained decoding; "
+                       "use --pairs-backend llamacpp, vllm or openai, or --structured-output auto or off")
     if executor not in EXECUTORS:
         raise MgaError(f"--executor {executor}: choose one of {', '.join(EXECUTORS)}")
     if variant not in VARIANTS:
@@ -129,6 +134,7 @@ def expand_corpus(
     batch_size: int = 8,
     max_new_tokens: int = 4096,
     temperature: float = 0.0,
+    structured_output: str = "off",
     max_validation_attempts: int = MAX_VALIDATION_ATTEMPTS,
     min_keyword_coverage: float = DEFAULT_MIN_KEYWORD_COVERAGE,
     base_url: str | None = None,
@@ -157,17 +163,22 @@ def expand_corpus(
     _check(backends=(pairs_backend, rewrite_backend), executor=executor, variant=variant, num_pairs=num_pairs,
            shard_index=shard_index, num_shards=num_shards, limit=limit, batch_size=batch_size,
            max_new_tokens=max_new_tokens, max_validation_attempts=max_validation_attempts, temperature=temperature, min_keyword_coverage=min_keyword_coverage,
-           workers=workers, output_format=output_format, shard_rows=shard_rows, shard_bytes=shard_bytes)
+           workers=workers, output_format=output_format, shard_rows=shard_rows, shard_bytes=shard_bytes,
+           structured_output=structured_output)
     spec = ExpandSpec(
         pairs_model=pairs_model, rewrite_model=rewrite_model, pairs_backend=pairs_backend,
         rewrite_backend=rewrite_backend, language=language, variant=variant,
         num_pairs=num_pairs, batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=temperature,
-        base_url=base_url, max_validation_attempts=max_validation_attempts,
+        structured_output=structured_output, base_url=base_url, max_validation_attempts=max_validation_attempts,
     )
     for which, model in (("pairs", pairs_model), ("rewrite", rewrite_model)):
-        if spec.backend(which) != "openai" and not Path(model).is_dir():
+        backend = spec.backend(which)
+        if backend == "llamacpp" and not (Path(model).is_file() and Path(model).suffix == ".gguf"):
+            raise MgaError(f"--{which}-model {model}: backend llamacpp needs a .gguf file "
+                           "(mga quantize CHECKPOINT --scheme gguf-f16)")
+        if backend not in ("openai", "llamacpp") and not Path(model).is_dir():
             raise MgaError(f"--{which}-model {model}: no such local checkpoint folder (backend "
-                           f"{spec.backend(which)}); give a model folder, or --backend openai with a served model name")
+                           f"{backend}); give a model folder, or --backend openai with a served model name")
     spec = spec.with_model_ids()  # what rows are resumed by: a retrained checkpoint is another model
     started = time.perf_counter()
     work_dir = shard_dir(Path(out_dir), shard_index, num_shards)

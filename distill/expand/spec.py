@@ -14,11 +14,11 @@ from mga.distill.core import tokens
 from mga.distill.core.errors import MgaError
 from mga.distill.core.tokens import TokenCounter
 from mga.distill.core.sources import shard_of  # noqa: F401 (re-exported for the executors)
-from mga.distill.core.weights import checkpoint_digest
+from mga.distill.core.weights import checkpoint_digest, file_digest
 from mga.distill.generate.protocol import Generator
 from mga.distill.label.rows import Job, pairs_job, rewrite_job
 
-BACKENDS = ("transformers", "vllm", "openai")
+BACKENDS = ("transformers", "vllm", "openai", "llamacpp")
 EXECUTORS = ("local", "ray")
 DEFAULT_MIN_KEYWORD_COVERAGE = 0.05  # the paper: drop rewrites with "extremely low" keyword coverage
 Which = Literal["pairs", "rewrite"]
@@ -38,6 +38,7 @@ class ExpandSpec:
     batch_size: int = 8
     max_new_tokens: int = 4096
     temperature: float = 0.0
+    structured_output: str = "off"  # stage-1 answers under their JSON schema (`mga.distill.generate.structured`)
     base_url: str | None = None
     max_validation_attempts: int = MAX_VALIDATION_ATTEMPTS  # pairs and rewrites, as `label.max_validation_attempts`
     seed: int = 0  # local models re-ask a rejected answer by sampling: seeded, so reruns agree
@@ -46,19 +47,21 @@ class ExpandSpec:
     rewrite_model_id: str = ""
 
     def params(self) -> GenerationParams:
-        return GenerationParams(temperature=self.temperature, max_tokens=self.max_new_tokens, seed=self.seed)
+        return GenerationParams(temperature=self.temperature, max_tokens=self.max_new_tokens, seed=self.seed,
+                                structured_output=self.structured_output)
 
     def backend(self, which: Which) -> str:
         return self.pairs_backend if which == "pairs" else self.rewrite_backend
 
     def with_model_ids(self) -> ExpandSpec:
-        """This spec with each local checkpoint identified by its bytes (`checkpoint_digest`), an endpoint's
-        model by its name: computed once by the driver, shipped to the workers."""
+        """This spec with each local model identified by its bytes (a checkpoint folder's `checkpoint_digest`, a
+        GGUF file's `file_digest`), an endpoint's model by its name: computed once by the driver, shipped to the
+        workers."""
         def identify(which: Which) -> str:
-            model = self.pairs_model if which == "pairs" else self.rewrite_model
-            if self.backend(which) == "openai" or not Path(model).is_dir():
-                return model
-            return f"{Path(model).name}@{checkpoint_digest(Path(model))}"
+            model = Path(self.pairs_model if which == "pairs" else self.rewrite_model)
+            if self.backend(which) == "openai" or not model.exists():
+                return str(model)
+            return f"{model.name}@{checkpoint_digest(model) if model.is_dir() else file_digest(model)}"
 
         return replace(self, pairs_model_id=identify("pairs"), rewrite_model_id=identify("rewrite"))
 
@@ -81,7 +84,7 @@ class ExpandSpec:
             cfg = TeacherConfig(backend="openai", model=model, base_url=self.base_url, batch_size=self.batch_size)
             return make_generator(cfg, cache_path=cache_path, stage=f"expand-{which}")
         if not Path(model).exists():
-            raise MgaError(f"--{which}-model {model}: no such local checkpoint folder (backend {backend})")
+            raise MgaError(f"--{which}-model {model}: no such local checkpoint folder or GGUF file (backend {backend})")
         from mga.distill.generate.local import LocalGenerator
 
         return LocalGenerator(model, batch_size=self.batch_size, backend=backend)

