@@ -26,7 +26,7 @@ def answer_jobs(which: Which, spec: ExpandSpec, generator: Generator, jobs: Iter
                 description: str) -> Iterator[dict[str, Any]]:
     """The row of each (key, job) in `jobs`, as each generation batch finishes; `jobs` is consumed lazily, so
     memory holds the requests in flight, not the pass."""
-    model, params = generator.model_name, spec.params()
+    model, params = generator.model_name, spec.params(which)
     in_flight: dict[str, Job] = {}
 
     def requests() -> Iterator[Request]:

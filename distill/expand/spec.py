@@ -46,9 +46,11 @@ class ExpandSpec:
     pairs_model_id: str = ""
     rewrite_model_id: str = ""
 
-    def params(self) -> GenerationParams:
+    def params(self, which: Which) -> GenerationParams:
+        """One half's sampling parameters; only stage 1 has a schema, so a rewrite's (and its resume digest) never
+        carries the structured-output mode."""
         return GenerationParams(temperature=self.temperature, max_tokens=self.max_new_tokens, seed=self.seed,
-                                structured_output=self.structured_output)
+                                structured_output=self.structured_output if which == "pairs" else "off")
 
     def backend(self, which: Which) -> str:
         return self.pairs_backend if which == "pairs" else self.rewrite_backend
@@ -67,12 +69,12 @@ class ExpandSpec:
 
     def pairs_job(self, meta: dict) -> Job:
         """The stage-1 job of a chunk; its digest covers the text, prompt, parameters and model."""
-        return pairs_job(meta, self.language, self.num_pairs, self.params(), self.pairs_model_id or self.pairs_model)
+        return pairs_job(meta, self.language, self.num_pairs, self.params("pairs"), self.pairs_model_id or self.pairs_model)
 
     def rewrite_job(self, meta: dict) -> Job:
         """The stage-2 job of a (chunk, pair); its digest covers the text, pair, prompt, parameters and model."""
         model = self.rewrite_model_id or self.rewrite_model
-        return rewrite_job(meta, self.variant, self.language, self.params(), model)
+        return rewrite_job(meta, self.variant, self.language, self.params("rewrite"), model)
 
     def generator(self, which: Which, cache_path: Path | None = None) -> Generator:
         """The tool model for one half of the step, on its backend."""
