@@ -97,15 +97,17 @@ def test_plain_progress_lines_without_a_terminal_and_ctrl_c_says_how_to_resume(f
     log = tmp_path / "stderr.log"
     env = {**os.environ, "MGA_PROGRESS_EVERY": "0.3"}
     with open(log, "w") as err:
+        # a pytest started in the background (`nohup ... &`) ignores SIGINT, and its children would inherit that
         proc = subprocess.Popen([*label_cmd(server.url, inp, tmp_path / "pairs.jsonl"), "--set", "label.num_pairs=1"],
-                                stderr=err, stdout=subprocess.DEVNULL, env=env)
+                                stderr=err, stdout=subprocess.DEVNULL, env=env,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + 60
         while server.received < 12 and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.5)
         # CPython drops a KeyboardInterrupt that lands in a finalizer or weakref callback ("Exception ignored
-        # in ..."), more often on a loaded machine; a user then presses Ctrl-C again, and so does this test (988
-        # requests remain, about 100 s, so the run cannot have finished by itself)
+        # in ..."); a user then presses Ctrl-C again, and so does this test (988 requests remain, about 100 s,
+        # so the run cannot have finished by itself)
         for _ in range(5):
             proc.send_signal(signal.SIGINT)
             try:
