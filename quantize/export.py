@@ -153,13 +153,16 @@ def quantize_checkpoint(
     calibration_record: list[dict] | None = None,
     device: str | None = None,
     heldout: Path | None = None,
+    verify_rows: int = 8,
+    verify_tokens: int = 128,
 ) -> Path:
     """Quantize a full or merged checkpoint with `scheme` (gptq-w4, gptq-w8, w8a8, gguf-*) into `out_dir`; returns it.
 
     `calibration` holds ready texts (see `mga.quantize.calibration.build_calibration`, whose record can be passed
     as `calibration_record`); when None, the SFT rows beside the checkpoint and the sample corpus are used.
     At most `num_samples` texts are used, each cut to `max_length` tokens. `heldout`: the rows a GGUF export
-    is compared on greedily (default: those `evaluate.eval_rows` finds beside the checkpoint).
+    is compared on greedily (default: those `evaluate.eval_rows` finds beside the checkpoint): `verify_rows`
+    prompts of `verify_tokens` new tokens each, the full model answering in transformers (the slow half on CPUs).
     """
     from transformers import AutoTokenizer
 
@@ -173,7 +176,8 @@ def quantize_checkpoint(
             rows, rows_used, _ = eval_rows(checkpoint, heldout)
         except MgaError:
             rows, rows_used = [], "no SFT rows beside the checkpoint: greedy answers not compared"
-        return export_gguf(checkpoint, out_dir, scheme, rows=rows, rows_used=rows_used)
+        return export_gguf(checkpoint, out_dir, scheme, rows=rows, rows_used=rows_used, verify_rows=verify_rows,
+                           verify_tokens=verify_tokens)
     config = check_checkpoint(checkpoint)
     check_architecture(config, spec, group_size)
     device = check_device(device)

@@ -330,6 +330,8 @@ def export_gguf(
     rows: list[dict[str, Any]] | None = None,
     rows_used: str = "",
     verify: bool = True,
+    verify_rows: int = 8,
+    verify_tokens: int = 128,
     threads: int | None = None,
 ) -> Path:
     """Convert, quantize with llama.cpp, write the Modelfile and verify in llama.cpp; returns `out_dir`."""
@@ -369,7 +371,8 @@ def export_gguf(
         "timings": {"convert_s": round(converted - started, 3), "quantize_s": round(quantized - converted, 3)},
     }
     if verify:
-        record["verification"] = verify_gguf(target, checkpoint, rows or [], rows_used=rows_used, threads=threads)
+        record["verification"] = verify_gguf(target, checkpoint, rows or [], rows_used=rows_used,
+                                                threads=threads, max_rows=verify_rows, max_new_tokens=verify_tokens)
         record["timings"]["verify_s"] = round(time.time() - quantized, 3)
     write_json(partial / MARKER, record)
     if out_dir.exists():

@@ -161,7 +161,8 @@ def heldout_sft_rows(rows: Path, eval_docs: set[str], stage: str, out: Path, cfg
 def quantize(checkpoint: Path, out_dir: Path, scheme: str, cfg: RunConfig, corpus: Path,
              heldout: Path | None = None) -> dict[str, Any]:
     """A quantized export of one tool model, calibrated on its SFT rows and the corpus, compared with it on the
-    task on `heldout` rows (GGUF exports are verified in llama.cpp at export on them instead)."""
+    task on `heldout` rows (GGUF exports are verified in llama.cpp at export on them instead, on as many rows
+    and tokens as the task checks)."""
     from mga.judge.pairs_check import parse_pairs
     from mga.quantize.calibration import build_calibration
     from mga.quantize.export import quantize_checkpoint
@@ -176,7 +177,8 @@ def quantize(checkpoint: Path, out_dir: Path, scheme: str, cfg: RunConfig, corpu
         corpus_fraction=q.corpus_fraction, seed=cfg.seed)
     quantize_checkpoint(checkpoint, out_dir, scheme, group_size=q.group_size, desc_act=q.desc_act, calibration=texts,
                         calibration_record=record, num_samples=q.calibration_samples,
-                        max_length=q.calibration_max_length, seed=cfg.seed, heldout=heldout)
+                        max_length=q.calibration_max_length, seed=cfg.seed, heldout=heldout,
+                        verify_rows=q.task_rows, verify_tokens=q.task_max_new_tokens)
     info: dict[str, Any] = {"checkpoint": str(out_dir)}
     if q.eval and not scheme.startswith("gguf-") and (heldout or sft_eval.exists() or sft_train.exists()):
         info["compare"] = evaluate_export(checkpoint, out_dir, heldout=heldout, pairs_check=lambda text: parse_pairs(text)[1],
