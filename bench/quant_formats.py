@@ -3,6 +3,11 @@ then `mga quantize --eval` over every format on documents it was not trained on.
 
     GPTQMODEL_CPU_WORKERS=2 nice -n 19 python bench/quant_formats.py [--train-docs 12] [--epochs 1] [--eval-docs 12]
         [--task-rows 6] [--eval-tokens 128] [--scheme gguf-q8_0 --scheme ...] [--train-only]
+    python bench/quant_formats.py --run runs/quickstart --stage rewrite [--task-rows 15] [--eval-tokens 256]
+
+`--run` takes the trained tool model of a finished `mga run` instead (its last round's `--stage` model) and the
+teacher's rows of that run's held-out documents, which no round trained on; the rewrite model's answers are
+judged (Rate(>=3), the run's offline heuristic judge), as the quickstart judges them, greedily as it answers.
 
 Training is tests/test_real_student.py's (short documents held out, 12 teacher answers, 6 optimizer steps, full
 fine-tune on CPU); perplexity is scored on the teacher answers of `--eval-docs` held-out documents, the task
@@ -64,6 +69,22 @@ def trained_student(train_docs: int, epochs: int, eval_docs: int) -> tuple[Path,
     return trained, heldout
 
 
+def from_run(run: Path, stage: str) -> tuple[Path, Path]:
+    """(checkpoint, held-out SFT rows) of a finished run: its last round's `stage` model, and the teacher's rows
+    of the run's eval documents (stage-1 labels, or the judged and kept rewrites) as SFT examples."""
+    from mga.distill.core.io import read_rows
+    from mga.distill.train.sft_data import sft_example, unusable_reason
+    from mga.distill.train.split import only_docs, read_split
+
+    rounds = sorted((run / "models").glob("round-*"), key=lambda folder: int(folder.name.split("-")[1]))
+    checkpoint = rounds[-1] / stage / "model"
+    source = run / "labels" / "pairs.kept.jsonl" if stage == "pairs" else run / "filtered" / "teacher.kept.jsonl"
+    rows = [row for row in only_docs(read_rows(source), read_split(run / "split.json")["eval"])
+            if unusable_reason(row, stage) is None]
+    heldout = write_rows(CACHE / f"{run.name}-{rounds[-1].name}-{stage}.heldout.jsonl", [sft_example(row, stage) for row in rows])
+    return checkpoint, heldout
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-docs", type=int, default=12)
@@ -74,15 +95,21 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=32, help="calibration rows (GPTQ, W8A8)")
     parser.add_argument("--scheme", action="append", choices=SCHEMES)
     parser.add_argument("--train-only", action="store_true")
+    parser.add_argument("--run", type=Path, help="a finished `mga run` folder: quantize its trained tool model")
+    parser.add_argument("--stage", choices=["pairs", "rewrite"], default="pairs", help="with --run: which tool model")
     args = parser.parse_args()
-    checkpoint, heldout = trained_student(args.train_docs, args.epochs, args.eval_docs)
+    if args.run:
+        checkpoint, heldout = from_run(args.run, args.stage)
+    else:
+        checkpoint, heldout = trained_student(args.train_docs, args.epochs, args.eval_docs)
     if args.train_only:
         return
     command = [str(Path(sys.executable).with_name("mga")), "quantize", str(checkpoint),
                *[f"--scheme={s}" for s in args.scheme or SCHEMES], "--eval", "--heldout", str(heldout),
                "--eval-rows", str(args.task_rows), "--eval-tokens", str(args.eval_tokens),
                "--calibration", str(checkpoint.parent.parent / "data" / "train.jsonl"), "--samples", str(args.samples),
-               "--max-length", "512", "--group-size", "64"]
+               "--max-length", "512", "--group-size", "64",
+               *(["--judge", "heuristic"] if args.stage == "rewrite" else [])]
     print(" ".join(command), flush=True)
     started = time.perf_counter()
     subprocess.run(command, check=True)

@@ -9,6 +9,7 @@ agree (the local generator's two engines). Uses the real model: a few minutes on
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from mga.distill.core.config import GenerationParams
@@ -107,6 +108,19 @@ def test_transformers_and_llamacpp_backends_agree(smollm2_dir, smollm2_f16_gguf)
         assert hf.finish_reason in ("stop", "length") and cpp.finish_reason in ("stop", "length")
     assert sum(o >= 0.9 for o in overlaps) >= 7, overlaps
     assert any(answers["llamacpp"][r.key].finish_reason == "stop" for r in requests)  # it stops at <|im_end|>
+
+
+def test_llamacpp_engines_side_by_side_answer_as_one_engine(smollm2_f16_gguf):
+    """One-thread engines, one per core, answer in parallel threads; each answer is the one a single engine gives."""
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: one engine")
+    params = GenerationParams(temperature=0.0, max_tokens=40)
+    requests = [Request(key=str(i), messages=[{"role": "user", "content": p}], params=params) for i, p in enumerate(PROMPTS)]
+    side_by_side = LocalGenerator(str(smollm2_f16_gguf), backend="llamacpp", threads=1)
+    single = LocalGenerator(str(smollm2_f16_gguf), backend="llamacpp", threads=os.cpu_count())
+    assert len(side_by_side.engines) == os.cpu_count() and len(single.engines) == 1
+    answers = [{r.request.key: r.completion.text for r in generator.run(requests)} for generator in (side_by_side, single)]
+    assert answers[0] == answers[1] and len(answers[0]) == len(PROMPTS)
 
 
 def test_llamacpp_backend_refuses_a_checkpoint_folder(smollm2_dir):

@@ -26,7 +26,7 @@ from mga.judge.scores import wilson_ci
 from mga.quantize.gguf import local_gguf
 
 pytestmark = pytest.mark.real_model
-TRAIN_DOCS, EVAL_DOCS = 16, 12
+TRAIN_DOCS, EVAL_DOCS = 12, 12
 PARAMS = GenerationParams(temperature=0.8, top_p=0.95, seed=0, repetition_penalty=1.1, structured_output="json_schema",
                           max_tokens=400)  # the quickstart's teacher.pairs
 
@@ -48,7 +48,7 @@ def test_sft_on_teacher_pairs_raises_valid_pairs_beyond_the_interval(smollm2_dir
     train_file, _ = build_sft_datasets(write_rows(tmp_path / "kept.jsonl", train_rows), "pairs", tmp_path / "sft",
                                        eval_fraction=0.0)
     cfg = TrainConfig(student=str(smollm2_dir), eval_fraction=0.0, learning_rate=2e-4, num_train_epochs=1,
-                      lr_scheduler_type="cosine", warmup_steps=1, per_device_train_batch_size=1,
+                      lr_scheduler_type="cosine", warmup_steps=0, per_device_train_batch_size=1,
                       gradient_accumulation_steps=4, max_length=1536, logging_steps=1, save_strategy="no",
                       report_to="none", use_cpu=True, bf16=False)
     checkpoint = train(train_file, None, tmp_path / "model", cfg, student=str(smollm2_dir), stage="pairs")

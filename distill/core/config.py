@@ -106,8 +106,8 @@ class TeacherConfig(Section):
     price_output_per_million: NonNegativeFloat | None = None
     batch_size: PositiveInt = Field(8, description="local backends: prompts per generate() batch")
     threads: PositiveInt | None = Field(
-        None, description="llama.cpp backend: CPU threads; default one fewer than the cores (its threads spin when a "
-        "core is taken, see mga.distill.generate.llamacpp)")
+        None, description="llama.cpp backend: CPU threads per engine; default one fewer than the cores (its threads "
+        "spin when a core is taken); cores // threads engines answer side by side (mga.distill.generate.llamacpp)")
     # -- several endpoints (mga.distill.generate.pool) --
     eject_after: PositiveInt = Field(3, description="connect failures in a row that take an endpoint out of the pool")
     eject_cooldown_s: PositiveFloat = Field(30.0, description="how long an ejected endpoint stays out")

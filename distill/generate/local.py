@@ -6,7 +6,7 @@ otherwise, as an OpenAI-compatible server reports it. So `mga label --teacher-mo
 same schema as the teacher's, and the judge and the report treat SLM and teacher outputs alike.
 With `backend="vllm"` (optional extra, CUDA only) the same requests go through vLLM's offline engine; with
 `backend="llamacpp"` a GGUF file answers them through llama.cpp on CPUs (`mga.distill.generate.llamacpp`), one
-request at a time, so progress moves per answer. A backend is one `_generate_<backend>(jobs, params)` returning
+request per engine, as many engines side by side as `engine_count` gives, so progress moves per answer or two. A backend is one `_generate_<backend>(jobs, params)` returning
 a batch's completions; which answers are re-asked, and how often, is `mga.distill.generate.reask`'s to decide
 (a re-ask here samples, seeded per attempt). Structured output (`mga.distill.generate.structured`): llama.cpp
 gets the answer's JSON-schema grammar, vLLM its structured-outputs parameter; transformers has no constrained
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from mga.distill.core.config import GenerationParams
 from mga.distill.core.console import progress_task
 from mga.distill.core.errors import MgaError
 from mga.distill.generate import structured
-from mga.distill.generate.llamacpp import LlamaCppEngine, is_gguf
+from mga.distill.generate.llamacpp import LlamaCppEngine, default_threads, engine_count, is_gguf
 from mga.distill.generate.protocol import Completion, Request, Result, Validator
 from mga.distill.generate.reask import Asking
 
@@ -73,13 +74,15 @@ class LocalGenerator:
             raise MgaError(f"{model_path}: not a local checkpoint (no config.json or adapter_config.json)")
         self.model_path = str(path)
         self.model_name = path.name
-        self.batch_size = 1 if backend == "llamacpp" else max(1, int(batch_size))
+        self.batch_size = max(1, int(batch_size))
         self.max_failed_batches = max(1, int(max_failed_batches))
         self.backend = backend
         if backend == "vllm":
             self._init_vllm()
         elif backend == "llamacpp":
-            self.engine = LlamaCppEngine(path, threads=threads)
+            threads = threads or default_threads()
+            self.engines = [LlamaCppEngine(path, threads=threads) for _ in range(engine_count(threads))]
+            self.batch_size = len(self.engines)
         else:
             self._init_transformers(device)
 
@@ -206,8 +209,14 @@ class LocalGenerator:
         ]
 
     def _generate_llamacpp(self, jobs: list[Asking], params: GenerationParams) -> list[Completion]:
-        return [self.engine.complete(j.request.messages, params, structured.llamacpp_response_format(j.request))
-                for j in jobs]
+        """One job per engine, side by side (llama.cpp releases the GIL while it computes)."""
+        def answer(engine: LlamaCppEngine, job: Asking) -> Completion:
+            return engine.complete(job.request.messages, params, structured.llamacpp_response_format(job.request))
+
+        if len(jobs) == 1:
+            return [answer(self.engines[0], jobs[0])]
+        with ThreadPoolExecutor(len(jobs)) as pool:
+            return list(pool.map(answer, self.engines, jobs))
 
     def _generate(self, jobs: list[Asking], params: GenerationParams) -> list[Completion | str]:
         """Completions for a batch, or per request an error string; a failing batch is retried one by one."""

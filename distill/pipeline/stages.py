@@ -151,11 +151,10 @@ def pool_part(pool_pairs: Path, docs: list[str], out: Path) -> dict[str, Any]:
 def heldout_sft_rows(rows: Path, eval_docs: set[str], stage: str, out: Path, cfg: RunConfig) -> dict[str, Any]:
     """SFT-shaped rows (chat messages with the teacher's answer) of the eval documents, which no round trains
     on: what a quantized export is compared with its full model on (perplexity, greedy agreement, task rates)."""
-    from mga.distill.train.sft_data import sft_messages, unusable_reason
+    from mga.distill.train.sft_data import sft_example, unusable_reason
 
     kept = [row for row in only_docs(read_rows(rows), eval_docs) if unusable_reason(row, stage) is None]
-    return copy_rows([{"messages": sft_messages(row, stage, cfg.language, cfg.label.num_pairs),
-                       "docid": row["meta"]["docid"]} for row in kept], out)
+    return copy_rows([sft_example(row, stage, cfg.language, cfg.label.num_pairs) for row in kept], out)
 
 
 def quantize(checkpoint: Path, out_dir: Path, scheme: str, cfg: RunConfig, corpus: Path,

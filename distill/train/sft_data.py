@@ -77,6 +77,16 @@ def split_docids(docids: list[str], eval_fraction: float, seed: int) -> tuple[li
     return sorted(order[n_eval:]), sorted(order[:n_eval])
 
 
+def sft_example(row: dict[str, Any], stage: str, language: str = "en", num_pairs: int = 5) -> dict[str, Any]:
+    """One SFT example of a usable labeled row: {"messages", "docid", "key"}, + "meta" for rewrites (what a judge
+    needs to score a model's rewrite of the same prompt)."""
+    key = chunk_key(row) if stage == "pairs" else rewrite_key(row)
+    example = {"messages": sft_messages(row, stage, language, num_pairs), "docid": str(row["meta"]["docid"]), "key": key}
+    if stage == "rewrite":
+        example["meta"] = dict(row["meta"])
+    return example
+
+
 def build_sft_datasets(
     rows_path: str | Path,
     stage: str,
@@ -100,10 +110,7 @@ def build_sft_datasets(
             continue
         key = key_of(row)
         if key not in examples:
-            messages = sft_messages(row, stage, language, num_pairs)
-            examples[key] = {"messages": messages, "docid": str(row["meta"]["docid"]), "key": key}
-            if stage == "rewrite":  # what a judge needs to score an export's rewrite of this prompt
-                examples[key]["meta"] = dict(row["meta"])
+            examples[key] = sft_example(row, stage, language, num_pairs)
     if skipped:
         detail = ", ".join(f"{n} {why}" for why, n in skipped.most_common())
         console.print(f"sft data ({stage}): skipped {sum(skipped.values())} rows ({detail})", markup=False, soft_wrap=True)
