@@ -81,6 +81,23 @@ def test_stops_when_the_gap_and_valid_pairs_reach_the_target():
     assert len(rounds) == 3 and stop.startswith("max rounds") and rounds[0]["pairs_valid_rate"] == 50.0
 
 
+def test_min_rounds_keeps_the_target_from_stopping_earlier_rounds():
+    student = ScriptedStudent(pass_rate=lambda r: 1.0)
+    _, rounds, stop = loop(student, [["p1"], ["p2"]], min_rounds=2)
+    assert len(rounds) == 2 and rounds[0]["stop"] is None and rounds[0]["examples_added"]["pairs"] == 1
+    assert stop.startswith("target reached") and student.pool_seen == [["p1"]]  # round 2 trained on round 1's pool
+    _, rounds, stop = loop(ScriptedStudent(pass_rate=lambda r: 1.0), [["p1"], ["p2"]])
+    assert len(rounds) == 1 and stop.startswith("target reached")
+
+
+def test_min_rounds_above_max_rounds_is_a_config_error():
+    from mga.distill.pipeline.recipe import LoopConfig
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"min_rounds \(3\) is more than max_rounds \(2\)"):
+        LoopConfig(max_rounds=2, min_rounds=3)
+
+
 def test_stops_when_the_pool_is_used_up_or_a_round_adds_nothing():
     _, rounds, stop = loop(ScriptedStudent(), [["p1"]], max_rounds=5)
     assert len(rounds) == 2 and stop == "pool used up: all 1 pool documents answered"

@@ -33,11 +33,14 @@ def labels(tmp_path_factory):
     return str(write_rows(folder / "en.jsonl", read_rows(default_reference_path("en"))[:13]))
 
 
+# one round, one epoch: what these tests check is the report and the stages, not how much the tiny model learns
+QUICKSTART = ("recipes/quickstart-tiny.yaml", "--set", "loop.max_rounds=1", "--set", "train.num_train_epochs=1")
+
+
 @pytest.fixture(scope="module")
 def quickstart(tmp_path_factory, labels):
     run_dir = tmp_path_factory.mktemp("quickstart") / "run"
-    result = _run("recipes/quickstart-tiny.yaml", "--set", f"run_dir={run_dir}", "--set", "loop.max_rounds=1",
-                  "--set", f"label.reference={labels}")
+    result = _run(*QUICKSTART, "--set", f"run_dir={run_dir}", "--set", f"label.reference={labels}")
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir, result
 
@@ -75,8 +78,7 @@ def test_quickstart_writes_report_with_table1(quickstart):
 def test_rerun_skips_every_stage(quickstart, labels):
     run_dir, _ = quickstart
     before = json.loads((run_dir / "manifest.json").read_text())["stages"]
-    result = _run("recipes/quickstart-tiny.yaml", "--set", f"run_dir={run_dir}", "--set", "loop.max_rounds=1",
-                  "--set", f"label.reference={labels}")
+    result = _run(*QUICKSTART, "--set", f"run_dir={run_dir}", "--set", f"label.reference={labels}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "done in" not in result.stderr
     assert result.stderr.count("up to date, skipped") == len(before)
@@ -85,7 +87,7 @@ def test_rerun_skips_every_stage(quickstart, labels):
 def test_kill_during_training_then_resume(tmp_path, labels):
     run_dir = tmp_path / "run"
     args = ["recipes/quickstart-tiny.yaml", "--set", f"run_dir={run_dir}", "--until", "train", "--set", f"label.reference={labels}",
-            "--set", "train.num_train_epochs=5", "--set", "report.embed=false"]
+            "--set", "train.num_train_epochs=2", "--set", "report.embed=false"]
     proc = subprocess.Popen([MGA, "run", *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     manifest = run_dir / "manifest.json"
@@ -94,7 +96,7 @@ def test_kill_during_training_then_resume(tmp_path, labels):
         if manifest.exists():
             stages = json.loads(manifest.read_text())["stages"]
             if any(name.startswith("train@") and rec["status"] == "running" for name, rec in stages.items()):
-                time.sleep(3)
+                time.sleep(1)
                 break
         if proc.poll() is not None:
             pytest.fail("run ended before training started")

@@ -108,13 +108,13 @@ def _no_examples() -> dict[str, Any]:
 
 
 def run_loop(steps: RoundSteps, teacher_eval: list[dict[str, Any]], parts: list[list[str]], *, max_rounds: int,
-             target_gap: float, target_pairs_valid: float, baseline: bool = True,
+             target_gap: float, target_pairs_valid: float, baseline: bool = True, min_rounds: int = 1,
              judge_failed: Callable[[], list[str]] = list) -> tuple[Any, list[dict[str, Any]], str]:
     """Rounds until a stop rule holds; (last checkpoints, one record per round, why the loop stopped).
 
     With `baseline`, round 0 is the untrained student on the same eval items: what training changed is then
     measured, not assumed. Round 0 never stops the loop on the gap (nothing was distilled yet); it is answered
-    after round 1's training, so that `--until train` still trains.
+    after round 1's training, so that `--until train` still trains. The target stops no round before `min_rounds`.
     `judge_failed()` names the judged stages whose controls failed so far (checked after each judging)."""
     extra: dict[str, dict[str, dict[str, Any]]] = {stage: {} for stage in TOOL_MODELS}
     answered: set[str] = set()
@@ -131,7 +131,9 @@ def run_loop(steps: RoundSteps, teacher_eval: list[dict[str, Any]], parts: list[
         slm_eval, pairs_rows = steps.evaluate(r, checkpoints)
         record = {"round": r, "sft_examples": examples, **measure(teacher_eval, slm_eval, pairs_rows),
                   "pool_documents": 0, "examples_added": {stage: 0 for stage in TOOL_MODELS}}
-        reason = JUDGE_FAILED if judge_failed() else target_reached(record, target_gap, target_pairs_valid)
+        reason = JUDGE_FAILED if judge_failed() else None
+        if reason is None and r >= min_rounds:
+            reason = target_reached(record, target_gap, target_pairs_valid)
         if reason is None and r == max_rounds:
             reason = f"max rounds reached ({max_rounds})"
         if reason is None and r > len(parts):
@@ -260,7 +262,8 @@ class IterativeFiltering:
                                seed=self.cfg.seed)
             checkpoints, self.record["rounds"], self.record["stop_reason"] = run_loop(
                 self, self.inputs.teacher_eval, parts, max_rounds=loop.max_rounds, target_gap=loop.target_gap,
-                baseline=loop.baseline, target_pairs_valid=loop.target_pairs_valid, judge_failed=run.failed_controls)
+                baseline=loop.baseline, target_pairs_valid=loop.target_pairs_valid, min_rounds=loop.min_rounds,
+                judge_failed=run.failed_controls)
             for x in self.record["rounds"]:
                 console.print(f"  round {x['round']}: teacher {x['teacher_rate']:.2f}% vs SLM {x['slm_rate']:.2f}% (gap "
                               f"{x['gap']:+.2f} points), +{x['examples_added']['pairs']} pairs / +{x['examples_added']['rewrite']}"

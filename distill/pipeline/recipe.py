@@ -19,13 +19,16 @@ from mga.distill.core.sources import resolve
 from mga.distill.train.config import TrainConfig, passthrough_errors
 from mga.judge.config import AnalyzeConfig, FilterConfig, JudgeConfig, ReportConfig
 from mga.quantize.config import QuantizeConfig
-from pydantic import Field, PositiveInt, ValidationError
+from pydantic import Field, PositiveInt, ValidationError, model_validator
 
 
 class LoopConfig(Section):
     """The iterative filtering loop (the paper's rounds of SLM answers, judging and retraining)."""
 
     max_rounds: PositiveInt = 3
+    min_rounds: PositiveInt = Field(
+        1, description="trained rounds before the target may stop the loop (a demo that shows a round trained on "
+        "the SLMs' own pool answers sets 2)")
     target_gap: float = Field(1.0, ge=0.0, description="stop when SLM Rate(>=3) is within this many points")
     target_pairs_valid: float = Field(90.0, ge=0.0, le=100.0,
                                       description="... and SLM-1's valid-pairs rate (percent) is at least this")
@@ -36,6 +39,12 @@ class LoopConfig(Section):
     baseline: bool = Field(True, description="round 0: the untrained student answers the eval prompts first")
     backend: Literal["transformers", "llamacpp", "vllm"] = Field(
         "transformers", description="how the SLMs generate: transformers, llama.cpp on an f16 GGUF export (CPUs), vLLM (GPUs)")
+
+    @model_validator(mode="after")
+    def _rounds(self) -> LoopConfig:
+        if self.min_rounds > self.max_rounds:
+            raise ValueError(f"min_rounds ({self.min_rounds}) is more than max_rounds ({self.max_rounds})")
+        return self
 
 
 class RunConfig(Section):
