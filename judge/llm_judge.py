@@ -107,7 +107,7 @@ def judge_rows(
     out_path = Path(out_path)
     params = params or GenerationParams(temperature=0.0, max_tokens=2048)
     rows = in_path if isinstance(in_path, list) else read_rows(in_path)
-    model = getattr(generator, "model_name", None)
+    model = getattr(generator, "model_id", None)
     prompts = {rewrite_key(r): judge_messages(r["meta"]["raw_text"], r.get("content_split") or "", language) for r in rows}
     digests = {rewrite_key(r): content_digest(prompts[rewrite_key(r)], params.model_dump(mode="json"), model, logprobs,
                                               r.get("status")) for r in rows}

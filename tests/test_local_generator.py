@@ -147,3 +147,28 @@ def test_a_model_that_cannot_generate_stops_the_stage(tiny_model_dir, tmp_path):
     generator.model.generate = real
     label_rewrites(pairs, tmp_path / "out.jsonl", generator, params=GREEDY)  # the rerun answers every row
     assert [row["status"] for row in read_rows(tmp_path / "out.jsonl")].count("failed") == 0
+
+
+def test_answers_are_keyed_by_the_models_bytes_not_its_folder_name(tmp_path):
+    """A tool model retrained (or re-exported) into the same folder is another model: a rerun of the stage it
+    answers must redo its rows, not reuse the old model's (the quickstart's quantized row once came from round
+    1's export this way)."""
+    import shutil
+
+    from mga.distill.core.io import read_rows, write_rows
+    from mga.distill.label.labeling import label_pairs
+    from mga.distill.train.tiny_model import build_tiny_model
+    from mga.distill.core.schema import chunk_row
+
+    chunks = write_rows(tmp_path / "chunks.jsonl", [chunk_row(str(i), 0, f"Text number {i}.") for i in range(3)])
+    model, out = tmp_path / "model", tmp_path / "pairs.jsonl"
+    digests = []
+    for seed in (0, 1):  # same name, other weights
+        shutil.rmtree(model, ignore_errors=True)
+        shutil.copytree(build_tiny_model(tmp_path / f"built-{seed}", arch="qwen2", size="xs", seed=seed), model)
+        generator = LocalGenerator(str(model))
+        label_pairs(chunks, out, generator, params=GREEDY, max_validation_attempts=1)
+        digests.append({row["meta"]["docid"]: row["digest"] for row in read_rows(out)})
+        assert generator.model_id.startswith("model@") and generator.model_name == "model"
+    assert len(digests[0]) == len(digests[1]) == 3
+    assert all(digests[0][d] != digests[1][d] for d in digests[0])

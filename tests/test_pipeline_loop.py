@@ -31,7 +31,7 @@ class StandInStudent:
     """Answers like a half-trained SLM: valid pairs, and a good rewrite for even pair ids only (the fenced
     document with a closing line, as the live teacher writes it)."""
 
-    model_name = "stand-in"
+    model_name = model_id = "stand-in"
 
     def run(self, requests, *, validate=None, max_attempts=1, description=""):
         for request in requests:

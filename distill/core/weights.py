@@ -83,3 +83,10 @@ def stored_digest(folder: Path) -> str:
     except OSError:
         partial.unlink(missing_ok=True)
     return digest
+
+
+def local_model_id(path: Path) -> str:
+    """What a local model's answers are keyed by: its name and its bytes (a checkpoint folder's digest, a GGUF
+    file's SHA-256), so a model retrained or re-exported under the same name never reuses the old one's rows."""
+    path = Path(path)
+    return f"{path.name}@{stored_digest(path) if path.is_dir() else file_digest(path)}"

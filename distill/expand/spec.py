@@ -14,7 +14,7 @@ from mga.distill.core import tokens
 from mga.distill.core.errors import MgaError
 from mga.distill.core.tokens import TokenCounter
 from mga.distill.core.sources import shard_of  # noqa: F401 (re-exported for the executors)
-from mga.distill.core.weights import checkpoint_digest, file_digest
+from mga.distill.core.weights import local_model_id
 from mga.distill.generate.protocol import Generator
 from mga.distill.label.rows import Job, pairs_job, rewrite_job
 
@@ -56,14 +56,14 @@ class ExpandSpec:
         return self.pairs_backend if which == "pairs" else self.rewrite_backend
 
     def with_model_ids(self) -> ExpandSpec:
-        """This spec with each local model identified by its bytes (a checkpoint folder's `checkpoint_digest`, a
-        GGUF file's `file_digest`), an endpoint's model by its name: computed once by the driver, shipped to the
+        """This spec with each local model identified by its bytes (`local_model_id`), an endpoint's model by its
+        name: computed once by the driver, shipped to the
         workers."""
         def identify(which: Which) -> str:
             model = Path(self.pairs_model if which == "pairs" else self.rewrite_model)
             if self.backend(which) == "openai" or not model.exists():
                 return str(model)
-            return f"{model.name}@{checkpoint_digest(model) if model.is_dir() else file_digest(model)}"
+            return local_model_id(model)
 
         return replace(self, pairs_model_id=identify("pairs"), rewrite_model_id=identify("rewrite"))
 

@@ -43,7 +43,7 @@ class BatchGenerator:
         if online.cache is None:
             raise MgaError("teacher.mode batch needs the request cache (the answers land there)")
         self.online, self.cfg, self.cache = online, cfg, online.cache
-        self.model_name = online.model_name
+        self.model_name, self.model_id = online.model_name, online.model_id
         self.account = online.account
         self.state_path = Path(state_dir) / "batches.json"
         self._sleep = sleep

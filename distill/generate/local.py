@@ -30,6 +30,7 @@ from typing import Any
 from mga.distill.core.config import GenerationParams
 from mga.distill.core.console import progress_task
 from mga.distill.core.errors import MgaError
+from mga.distill.core.weights import local_model_id
 from mga.distill.generate import structured
 from mga.distill.generate.llamacpp import LlamaCppEngine, default_threads, engine_count, is_gguf
 from mga.distill.generate.protocol import Completion, Request, Result, Validator
@@ -73,7 +74,7 @@ class LocalGenerator:
         elif not path.is_dir() or not ((path / "config.json").exists() or (path / "adapter_config.json").exists()):
             raise MgaError(f"{model_path}: not a local checkpoint (no config.json or adapter_config.json)")
         self.model_path = str(path)
-        self.model_name = path.name
+        self.model_name, self.model_id = path.name, local_model_id(path)
         self.batch_size = max(1, int(batch_size))
         self.max_failed_batches = max(1, int(max_failed_batches))
         self.backend = backend

@@ -80,7 +80,8 @@ class Sized:
 
 
 class Generator(Protocol):
-    model_name: str
+    model_name: str  # shown in rows and progress
+    model_id: str  # what answers are keyed by: an endpoint's model name, a local model's name and bytes
 
     def run(
         self,

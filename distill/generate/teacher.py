@@ -64,7 +64,7 @@ class OpenAIGenerator:
         spent_before: float = 0.0,
     ):
         self.cfg = cfg
-        self.model_name = cfg.model
+        self.model_name = self.model_id = cfg.model
         self.cache = cache
         self.accounting = accounting if accounting is not None else Accounting.for_teacher(cfg)
         self.stage = stage
