@@ -120,8 +120,8 @@ def label_pairs(
     chunks = _read_chunks(chunks_path)
     if not chunks:
         raise MgaError(f"{chunks_path}: no chunk with text to label")
-    model = generator.model_id
-    jobs = {chunk_key(c): pairs_job(c["meta"], language, num_pairs, params, model) for c in chunks}
+    model = generator.model_name  # in the rows; the jobs' digests hold its identity (a local model's bytes)
+    jobs = {chunk_key(c): pairs_job(c["meta"], language, num_pairs, params, generator.model_id) for c in chunks}
     resumed = _resume("stage 1", out_path, chunk_key, jobs, overwrite)
     todo = {k: j for k, j in jobs.items() if k not in resumed.done}
     requests = Sized((pairs_request(k, j, params, num_pairs) for k, j in todo.items()), len(todo))
@@ -178,8 +178,8 @@ def label_rewrites(
         console.print(f"stage 2: {skipped} chunks whose pairs failed are not rewritten", markup=False)
     if not metas and not skipped:
         raise MgaError(f"{pairs_path}: no rows: nothing to rewrite")
-    model = generator.model_id
-    jobs = {k: rewrite_job(meta, variant, language, params, model) for k, meta in metas.items()}
+    model = generator.model_name
+    jobs = {k: rewrite_job(meta, variant, language, params, generator.model_id) for k, meta in metas.items()}
     resumed = _resume("stage 2", out_path, rewrite_key, jobs, overwrite)
     todo = {k: j for k, j in jobs.items() if k not in resumed.done}
     requests = Sized((rewrite_request(k, j, params, language) for k, j in todo.items()), len(todo))
