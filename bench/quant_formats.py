@@ -104,10 +104,12 @@ def main() -> None:
         checkpoint, heldout = trained_student(args.train_docs, args.epochs, args.eval_docs)
     if args.train_only:
         return
+    sft = next((folder / "data" / "train.jsonl" for folder in (checkpoint.parent, checkpoint.parent.parent)
+                if (folder / "data" / "train.jsonl").exists()), None)
     command = [str(Path(sys.executable).with_name("mga")), "quantize", str(checkpoint),
                *[f"--scheme={s}" for s in args.scheme or SCHEMES], "--eval", "--heldout", str(heldout),
                "--eval-rows", str(args.task_rows), "--eval-tokens", str(args.eval_tokens),
-               "--calibration", str(checkpoint.parent.parent / "data" / "train.jsonl"), "--samples", str(args.samples),
+               *(["--calibration", str(sft)] if sft else []), "--samples", str(args.samples),
                "--max-length", "512", "--group-size", "64",
                *(["--judge", "heuristic"] if args.stage == "rewrite" else [])]
     print(" ".join(command), flush=True)
