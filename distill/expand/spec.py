@@ -57,8 +57,7 @@ class ExpandSpec:
 
     def with_model_ids(self) -> ExpandSpec:
         """This spec with each local model identified by its bytes (`local_model_id`), an endpoint's model by its
-        name: computed once by the driver, shipped to the
-        workers."""
+        name: computed once by the driver, shipped to the workers."""
         def identify(which: Which) -> str:
             model = Path(self.pairs_model if which == "pairs" else self.rewrite_model)
             if self.backend(which) == "openai" or not model.exists():
