@@ -6,8 +6,8 @@ otherwise, as an OpenAI-compatible server reports it. So `mga label --teacher-mo
 same schema as the teacher's, and the judge and the report treat SLM and teacher outputs alike.
 With `backend="vllm"` (optional extra, CUDA only) the same requests go through vLLM's offline engine; with
 `backend="llamacpp"` a GGUF file answers them through llama.cpp on CPUs (`mga.distill.generate.llamacpp`), one
-request per engine, as many engines side by side as `engine_count` gives, so progress moves per answer or two. A backend is one `_generate_<backend>(jobs, params)` returning
-a batch's completions; which answers are re-asked, and how often, is `mga.distill.generate.reask`'s to decide
+request per engine, as many engines side by side as `engine_count` gives, so progress moves per answer or two.
+A backend is one `_generate_<backend>(jobs, params)` returning a batch's completions; which answers are re-asked, and how often, is `mga.distill.generate.reask`'s to decide
 (a re-ask here samples, seeded per attempt). Structured output (`mga.distill.generate.structured`): llama.cpp
 gets the answer's JSON-schema grammar, vLLM its structured-outputs parameter; transformers has no constrained
 decoding, so `auto` answers unconstrained there and `json_schema`/`json_object` end the run with an error.
